@@ -1,0 +1,19 @@
+//! valuedrift's engine: trainable causal LMs on candle.
+//!
+//! It knows tensors, models, tokenizers, sampling and log-probs, and nothing of stances.
+
+pub mod chat;
+pub mod config;
+pub mod error;
+pub mod kv;
+pub mod load;
+pub mod model;
+pub mod tokenizer;
+pub mod weights;
+
+pub use chat::{ChatFormat, Message};
+pub use config::{Family, ModelConfig};
+pub use error::{Error, Result};
+pub use load::LanguageModel;
+pub use model::{Mode, Model};
+pub use tokenizer::Tokenizer;

@@ -1,0 +1,150 @@
+//! A loaded language model: weights, tokenizer and chat format, from a GGUF file or a Hugging
+//! Face directory; and saving as a Hugging Face directory.
+
+use crate::chat::{ChatFormat, Message};
+use crate::config::{Family, ModelConfig};
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::tokenizer::Tokenizer;
+use crate::weights;
+use candle_core::{DType, Device};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+pub struct LanguageModel {
+    pub model: Model,
+    pub tokenizer: Tokenizer,
+    pub chat: ChatFormat,
+    pub source: PathBuf,
+}
+
+impl LanguageModel {
+    /// Loads a `.gguf` file or a directory with config.json, *.safetensors and tokenizer.json.
+    pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        if !path.exists() {
+            return Err(Error::bad_model(path, "no such file or directory"));
+        }
+        if path.is_dir() {
+            Self::load_hf_dir(path, device, dtype)
+        } else {
+            Self::load_gguf(path, device, dtype)
+        }
+    }
+
+    fn load_gguf(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        let (cfg, tensors, content) = weights::load_gguf(path, device)?;
+        let tokenizer = Tokenizer::from_gguf(path, &content)?;
+        let token = |key: &str| {
+            content.metadata.get(key).and_then(|v| v.to_u32().ok())
+                .and_then(|id| tokenizer.id_to_token(id)).unwrap_or_default()
+        };
+        let template = content.metadata.get("tokenizer.chat_template").and_then(|v| v.to_string().ok()).cloned();
+        let chat = match template {
+            Some(source) => ChatFormat::Template {
+                source,
+                bos_token: token("tokenizer.ggml.bos_token_id"),
+                eos_token: token("tokenizer.ggml.eos_token_id"),
+            },
+            None => ChatFormat::Base,
+        };
+        let model = Model::from_tensors(cfg, tensors, dtype, device, path)?;
+        Ok(LanguageModel { model, tokenizer, chat, source: path.into() })
+    }
+
+    fn load_hf_dir(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        let (mut cfg, tensors) = weights::load_hf_dir(dir, device)?;
+        let tok_path = dir.join("tokenizer.json");
+        if !tok_path.exists() {
+            return Err(Error::bad_model(dir, "no tokenizer.json"));
+        }
+        let tokenizer = Tokenizer::from_file(&tok_path)?;
+        let tok_cfg: serde_json::Value = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok()
+            .and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(json!({}));
+        let special = |key: &str| match &tok_cfg[key] {
+            serde_json::Value::String(s) => s.clone(),
+            v => v["content"].as_str().unwrap_or_default().to_string(),
+        };
+        let template = std::fs::read_to_string(dir.join("chat_template.jinja")).ok()
+            .or_else(|| tok_cfg["chat_template"].as_str().map(str::to_string));
+        let chat = match template {
+            Some(source) => ChatFormat::Template { source, bos_token: special("bos_token"), eos_token: special("eos_token") },
+            None => ChatFormat::Base,
+        };
+        if let Ok(gen) = std::fs::read_to_string(dir.join("generation_config.json")) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&gen) {
+                let ids = ModelConfig::from_hf_json(dir, &json!({"model_type": "llama", "eos_token_id": v["eos_token_id"],
+                    "hidden_size": 1, "num_attention_heads": 1, "num_hidden_layers": 1, "vocab_size": 1, "intermediate_size": 1}))
+                    .map(|c| c.eos_token_ids).unwrap_or_default();
+                for id in ids {
+                    if !cfg.eos_token_ids.contains(&id) {
+                        cfg.eos_token_ids.push(id);
+                    }
+                }
+            }
+        }
+        let model = Model::from_tensors(cfg, tensors, dtype, device, dir)?;
+        Ok(LanguageModel { model, tokenizer, chat, source: dir.into() })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.model.cfg
+    }
+
+    /// Token ids that end generation: the model's EOS ids and its chat end-of-turn token.
+    pub fn stop_ids(&self) -> Vec<u32> {
+        let mut ids = self.model.cfg.eos_token_ids.clone();
+        let eot = self.chat.end_of_turn().trim_end();
+        if let Some(id) = (!eot.is_empty()).then(|| self.tokenizer.token_to_id(eot)).flatten() {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        ids
+    }
+
+    /// Prompt ids for a single user message, formatted for generation.
+    pub fn prompt_ids(&self, messages: &[Message]) -> Result<Vec<u32>> {
+        let text = self.chat.render(messages, true)?;
+        self.encode_prompt_text(&text)
+    }
+
+    /// Encodes rendered prompt text. Templates that write the BOS token themselves must not get
+    /// a second one from the tokenizer.
+    pub fn encode_prompt_text(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = self.tokenizer.encode(text, true)?;
+        if let (Some(bos), [a, b, ..]) = (self.model.cfg.bos_token_id, ids.as_slice()) {
+            if *a == bos && *b == bos {
+                ids.remove(0);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Saves as a Hugging Face directory: config.json, model.safetensors, tokenizer.json,
+    /// tokenizer_config.json (with the chat template) and generation_config.json.
+    pub fn save_hf(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let cfg = &self.model.cfg;
+        let write = |name: &str, v: &serde_json::Value| {
+            let p = dir.join(name);
+            std::fs::write(&p, serde_json::to_string_pretty(v).expect("json")).map_err(|e| Error::io(&p, e))
+        };
+        write("config.json", &cfg.to_hf_json())?;
+        weights::save_safetensors(&dir.join("model.safetensors"), &self.model.tensors())?;
+        self.tokenizer.save(&dir.join("tokenizer.json"))?;
+        let name = |id: Option<u32>| id.and_then(|i| self.tokenizer.id_to_token(i));
+        let mut tok_cfg = json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": name(cfg.bos_token_id),
+            "eos_token": name(cfg.eos_token_ids.first().copied()),
+            "pad_token": name(cfg.pad_token_id),
+            "add_bos_token": cfg.family == Family::Gemma3,
+            "model_max_length": cfg.max_position_embeddings,
+        });
+        if let Some(t) = self.chat.template_source() {
+            tok_cfg["chat_template"] = json!(t);
+        }
+        write("tokenizer_config.json", &tok_cfg)?;
+        write("generation_config.json", &json!({"bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_ids, "pad_token_id": cfg.pad_token_id}))
+    }
+}

@@ -1,0 +1,387 @@
+//! One decoder-only transformer that covers the Llama, Qwen2 and Gemma 3 families.
+//!
+//! Weights live in `Var`s so every one of them can be trained. The same code runs in two modes:
+//! `Grad` builds the autograd graph from composite ops (each has a backward pass); `Infer` uses
+//! detached weights and candle's fused kernels (RMSNorm, RoPE, softmax), which have none.
+
+use crate::config::{Family, ModelConfig};
+use crate::error::{Error, Result};
+use crate::kv::KvBatch;
+use crate::weights::TensorMap;
+use candle_core::{DType, Device, Tensor, Var, D};
+use std::path::Path;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Record the autograd graph (training).
+    Grad,
+    /// No graph, fused kernels (generation, scoring).
+    Infer,
+}
+
+struct Linear {
+    weight: Var,
+    bias: Option<Var>,
+}
+
+struct Layer {
+    attn_in_norm: Var,
+    /// Gemma 3 normalizes the attention output before the residual add.
+    attn_out_norm: Option<Var>,
+    ffn_in_norm: Var,
+    ffn_out_norm: Option<Var>,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    q_norm: Option<Var>,
+    k_norm: Option<Var>,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+/// A causal LM whose every weight is a trainable `Var`, named as in Hugging Face checkpoints.
+pub struct Model {
+    pub cfg: ModelConfig,
+    embed: Var,
+    lm_head: Option<Var>,
+    norm: Var,
+    layers: Vec<Layer>,
+    params: Vec<(String, Var)>,
+    device: Device,
+    dtype: DType,
+}
+
+/// Where each row's tokens sit: right-padded rows of one batch, positions counted from `start`.
+pub struct Positions {
+    /// Per row, the absolute position of the first token in this forward.
+    pub start: Vec<usize>,
+}
+
+impl Model {
+    /// Builds the model from named tensors, checking that each expected tensor is present with
+    /// the right shape. `source` names the file in error messages.
+    pub fn from_tensors(cfg: ModelConfig, mut tensors: TensorMap, dtype: DType, device: &Device, source: &Path) -> Result<Self> {
+        let mut params = Vec::new();
+        let mut take = |name: &str, shape: &[usize]| -> Result<Var> {
+            let t = tensors.remove(name).ok_or_else(|| Error::MissingTensor { path: source.into(), name: name.into() })?;
+            if t.dims() != shape {
+                return Err(Error::TensorShape { path: source.into(), name: name.into(), got: t.dims().to_vec(), expected: shape.to_vec() });
+            }
+            let var = Var::from_tensor(&t.to_dtype(dtype)?.to_device(device)?)?;
+            params.push((name.to_string(), var.clone()));
+            Ok(var)
+        };
+        let (h, hd, i) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
+        let (qd, kvd) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
+        let gemma = cfg.family == Family::Gemma3;
+        let embed = take("model.embed_tokens.weight", &[cfg.vocab_size, h])?;
+        let mut layers = Vec::with_capacity(cfg.num_layers);
+        for l in 0..cfg.num_layers {
+            let p = format!("model.layers.{l}.");
+            let mut lin = |name: &str, out: usize, inp: usize, bias: bool| -> Result<Linear> {
+                let weight = take(&format!("{p}{name}.weight"), &[out, inp])?;
+                let bias = if bias { Some(take(&format!("{p}{name}.bias"), &[out])?) } else { None };
+                Ok(Linear { weight, bias })
+            };
+            let b = cfg.attention_bias;
+            let (q, k, v, o) = (lin("self_attn.q_proj", qd, h, b)?, lin("self_attn.k_proj", kvd, h, b)?,
+                                lin("self_attn.v_proj", kvd, h, b)?, lin("self_attn.o_proj", h, qd, false)?);
+            let (gate, up, down) = (lin("mlp.gate_proj", i, h, false)?, lin("mlp.up_proj", i, h, false)?,
+                                    lin("mlp.down_proj", h, i, false)?);
+            let mut norm = |name: &str, n: usize| take(&format!("{p}{name}.weight"), &[n]);
+            let layer = if gemma {
+                Layer {
+                    attn_in_norm: norm("input_layernorm", h)?,
+                    attn_out_norm: Some(norm("post_attention_layernorm", h)?),
+                    ffn_in_norm: norm("pre_feedforward_layernorm", h)?,
+                    ffn_out_norm: Some(norm("post_feedforward_layernorm", h)?),
+                    q_norm: Some(norm("self_attn.q_norm", hd)?),
+                    k_norm: Some(norm("self_attn.k_norm", hd)?),
+                    q, k, v, o, gate, up, down,
+                }
+            } else {
+                Layer {
+                    attn_in_norm: norm("input_layernorm", h)?,
+                    attn_out_norm: None,
+                    ffn_in_norm: norm("post_attention_layernorm", h)?,
+                    ffn_out_norm: None,
+                    q_norm: None,
+                    k_norm: None,
+                    q, k, v, o, gate, up, down,
+                }
+            };
+            layers.push(layer);
+        }
+        let norm = take("model.norm.weight", &[h])?;
+        let lm_head = if cfg.tie_word_embeddings { None } else { Some(take("lm_head.weight", &[cfg.vocab_size, h])?) };
+        Ok(Model { cfg, embed, lm_head, norm, layers, params, device: device.clone(), dtype })
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Every trainable weight with its Hugging Face name (tied embeddings appear once).
+    pub fn params(&self) -> &[(String, Var)] {
+        &self.params
+    }
+
+    /// The weights as named tensors, in the Hugging Face layout, for saving.
+    pub fn tensors(&self) -> TensorMap {
+        self.params.iter().map(|(n, v)| (n.clone(), v.as_detached_tensor())).collect()
+    }
+
+    fn w(v: &Var, mode: Mode) -> Tensor {
+        match mode {
+            Mode::Grad => v.as_tensor().clone(),
+            Mode::Infer => v.as_detached_tensor(),
+        }
+    }
+
+    fn linear(&self, x: &Tensor, l: &Linear, mode: Mode) -> Result<Tensor> {
+        let w = Self::w(&l.weight, mode);
+        let y = match x.dims() {
+            [b, t, k] => x.reshape((b * t, *k))?.matmul(&w.t()?)?.reshape((*b, *t, ()))?,
+            _ => x.matmul(&w.t()?)?,
+        };
+        Ok(match &l.bias {
+            Some(b) => y.broadcast_add(&Self::w(b, mode))?,
+            None => y,
+        })
+    }
+
+    /// RMSNorm; Gemma scales by (1 + w), the others by w.
+    fn rms_norm(&self, x: &Tensor, w: &Var, mode: Mode) -> Result<Tensor> {
+        let w = Self::w(w, mode);
+        let scale = if self.cfg.family == Family::Gemma3 { (w + 1.0)? } else { w };
+        let eps = self.cfg.rms_norm_eps;
+        if mode == Mode::Infer && x.dtype() == DType::F32 {
+            return Ok(candle_nn::ops::rms_norm(&x.contiguous()?, &scale, eps as f32)?);
+        }
+        let dtype = x.dtype();
+        let xf = x.to_dtype(DType::F32)?;
+        let ms = xf.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = xf.broadcast_div(&(ms + eps)?.sqrt()?)?;
+        Ok(normed.to_dtype(dtype)?.broadcast_mul(&scale)?)
+    }
+
+    fn mlp(&self, x: &Tensor, layer: &Layer, mode: Mode) -> Result<Tensor> {
+        let gate = self.linear(x, &layer.gate, mode)?;
+        let act = match self.cfg.family {
+            Family::Gemma3 => gate.gelu()?,
+            _ => match mode {
+                Mode::Infer => candle_nn::ops::silu(&gate)?,
+                Mode::Grad => (&gate * candle_nn::ops::sigmoid(&gate)?)?,
+            },
+        };
+        let up = self.linear(x, &layer.up, mode)?;
+        self.linear(&(act * up)?, &layer.down, mode)
+    }
+
+    /// cos/sin of shape (B, T, head_dim/2) for the given per-row start positions.
+    fn rope_tables(&self, starts: &[usize], t: usize, theta: f64) -> Result<(Tensor, Tensor)> {
+        let half = self.cfg.head_dim / 2;
+        let inv: Vec<f32> = (0..half)
+            .map(|i| (1.0 / theta.powf(2.0 * i as f64 / self.cfg.head_dim as f64)) as f32)
+            .collect();
+        let n = starts.len() * t * half;
+        let (mut cos, mut sin) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for &s in starts {
+            for p in s..s + t {
+                for &f in &inv {
+                    let a = p as f32 * f;
+                    cos.push(a.cos());
+                    sin.push(a.sin());
+                }
+            }
+        }
+        let shape = (starts.len(), t, half);
+        let cos = Tensor::from_vec(cos, shape, &self.device)?.to_dtype(self.dtype)?;
+        let sin = Tensor::from_vec(sin, shape, &self.device)?.to_dtype(self.dtype)?;
+        Ok((cos, sin))
+    }
+
+    /// Rotary embedding in the half-split layout; x is (B, heads, T, head_dim).
+    fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, mode: Mode) -> Result<Tensor> {
+        if mode == Mode::Infer {
+            return Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)?);
+        }
+        let hd = x.dim(D::Minus1)?;
+        let cos = Tensor::cat(&[cos, cos], D::Minus1)?.unsqueeze(1)?;
+        let sin = Tensor::cat(&[sin, sin], D::Minus1)?.unsqueeze(1)?;
+        let x1 = x.narrow(D::Minus1, 0, hd / 2)?;
+        let x2 = x.narrow(D::Minus1, hd / 2, hd / 2)?;
+        let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+        Ok((x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?)?)
+    }
+
+    fn softmax(x: &Tensor, mode: Mode) -> Result<Tensor> {
+        if mode == Mode::Infer && x.dtype() == DType::F32 {
+            return Ok(candle_nn::ops::softmax_last_dim(&x.contiguous()?)?);
+        }
+        let dtype = x.dtype();
+        let xf = x.to_dtype(DType::F32)?;
+        let max = xf.max_keepdim(D::Minus1)?;
+        let e = xf.broadcast_sub(&max)?.exp()?;
+        Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?.to_dtype(dtype)?)
+    }
+
+    /// Additive mask (T, T) for a fresh sequence: causal, and limited to the window if given.
+    fn causal_mask(&self, t: usize, window: Option<usize>) -> Result<Tensor> {
+        let mask: Vec<f32> = (0..t)
+            .flat_map(|q| (0..t).map(move |k| {
+                let visible = k <= q && window.is_none_or(|w| q - k < w);
+                if visible { 0.0 } else { f32::NEG_INFINITY }
+            }))
+            .collect();
+        Ok(Tensor::from_vec(mask, (t, t), &self.device)?.to_dtype(self.dtype)?)
+    }
+
+    fn window(&self, layer: usize) -> Option<usize> {
+        if self.cfg.sliding_layers[layer] { self.cfg.sliding_window } else { None }
+    }
+
+    /// Token embeddings, scaled by sqrt(hidden) for Gemma.
+    fn embed(&self, ids: &Tensor, mode: Mode) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let x = Self::w(&self.embed, mode).index_select(&ids.flatten_all()?, 0)?.reshape((b, t, ()))?;
+        Ok(match self.cfg.family {
+            Family::Gemma3 => {
+                // transformers rounds the scale to the activation dtype before multiplying.
+                let scale = half::bf16::from_f64((self.cfg.hidden_size as f64).sqrt());
+                let scale = if self.dtype == DType::BF16 { scale.to_f64() } else { (self.cfg.hidden_size as f64).sqrt() as f32 as f64 };
+                (x * scale)?
+            }
+            _ => x,
+        })
+    }
+
+    /// Projects q, k, v for (B, T, H) input and applies q/k norms and RoPE.
+    fn qkv(&self, x: &Tensor, layer: &Layer, l: usize, starts: &[usize], mode: Mode) -> Result<(Tensor, Tensor, Tensor)> {
+        let (b, t, _) = x.dims3()?;
+        let cfg = &self.cfg;
+        let heads = |y: Tensor, n: usize| -> Result<Tensor> {
+            Ok(y.reshape((b, t, n, cfg.head_dim))?.transpose(1, 2)?)
+        };
+        let mut q = heads(self.linear(x, &layer.q, mode)?, cfg.num_heads)?;
+        let mut k = heads(self.linear(x, &layer.k, mode)?, cfg.num_kv_heads)?;
+        let v = heads(self.linear(x, &layer.v, mode)?, cfg.num_kv_heads)?.contiguous()?;
+        if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
+            q = self.rms_norm(&q, qn, mode)?;
+            k = self.rms_norm(&k, kn, mode)?;
+        }
+        let theta = if cfg.sliding_layers[l] { cfg.rope_local_theta } else { cfg.rope_theta };
+        let (cos, sin) = self.rope_tables(starts, t, theta)?;
+        let q = Self::rope(&q, &cos, &sin, mode)?;
+        let k = Self::rope(&k, &cos, &sin, mode)?;
+        Ok((q, k.contiguous()?, v))
+    }
+
+    /// Grouped-query attention without copying K/V per head: q (B, heads, Tq, hd) is viewed as
+    /// (B, kv, groups*Tq, hd). `mask` broadcasts to (B, 1, 1, Tq, Tk).
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, mode: Mode) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let (b, _, tq, hd) = q.dims4()?;
+        let tk = k.dim(2)?;
+        let groups = cfg.num_heads / cfg.num_kv_heads;
+        let scale = 1.0 / cfg.query_pre_attn_scalar.sqrt();
+        let q = (q.contiguous()?.reshape((b, cfg.num_kv_heads, groups * tq, hd))? * scale)?;
+        let scores = q.matmul(&k.t()?)?.reshape((b, cfg.num_kv_heads, groups, tq, tk))?;
+        let scores = scores.broadcast_add(mask)?;
+        let probs = Self::softmax(&scores, mode)?.reshape((b, cfg.num_kv_heads, groups * tq, tk))?;
+        let out = probs.matmul(v)?.reshape((b, cfg.num_heads, tq, hd))?;
+        Ok(out.transpose(1, 2)?.reshape((b, tq, cfg.num_heads * hd))?)
+    }
+
+    fn block(&self, x: &Tensor, layer: &Layer, attn: Tensor, mode: Mode) -> Result<Tensor> {
+        let attn = self.linear(&attn, &layer.o, mode)?;
+        let attn = match &layer.attn_out_norm {
+            Some(n) => self.rms_norm(&attn, n, mode)?,
+            None => attn,
+        };
+        let x = (x + attn)?;
+        let h = self.rms_norm(&x, &layer.ffn_in_norm, mode)?;
+        let h = self.mlp(&h, layer, mode)?;
+        let h = match &layer.ffn_out_norm {
+            Some(n) => self.rms_norm(&h, n, mode)?,
+            None => h,
+        };
+        Ok((x + h)?)
+    }
+
+    /// Final hidden states (B, T, H) of right-padded rows starting at position 0.
+    /// Padding needs no mask: with a causal mask, real tokens never attend to later padding.
+    /// With `cache`, the rows' keys and values are also written to the given cache slots.
+    pub fn forward_hidden(&self, ids: &Tensor, mode: Mode, mut cache: Option<(&mut KvBatch, &[usize], &[usize])>) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let starts = vec![0; b];
+        let mut x = self.embed(ids, mode)?;
+        let global_mask = self.causal_mask(t, None)?;
+        let local_mask = match self.cfg.sliding_window {
+            Some(w) if w < t => Some(self.causal_mask(t, Some(w))?),
+            _ => None,
+        };
+        for (l, layer) in self.layers.iter().enumerate() {
+            let h = self.rms_norm(&x, &layer.attn_in_norm, mode)?;
+            let (q, k, v) = self.qkv(&h, layer, l, &starts, mode)?;
+            if let Some((kv, slots, lens)) = cache.as_mut() {
+                kv.write_prefill(l, &k, &v, slots, lens)?;
+            }
+            let mask = match (&local_mask, self.window(l)) {
+                (Some(m), Some(_)) => m,
+                _ => &global_mask,
+            };
+            let attn = self.attend(&q, &k, &v, mask, mode)?;
+            x = self.block(&x, layer, attn, mode)?;
+        }
+        self.rms_norm(&x, &self.norm, mode)
+    }
+
+    /// One decode step: `ids` holds one new token per cache slot, at position `kv.len(slot)`.
+    /// Returns the final hidden states (S, H) and advances every slot by one.
+    pub fn decode_step(&self, ids: &Tensor, kv: &mut KvBatch) -> Result<Tensor> {
+        let mode = Mode::Infer;
+        let s = ids.dim(0)?;
+        let starts = kv.lens().to_vec();
+        let mut x = self.embed(&ids.reshape((s, 1))?, mode)?;
+        let span = kv.span_after_step();
+        let global_mask = kv.decode_mask(None, self.dtype)?;
+        let local_mask = match self.cfg.sliding_window {
+            Some(w) if self.cfg.sliding_layers.iter().any(|&x| x) => Some(kv.decode_mask(Some(w), self.dtype)?),
+            _ => None,
+        };
+        for (l, layer) in self.layers.iter().enumerate() {
+            let h = self.rms_norm(&x, &layer.attn_in_norm, mode)?;
+            let (q, k, v) = self.qkv(&h, layer, l, &starts, mode)?;
+            kv.append(l, &k, &v)?;
+            let (keys, values) = kv.view(l, span)?;
+            let mask = match (&local_mask, self.window(l)) {
+                (Some(m), Some(_)) => m,
+                _ => &global_mask,
+            };
+            let attn = self.attend(&q, &keys, &values, mask, mode)?;
+            x = self.block(&x, layer, attn, mode)?;
+        }
+        kv.advance();
+        self.rms_norm(&x, &self.norm, mode)?.squeeze(1).map_err(Into::into)
+    }
+
+    /// Logits (N, V) for hidden states (N, H).
+    pub fn logits(&self, hidden: &Tensor, mode: Mode) -> Result<Tensor> {
+        let head = Self::w(self.lm_head.as_ref().unwrap_or(&self.embed), mode);
+        Ok(hidden.matmul(&head.t()?)?)
+    }
+
+    /// Full logits (B, T, V); meant for tests and small inputs.
+    pub fn forward_logits(&self, ids: &Tensor, mode: Mode) -> Result<Tensor> {
+        let hidden = self.forward_hidden(ids, mode, None)?;
+        let (b, t, h) = hidden.dims3()?;
+        Ok(self.logits(&hidden.reshape((b * t, h))?, mode)?.reshape((b, t, ()))?)
+    }
+}
