@@ -5,6 +5,8 @@
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod generate;
+pub mod score;
 pub mod kv;
 pub mod load;
 pub mod model;

@@ -1,0 +1,78 @@
+//! Log-probabilities of responses given prompts: the quantity DPO, SimPO and the judge use.
+//!
+//! Response token j is scored by the logits at the position before it, so only the hidden states
+//! of response positions go through the (large) output projection.
+
+use crate::error::{Error, Result};
+use crate::model::{Mode, Model};
+use candle_core::{DType, Tensor, D};
+
+/// Per-token log-probs of a batch of (prompt, response) pairs, flattened into one tensor (N,),
+/// and the range of each pair's tokens in it. Differentiable in `Mode::Grad`.
+pub fn token_logps(model: &Model, pairs: &[(&[u32], &[u32])], mode: Mode) -> Result<(Tensor, Vec<std::ops::Range<usize>>)> {
+    for (i, (p, r)) in pairs.iter().enumerate() {
+        if p.is_empty() || r.is_empty() {
+            return Err(Error::Input(format!("pair {i}: prompt and response must both have tokens")));
+        }
+        if p.len() + r.len() > model.cfg.max_position_embeddings {
+            return Err(Error::Input(format!("pair {i}: {} tokens exceed the model's context of {}", p.len() + r.len(), model.cfg.max_position_embeddings)));
+        }
+    }
+    let t = pairs.iter().map(|(p, r)| p.len() + r.len()).max().unwrap_or(0);
+    let b = pairs.len();
+    let mut ids = Vec::with_capacity(b * t);
+    let (mut rows, mut targets, mut ranges) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, (p, r)) in pairs.iter().enumerate() {
+        ids.extend_from_slice(p);
+        ids.extend_from_slice(r);
+        ids.extend(std::iter::repeat_n(0u32, t - p.len() - r.len()));
+        let start = rows.len();
+        for (j, &tok) in r.iter().enumerate() {
+            rows.push((i * t + p.len() - 1 + j) as u32);
+            targets.push(tok);
+        }
+        ranges.push(start..rows.len());
+    }
+    let dev = model.device();
+    let ids = Tensor::from_vec(ids, (b, t), dev)?;
+    let hidden = model.forward_hidden(&ids, mode, None)?;
+    let h = hidden.dim(D::Minus1)?;
+    let n = rows.len();
+    let picked = hidden.reshape((b * t, h))?.index_select(&Tensor::from_vec(rows, n, dev)?, 0)?;
+    let logits = model.logits(&picked, mode)?.to_dtype(DType::F32)?;
+    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let targets = Tensor::from_vec(targets, (n, 1), dev)?;
+    Ok((logp.gather(&targets, 1)?.squeeze(1)?, ranges))
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scored {
+    pub token_logps: Vec<f32>,
+    pub sum: f64,
+    pub mean: f64,
+}
+
+/// Scores pairs without gradients, `tokens_per_batch` tokens (padded) at a time; longest first so
+/// that batches hold pairs of similar length. Results come back in input order.
+pub fn score(model: &Model, pairs: &[(Vec<u32>, Vec<u32>)], tokens_per_batch: usize) -> Result<Vec<Scored>> {
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(pairs[i].0.len() + pairs[i].1.len()));
+    let mut out: Vec<Option<Scored>> = vec![None; pairs.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let longest = pairs[order[start]].0.len() + pairs[order[start]].1.len();
+        let n = (tokens_per_batch / longest.max(1)).max(1).min(order.len() - start);
+        let chunk = &order[start..start + n];
+        let batch: Vec<(&[u32], &[u32])> = chunk.iter().map(|&i| (pairs[i].0.as_slice(), pairs[i].1.as_slice())).collect();
+        let (logps, ranges) = token_logps(model, &batch, Mode::Infer)?;
+        let logps: Vec<f32> = logps.to_vec1()?;
+        for (&i, r) in chunk.iter().zip(ranges) {
+            let toks = logps[r].to_vec();
+            let sum: f64 = toks.iter().map(|&x| x as f64).sum();
+            let mean = sum / toks.len() as f64;
+            out[i] = Some(Scored { token_logps: toks, sum, mean });
+        }
+        start += n;
+    }
+    Ok(out.into_iter().map(|s| s.expect("every pair scored")).collect())
+}
