@@ -10,6 +10,7 @@ pub mod score;
 pub mod kv;
 pub mod load;
 pub mod model;
+pub mod optim;
 pub mod tokenizer;
 pub mod weights;
 

@@ -76,3 +76,10 @@ pub fn score(model: &Model, pairs: &[(Vec<u32>, Vec<u32>)], tokens_per_batch: us
     }
     Ok(out.into_iter().map(|s| s.expect("every pair scored")).collect())
 }
+
+/// Cross-entropy of the response tokens only (mean over all response tokens of the batch), the
+/// SFT loss. Prompt tokens and padding carry no loss.
+pub fn response_nll(model: &Model, pairs: &[(&[u32], &[u32])], mode: Mode) -> Result<Tensor> {
+    let (logps, _) = token_logps(model, pairs, mode)?;
+    Ok(logps.mean_all()?.neg()?)
+}

@@ -1,0 +1,159 @@
+//! AdamW that updates weights in place (one fused pass per tensor on CPU; composite tensor ops on
+//! other devices), and global-norm gradient clipping. Matches torch.optim.AdamW.
+
+use crate::error::Result;
+use candle_core::backprop::GradStore;
+use candle_core::{CpuStorage, DType, Layout, Tensor, Var};
+use std::sync::Mutex;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdamWConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        AdamWConfig { lr: 1e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+    }
+}
+
+enum Moments {
+    Host { m: Vec<f32>, v: Vec<f32> },
+    Device { m: Tensor, v: Tensor },
+}
+
+pub struct AdamW {
+    pub cfg: AdamWConfig,
+    params: Vec<Var>,
+    moments: Vec<Moments>,
+    step: u64,
+}
+
+/// The per-element AdamW update, applied to a weight in place with m and v held on the host.
+struct FusedStep<'a> {
+    m: Mutex<&'a mut [f32]>,
+    v: Mutex<&'a mut [f32]>,
+    lr: f32,
+    b1: f32,
+    b2: f32,
+    eps: f32,
+    decay: f32,
+    bc1: f32,
+    bc2_sqrt: f32,
+    grad_scale: f32,
+}
+
+impl candle_core::InplaceOp2 for FusedStep<'_> {
+    fn name(&self) -> &'static str {
+        "fused-adamw"
+    }
+
+    fn cpu_fwd(&self, dst: &mut CpuStorage, dst_l: &Layout, grad: &CpuStorage, grad_l: &Layout) -> candle_core::Result<()> {
+        let (CpuStorage::F32(w), CpuStorage::F32(g)) = (dst, grad) else {
+            candle_core::bail!("fused AdamW needs f32 weights and gradients")
+        };
+        let (Some((w0, w1)), Some((g0, g1))) = (dst_l.contiguous_offsets(), grad_l.contiguous_offsets()) else {
+            candle_core::bail!("fused AdamW needs contiguous tensors")
+        };
+        let (w, g) = (&mut w[w0..w1], &g[g0..g1]);
+        let mut m = self.m.lock().unwrap();
+        let mut v = self.v.lock().unwrap();
+        let step_size = self.lr / self.bc1;
+        for i in 0..w.len() {
+            let gi = g[i] * self.grad_scale;
+            m[i] = self.b1 * m[i] + (1.0 - self.b1) * gi;
+            v[i] = self.b2 * v[i] + (1.0 - self.b2) * gi * gi;
+            let denom = v[i].sqrt() / self.bc2_sqrt + self.eps;
+            w[i] = w[i] * self.decay - step_size * m[i] / denom;
+        }
+        Ok(())
+    }
+}
+
+impl AdamW {
+    pub fn new(params: Vec<Var>, cfg: AdamWConfig) -> Result<Self> {
+        let moments = params.iter().map(|p| {
+            let t = p.as_tensor();
+            Ok(if t.device().is_cpu() && t.dtype() == DType::F32 {
+                Moments::Host { m: vec![0.0; t.elem_count()], v: vec![0.0; t.elem_count()] }
+            } else {
+                Moments::Device { m: t.zeros_like()?.to_dtype(DType::F32)?, v: t.zeros_like()?.to_dtype(DType::F32)? }
+            })
+        }).collect::<Result<Vec<_>>>()?;
+        Ok(AdamW { cfg, params, moments, step: 0 })
+    }
+
+    pub fn set_lr(&mut self, lr: f64) {
+        self.cfg.lr = lr;
+    }
+
+    pub fn steps_taken(&self) -> u64 {
+        self.step
+    }
+
+    /// One update from `grads`, with gradients multiplied by `grad_scale` first (clipping).
+    /// Weights without a gradient are left as they are.
+    pub fn step(&mut self, grads: &GradStore, grad_scale: f64) -> Result<()> {
+        self.step += 1;
+        let c = &self.cfg;
+        let bc1 = 1.0 - c.beta1.powi(self.step as i32);
+        let bc2 = 1.0 - c.beta2.powi(self.step as i32);
+        for (p, mom) in self.params.iter().zip(self.moments.iter_mut()) {
+            let Some(g) = grads.get(p.as_tensor()) else { continue };
+            match mom {
+                Moments::Host { m, v } => {
+                    let op = FusedStep {
+                        m: Mutex::new(m), v: Mutex::new(v),
+                        lr: c.lr as f32, b1: c.beta1 as f32, b2: c.beta2 as f32, eps: c.eps as f32,
+                        decay: (1.0 - c.lr * c.weight_decay) as f32, bc1: bc1 as f32,
+                        bc2_sqrt: bc2.sqrt() as f32, grad_scale: grad_scale as f32,
+                    };
+                    p.as_tensor().inplace_op2(&g.contiguous()?, &op)?;
+                }
+                Moments::Device { m, v } => {
+                    let g = (g.to_dtype(DType::F32)? * grad_scale)?;
+                    *m = ((&*m * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
+                    *v = ((&*v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+                    let denom = ((v.sqrt()? / bc2.sqrt())? + c.eps)?;
+                    let w = p.as_tensor().to_dtype(DType::F32)?;
+                    let w = ((w * (1.0 - c.lr * c.weight_decay))? - ((&*m / denom)? * (c.lr / bc1))?)?;
+                    p.set(&w.to_dtype(p.dtype())?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The L2 norm over all gradients of `params`.
+pub fn grad_norm(params: &[Var], grads: &GradStore) -> Result<f64> {
+    let mut total = 0.0f64;
+    for p in params {
+        if let Some(g) = grads.get(p.as_tensor()) {
+            total += g.to_dtype(DType::F32)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+    }
+    Ok(total.sqrt())
+}
+
+/// The factor torch's clip_grad_norm_ multiplies gradients by: min(1, max_norm / (norm + 1e-6)).
+pub fn clip_scale(norm: f64, max_norm: Option<f64>) -> f64 {
+    match max_norm {
+        Some(max) if norm > max => max / (norm + 1e-6),
+        _ => 1.0,
+    }
+}
+
+/// Plain SGD step w -= lr * g (used for parity checks against reference implementations).
+pub fn sgd_step(params: &[Var], grads: &GradStore, lr: f64) -> Result<()> {
+    for p in params {
+        if let Some(g) = grads.get(p.as_tensor()) {
+            p.set(&(p.as_tensor() - (g * lr)?)?)?;
+        }
+    }
+    Ok(())
+}
