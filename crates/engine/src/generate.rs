@@ -4,11 +4,12 @@
 //! requests share its batch.
 
 use crate::error::{Error, Result};
-use crate::kv::KvBatch;
+use crate::kv::{KvBatch, KvShape};
 use crate::model::{Mode, Model};
 use candle_core::{Tensor, D};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplingParams {
@@ -62,14 +63,20 @@ fn splitmix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+#[inline(always)]
+fn softmax_weights(logits: &[f32], max: f32, inv_t: f32) -> Vec<f64> {
+    logits.iter().map(|&l| crate::simd::exp_fast((l - max) * inv_t) as f64).collect()
+}
+
 /// Draws a token from logits with temperature and nucleus (top-p) sampling.
 pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut StdRng) -> u32 {
     let argmax = || logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i as u32).unwrap_or(0);
     if params.temperature <= 0.0 {
         return argmax();
     }
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let weights: Vec<f64> = logits.iter().map(|&l| ((l as f64 - max) / params.temperature).exp()).collect();
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let inv_t = (1.0 / params.temperature) as f32;
+    let weights: Vec<f64> = crate::simd::dispatch(|| softmax_weights(logits, max, inv_t));
     let total: f64 = weights.iter().sum();
     let mut candidates: Vec<(u32, f64)> = if params.top_p < 1.0 {
         // Tokens below 1e-9 of the mass cannot change which tokens make up the nucleus in practice;
@@ -124,7 +131,8 @@ pub fn generate(
     queue.sort_by_key(|&i| std::cmp::Reverse(requests[i].prompt.len()));
     queue.reverse();
     let slots_n = batch_size.max(1).min(requests.len());
-    let mut kv = KvBatch::new(cfg.num_layers, slots_n, cfg.num_kv_heads, capacity, cfg.head_dim, model.dtype(), model.device())?;
+    let shape = KvShape { layers: cfg.num_layers, kv_heads: cfg.num_kv_heads, heads: cfg.num_heads, head_dim: cfg.head_dim, capacity };
+    let mut kv = KvBatch::new(shape, slots_n, model.dtype(), model.device())?;
     let mut slots: Vec<Option<Active>> = (0..slots_n).map(|_| None).collect();
     let finish_of = |tok: u32, len: usize| -> Option<Finish> {
         if stop_ids.contains(&tok) {
@@ -165,10 +173,14 @@ pub fn generate(
         let ids = Tensor::from_vec(last, slots.len(), model.device())?;
         let hidden = model.decode_step(&ids, &mut kv)?;
         let logits: Vec<Vec<f32>> = model.logits(&hidden, Mode::Infer)?.to_dtype(candle_core::DType::F32)?.to_vec2()?;
-        for (slot, row) in slots.iter_mut().zip(logits) {
+        slots.par_iter_mut().zip(logits.par_iter()).for_each(|(slot, row)| {
             let a = slot.as_mut().unwrap();
-            let tok = sample_token(&row, params, &mut a.rng);
+            let tok = sample_token(row, params, &mut a.rng);
             a.tokens.push(tok);
+        });
+        for slot in slots.iter_mut() {
+            let a = slot.as_mut().unwrap();
+            let tok = *a.tokens.last().unwrap();
             if let Some(f) = finish_of(tok, a.tokens.len()) {
                 on_done(finish(a, f))?;
                 *slot = None;

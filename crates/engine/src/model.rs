@@ -7,6 +7,7 @@
 use crate::config::{Family, ModelConfig};
 use crate::error::{Error, Result};
 use crate::kv::KvBatch;
+use crate::matmul::{PackedWeight, Precision};
 use crate::weights::TensorMap;
 use candle_core::{DType, Device, Tensor, Var, D};
 use std::path::Path;
@@ -22,7 +23,11 @@ pub enum Mode {
 struct Linear {
     weight: Var,
     bias: Option<Var>,
+    /// The weight packed for the CPU inference kernel, made on first use.
+    packed: PackedSlot,
 }
+
+type PackedSlot = std::sync::RwLock<Option<std::sync::Arc<PackedWeight>>>;
 
 struct Layer {
     attn_in_norm: Var,
@@ -51,6 +56,9 @@ pub struct Model {
     params: Vec<(String, Var)>,
     device: Device,
     dtype: DType,
+    /// Compute precision of the packed CPU kernels in `Mode::Infer` (None: candle's matmul).
+    infer_precision: Option<Precision>,
+    lm_head_packed: PackedSlot,
 }
 
 /// Where each row's tokens sit: right-padded rows of one batch, positions counted from `start`.
@@ -83,7 +91,7 @@ impl Model {
             let mut lin = |name: &str, out: usize, inp: usize, bias: bool| -> Result<Linear> {
                 let weight = take(&format!("{p}{name}.weight"), &[out, inp])?;
                 let bias = if bias { Some(take(&format!("{p}{name}.bias"), &[out])?) } else { None };
-                Ok(Linear { weight, bias })
+                Ok(Linear { weight, bias, packed: Default::default() })
             };
             let b = cfg.attention_bias;
             let (q, k, v, o) = (lin("self_attn.q_proj", qd, h, b)?, lin("self_attn.k_proj", kvd, h, b)?,
@@ -116,7 +124,8 @@ impl Model {
         }
         let norm = take("model.norm.weight", &[h])?;
         let lm_head = if cfg.tie_word_embeddings { None } else { Some(take("lm_head.weight", &[cfg.vocab_size, h])?) };
-        Ok(Model { cfg, embed, lm_head, norm, layers, params, device: device.clone(), dtype })
+        let infer_precision = (device.is_cpu() && dtype == DType::F32 && crate::matmul::supported(Precision::F32)).then_some(Precision::F32);
+        Ok(Model { cfg, embed, lm_head, norm, layers, params, device: device.clone(), dtype, infer_precision, lm_head_packed: Default::default() })
     }
 
     pub fn device(&self) -> &Device {
@@ -144,7 +153,59 @@ impl Model {
         }
     }
 
+    /// Chooses the precision of inference matmuls on the CPU: `Bf16` rounds inputs to bf16 and
+    /// accumulates in f32 (about twice as fast, on CPUs with AVX512-BF16); `None` uses candle's.
+    /// Returns false (and changes nothing) where the CPU lacks the kernel.
+    pub fn set_infer_precision(&mut self, p: Option<Precision>) -> bool {
+        if p.is_some_and(|p| !(self.device.is_cpu() && self.dtype == DType::F32 && crate::matmul::supported(p))) {
+            return false;
+        }
+        self.infer_precision = p;
+        self.weights_updated();
+        true
+    }
+
+    /// Drops the packed copies of the weights (they are repacked on next use).
+    pub fn weights_updated(&self) {
+        for l in &self.layers {
+            for lin in [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down] {
+                *lin.packed.write().unwrap() = None;
+            }
+        }
+        *self.lm_head_packed.write().unwrap() = None;
+    }
+
+    /// y = x · Wᵀ with the packed CPU kernel (packing W on first use).
+    fn packed_matmul(&self, x: &Tensor, w: &Var, slot: &PackedSlot, p: Precision) -> Result<Tensor> {
+        let epoch = crate::matmul::weights_epoch();
+        let packed = slot.read().unwrap().clone().filter(|pw| pw.precision() == p && pw.epoch == epoch);
+        let packed = match packed {
+            Some(pw) => pw,
+            None => {
+                let (n, k) = w.dims2()?;
+                let data: Vec<f32> = w.as_detached_tensor().flatten_all()?.to_vec1()?;
+                let pw = std::sync::Arc::new(PackedWeight::pack(&data, n, k, p));
+                *slot.write().unwrap() = Some(pw.clone());
+                pw
+            }
+        };
+        let dims = x.dims().to_vec();
+        let k = *dims.last().unwrap();
+        let m = x.elem_count() / k;
+        let y = packed.matmul(&x.flatten_all()?.to_vec1()?, m);
+        let mut out_dims = dims;
+        *out_dims.last_mut().unwrap() = packed.n;
+        Ok(Tensor::from_vec(y, out_dims, &self.device)?)
+    }
+
     fn linear(&self, x: &Tensor, l: &Linear, mode: Mode) -> Result<Tensor> {
+        if let (Mode::Infer, Some(p)) = (mode, self.infer_precision) {
+            let y = self.packed_matmul(x, &l.weight, &l.packed, p)?;
+            return Ok(match &l.bias {
+                Some(b) => y.broadcast_add(&Self::w(b, mode))?,
+                None => y,
+            });
+        }
         let w = Self::w(&l.weight, mode);
         let y = match x.dims() {
             [b, t, k] => x.reshape((b * t, *k))?.matmul(&w.t()?)?.reshape((*b, *t, ()))?,
@@ -263,7 +324,7 @@ impl Model {
     }
 
     /// Projects q, k, v for (B, T, H) input and applies q/k norms and RoPE.
-    fn qkv(&self, x: &Tensor, layer: &Layer, l: usize, starts: &[usize], mode: Mode) -> Result<(Tensor, Tensor, Tensor)> {
+    fn qkv(&self, x: &Tensor, layer: &Layer, rope: &(Tensor, Tensor), mode: Mode) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, t, _) = x.dims3()?;
         let cfg = &self.cfg;
         let heads = |y: Tensor, n: usize| -> Result<Tensor> {
@@ -276,10 +337,9 @@ impl Model {
             q = self.rms_norm(&q, qn, mode)?;
             k = self.rms_norm(&k, kn, mode)?;
         }
-        let theta = if cfg.sliding_layers[l] { cfg.rope_local_theta } else { cfg.rope_theta };
-        let (cos, sin) = self.rope_tables(starts, t, theta)?;
-        let q = Self::rope(&q, &cos, &sin, mode)?;
-        let k = Self::rope(&k, &cos, &sin, mode)?;
+        let (cos, sin) = rope;
+        let q = Self::rope(&q, cos, sin, mode)?;
+        let k = Self::rope(&k, cos, sin, mode)?;
         Ok((q, k.contiguous()?, v))
     }
 
@@ -320,7 +380,7 @@ impl Model {
     /// With `cache`, the rows' keys and values are also written to the given cache slots.
     pub fn forward_hidden(&self, ids: &Tensor, mode: Mode, mut cache: Option<(&mut KvBatch, &[usize], &[usize])>) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let starts = vec![0; b];
+        let rope = self.rope_for_layers(&vec![0; b], t)?;
         let mut x = self.embed(ids, mode)?;
         let global_mask = self.causal_mask(t, None)?;
         let local_mask = match self.cfg.sliding_window {
@@ -329,7 +389,7 @@ impl Model {
         };
         for (l, layer) in self.layers.iter().enumerate() {
             let h = self.rms_norm(&x, &layer.attn_in_norm, mode)?;
-            let (q, k, v) = self.qkv(&h, layer, l, &starts, mode)?;
+            let (q, k, v) = self.qkv(&h, layer, &rope[l], mode)?;
             if let Some((kv, slots, lens)) = cache.as_mut() {
                 kv.write_prefill(l, &k, &v, slots, lens)?;
             }
@@ -343,38 +403,43 @@ impl Model {
         self.rms_norm(&x, &self.norm, mode)
     }
 
-    /// One decode step: `ids` holds one new token per cache slot, at position `kv.len(slot)`.
+    /// One decode step: `ids` holds one new token per cache slot, at position `kv.lens()[slot]`.
     /// Returns the final hidden states (S, H) and advances every slot by one.
     pub fn decode_step(&self, ids: &Tensor, kv: &mut KvBatch) -> Result<Tensor> {
         let mode = Mode::Infer;
         let s = ids.dim(0)?;
         let starts = kv.lens().to_vec();
+        let rope = self.rope_for_layers(&starts, 1)?;
         let mut x = self.embed(&ids.reshape((s, 1))?, mode)?;
-        let span = kv.span_after_step();
-        let global_mask = kv.decode_mask(None, self.dtype)?;
-        let local_mask = match self.cfg.sliding_window {
-            Some(w) if self.cfg.sliding_layers.iter().any(|&x| x) => Some(kv.decode_mask(Some(w), self.dtype)?),
-            _ => None,
-        };
+        let scale = 1.0 / self.cfg.query_pre_attn_scalar.sqrt();
         for (l, layer) in self.layers.iter().enumerate() {
             let h = self.rms_norm(&x, &layer.attn_in_norm, mode)?;
-            let (q, k, v) = self.qkv(&h, layer, l, &starts, mode)?;
-            kv.append(l, &k, &v)?;
-            let (keys, values) = kv.view(l, span)?;
-            let mask = match (&local_mask, self.window(l)) {
-                (Some(m), Some(_)) => m,
-                _ => &global_mask,
-            };
-            let attn = self.attend(&q, &keys, &values, mask, mode)?;
+            let (q, k, v) = self.qkv(&h, layer, &rope[l], mode)?;
+            let attn = kv.step_attention(l, &q, &k, &v, self.window(l), scale)?;
             x = self.block(&x, layer, attn, mode)?;
         }
         kv.advance();
         self.rms_norm(&x, &self.norm, mode)?.squeeze(1).map_err(Into::into)
     }
 
+    /// RoPE cos/sin per layer (layers share the tables of their theta).
+    fn rope_for_layers(&self, starts: &[usize], t: usize) -> Result<Vec<std::rc::Rc<(Tensor, Tensor)>>> {
+        let global = std::rc::Rc::new(self.rope_tables(starts, t, self.cfg.rope_theta)?);
+        let local = if self.cfg.sliding_layers.iter().any(|&s| s) && self.cfg.rope_local_theta != self.cfg.rope_theta {
+            std::rc::Rc::new(self.rope_tables(starts, t, self.cfg.rope_local_theta)?)
+        } else {
+            global.clone()
+        };
+        Ok(self.cfg.sliding_layers.iter().map(|&s| if s { local.clone() } else { global.clone() }).collect())
+    }
+
     /// Logits (N, V) for hidden states (N, H).
     pub fn logits(&self, hidden: &Tensor, mode: Mode) -> Result<Tensor> {
-        let head = Self::w(self.lm_head.as_ref().unwrap_or(&self.embed), mode);
+        let head_var = self.lm_head.as_ref().unwrap_or(&self.embed);
+        if let (Mode::Infer, Some(p)) = (mode, self.infer_precision) {
+            return self.packed_matmul(hidden, head_var, &self.lm_head_packed, p);
+        }
+        let head = Self::w(head_var, mode);
         Ok(hidden.matmul(&head.t()?)?)
     }
 

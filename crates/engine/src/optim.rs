@@ -125,6 +125,7 @@ impl AdamW {
                 }
             }
         }
+        crate::matmul::weights_changed();
         Ok(())
     }
 }
@@ -155,5 +156,6 @@ pub fn sgd_step(params: &[Var], grads: &GradStore, lr: f64) -> Result<()> {
             p.set(&(p.as_tensor() - (g * lr)?)?)?;
         }
     }
+    crate::matmul::weights_changed();
     Ok(())
 }

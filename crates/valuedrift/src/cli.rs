@@ -1,0 +1,149 @@
+//! Command-line interface (clap derive); each subcommand lives in commands/<name>.rs.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "valuedrift", version, about = "Trace how a language model's values drift during post-training")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Sample K answers per prompt (batched, seeded, resumable).
+    Generate(GenerateArgs),
+    /// Log-probabilities of responses given prompts.
+    Score(ScoreArgs),
+    /// Show a model's architecture, size and chat format.
+    Info(InfoArgs),
+    /// Measure generation and scoring throughput against reference engines.
+    Bench(BenchArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DTypeArg {
+    F32,
+    Bf16,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// A .gguf file or a Hugging Face model directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// cpu, cuda or cuda:N (cuda needs a build with --features cuda).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DTypeArg,
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// JSONL; each line has `prompt` (or `question`, or `messages`), optionally `id`.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// JSONL output: each input line once per sample, plus `sample`, `response`, `n_tokens`,
+    /// `finish_reason`. An existing file is resumed: finished (line, sample) pairs are kept.
+    #[arg(long)]
+    pub output: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    pub samples: usize,
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Sequences decoded together.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Prompt as the paper does for base models (question + "\nResponse:"), ignoring any template.
+    #[arg(long)]
+    pub base_prompt: bool,
+    /// A system message placed before each prompt.
+    #[arg(long)]
+    pub system: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ScoreArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// JSONL; each line has `prompt` and `response`.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// JSONL output: the input fields plus `logp_sum`, `logp_mean`, `n_tokens`.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Use the prompt text as is, without the chat template, and no end-of-turn after the response.
+    #[arg(long)]
+    pub raw: bool,
+    /// Padded tokens per forward pass.
+    #[arg(long, default_value_t = 4096)]
+    pub batch_tokens: usize,
+    /// Also write each response token's log-prob (`token_logps`).
+    #[arg(long)]
+    pub per_token: bool,
+}
+
+#[derive(Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub which: BenchCommand,
+}
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Evaluation-style sampling throughput (questions x samples at temperature 0.7).
+    Generate(BenchGenerateArgs),
+    /// Prefill (scoring) throughput in tokens/s.
+    Score(BenchScoreArgs),
+}
+
+#[derive(Args)]
+pub struct BenchGenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// JSONL of questions (`question` or `prompt` field).
+    #[arg(long, default_value = "data/eval/questions.jsonl")]
+    pub questions: PathBuf,
+    #[arg(long, default_value_t = 256)]
+    pub num_questions: usize,
+    #[arg(long, default_value_t = 5)]
+    pub samples: usize,
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct BenchScoreArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// JSONL of (question, response) items to score; defaults to the bundled judge set.
+    #[arg(long, default_value = "data/judge/labelled.jsonl")]
+    pub items: PathBuf,
+    #[arg(long, default_value_t = 64)]
+    pub num_items: usize,
+    #[arg(long, default_value_t = 4096)]
+    pub batch_tokens: usize,
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
