@@ -219,7 +219,9 @@ impl ModelConfig {
             Family::Gemma3 => json!({
                 "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text",
                 "hidden_activation": "gelu_pytorch_tanh", "rope_local_base_freq": self.rope_local_theta,
-                "sliding_window": self.sliding_window, "query_pre_attn_scalar": self.query_pre_attn_scalar,
+                "sliding_window": self.sliding_window,
+                // transformers validates this field as an integer.
+                "query_pre_attn_scalar": if self.query_pre_attn_scalar.fract() == 0.0 { json!(self.query_pre_attn_scalar as i64) } else { json!(self.query_pre_attn_scalar) },
                 "layer_types": self.sliding_layers.iter()
                     .map(|&s| if s { "sliding_attention" } else { "full_attention" }).collect::<Vec<_>>(),
                 "final_logit_softcapping": null, "attn_logit_softcapping": null, "rope_scaling": null,

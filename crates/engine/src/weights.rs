@@ -123,5 +123,12 @@ pub fn load_hf_dir(dir: &Path, device: &Device) -> Result<(ModelConfig, TensorMa
 pub fn save_safetensors(path: &Path, tensors: &TensorMap) -> Result<()> {
     let tmp = path.with_extension("safetensors.tmp");
     candle_core::safetensors::save(tensors, &tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The writer creates the file private; checkpoints are meant to be shared.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(|e| Error::io(path, e))?;
+    }
+    Ok(())
 }

@@ -74,3 +74,35 @@ fn gemma3_matches_transformers() {
 fn qwen2_matches_transformers() {
     check_family(QWEN2, "qwen2");
 }
+
+/// Saving as a Hugging Face directory and loading it back gives the same model, tokenizer and
+/// chat format. (transformers loads these directories too: scripts/reference/check_saved_dirs.py,
+/// results in docs/models.md.)
+fn round_trip(file: &str) {
+    let lm = load(file);
+    let dir = std::env::temp_dir().join(format!("valuedrift-roundtrip-{}-{}", std::process::id(), file));
+    lm.save_hf(&dir).unwrap();
+    let back = LanguageModel::load(&dir, lm.model.device(), candle_core::DType::F32).unwrap();
+    assert_eq!(back.config(), lm.config());
+    let text = "<|im_start|>user\nIs 12345 prime?<|im_end|>\n Ünïcödé 你好";
+    assert_eq!(back.tokenizer.encode(text, true).unwrap(), lm.tokenizer.encode(text, true).unwrap());
+    let msgs = [Message::user("Should we tax sugar?")];
+    assert_eq!(back.prompt_ids(&msgs).unwrap(), lm.prompt_ids(&msgs).unwrap());
+    assert_eq!(back.stop_ids(), lm.stop_ids());
+    let ids = Tensor::from_vec(lm.prompt_ids(&msgs).unwrap(), (1, ()), lm.model.device()).unwrap();
+    let a = lm.model.forward_logits(&ids, Mode::Infer).unwrap();
+    let b = back.model.forward_logits(&ids, Mode::Infer).unwrap();
+    let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert_eq!(diff, 0.0, "saved weights must be bit-identical");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn smollm2_saves_and_loads_back() {
+    round_trip(SMOLLM2);
+}
+
+#[test]
+fn gemma3_saves_and_loads_back() {
+    round_trip(GEMMA3);
+}

@@ -20,6 +20,17 @@ pub enum Command {
     Info(InfoArgs),
     /// Measure generation and scoring throughput against reference engines.
     Bench(BenchArgs),
+    /// Save a model (e.g. a GGUF file, dequantized) as a Hugging Face directory.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Output directory (config.json, model.safetensors, tokenizer files, generation config).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
