@@ -83,7 +83,8 @@ def llamacpp_score(a):
     def tokenize(q, r):
         text = f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n{r}"
         return llm.tokenize(text.encode(), add_bos=False, special=True)
-    items = score_items(a, tokenize)
+    # The very ids valuedrift scored (`valuedrift bench score --dump-ids`), when given.
+    items = [json.loads(l) for l in open(a.ids)] if a.ids else score_items(a, tokenize)
     total, started = 0, time.time()
     for ids in items:
         llm.reset()
@@ -107,6 +108,7 @@ def main():
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--batch-sizes", default="8,32,64")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--ids", help="JSONL of token id lists to score (from valuedrift bench score --dump-ids)")
     a = p.parse_args()
     if a.what == "generate":
         (transformers_generate if a.engine == "transformers" else llamacpp_generate)(a)

@@ -86,6 +86,14 @@ impl LanguageModel {
         Ok(LanguageModel { model, tokenizer, chat, source: dir.into() })
     }
 
+    /// Loads for inference only: on CPUs with the packed kernels, the projection weights are kept
+    /// only in packed form (in `precision`), which saves memory and time; elsewhere a plain load.
+    pub fn load_for_inference(path: &Path, device: &Device, precision: crate::matmul::Precision) -> Result<Self> {
+        let mut lm = Self::load(path, device, DType::F32)?;
+        lm.model.freeze_for_inference(precision)?;
+        Ok(lm)
+    }
+
     pub fn config(&self) -> &ModelConfig {
         &self.model.cfg
     }
@@ -123,6 +131,9 @@ impl LanguageModel {
     /// Saves as a Hugging Face directory: config.json, model.safetensors, tokenizer.json,
     /// tokenizer_config.json (with the chat template) and generation_config.json.
     pub fn save_hf(&self, dir: &Path) -> Result<()> {
+        if self.model.is_frozen() {
+            return Err(Error::Input("a model loaded for inference only cannot be saved".into()));
+        }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let cfg = &self.model.cfg;
         let write = |name: &str, v: &serde_json::Value| {

@@ -24,6 +24,9 @@ pub fn weights_changed() {
     WEIGHTS_EPOCH.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }
 
+/// The epoch of packed weights whose originals were dropped: they never go stale.
+pub const PINNED: u64 = u64::MAX;
+
 /// The current weights epoch: a packed copy made in an earlier epoch may be stale.
 pub fn weights_epoch() -> u64 {
     WEIGHTS_EPOCH.load(std::sync::atomic::Ordering::SeqCst)
@@ -59,8 +62,12 @@ pub fn supported(p: Precision) -> bool {
     }
 }
 
+/// Round-to-nearest-even f32 -> bf16 bits, branch-free so loops over it vectorize
+/// (finite inputs; activations and weights here are finite).
+#[inline(always)]
 fn bf16_bits(x: f32) -> u16 {
-    half::bf16::from_f32(x).to_bits()
+    let b = x.to_bits();
+    ((b + 0x7FFF + ((b >> 16) & 1)) >> 16) as u16
 }
 
 impl PackedWeight {
@@ -99,6 +106,12 @@ impl PackedWeight {
             }
         };
         PackedWeight { n, k, epoch, data }
+    }
+
+    /// Marks the packed copy as the only copy (the original weight was dropped).
+    pub fn pinned(mut self) -> Self {
+        self.epoch = PINNED;
+        self
     }
 
     pub fn precision(&self) -> Precision {
@@ -166,14 +179,20 @@ impl SyncPtr {
 fn pack_rows_bf16(x: &[f32], m: usize, k: usize) -> Vec<u32> {
     let k2 = k.div_ceil(2);
     let mut out = vec![0u32; m * k2];
-    for r in 0..m {
-        let row = &x[r * k..(r + 1) * k];
-        for kk in 0..k2 {
-            let lo = bf16_bits(row[2 * kk]) as u32;
-            let hi = if 2 * kk + 1 < k { bf16_bits(row[2 * kk + 1]) as u32 } else { 0 };
-            out[r * k2 + kk] = lo | (hi << 16);
-        }
-    }
+    out.par_chunks_mut(k2 * 16).enumerate().for_each(|(c, chunk)| {
+        crate::simd::dispatch(|| {
+            for (i, o) in chunk.chunks_mut(k2).enumerate() {
+                let row = &x[(c * 16 + i) * k..(c * 16 + i + 1) * k];
+                let pairs = k / 2;
+                for (kk, o) in o[..pairs].iter_mut().enumerate() {
+                    *o = bf16_bits(row[2 * kk]) as u32 | ((bf16_bits(row[2 * kk + 1]) as u32) << 16);
+                }
+                if k % 2 == 1 {
+                    o[pairs] = bf16_bits(row[k - 1]) as u32;
+                }
+            }
+        })
+    });
     out
 }
 

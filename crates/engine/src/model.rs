@@ -59,6 +59,8 @@ pub struct Model {
     /// Compute precision of the packed CPU kernels in `Mode::Infer` (None: candle's matmul).
     infer_precision: Option<Precision>,
     lm_head_packed: PackedSlot,
+    /// Set by `freeze_for_inference`: projection weights exist only in packed form.
+    frozen: bool,
 }
 
 /// Where each row's tokens sit: right-padded rows of one batch, positions counted from `start`.
@@ -125,7 +127,8 @@ impl Model {
         let norm = take("model.norm.weight", &[h])?;
         let lm_head = if cfg.tie_word_embeddings { None } else { Some(take("lm_head.weight", &[cfg.vocab_size, h])?) };
         let infer_precision = (device.is_cpu() && dtype == DType::F32 && crate::matmul::supported(Precision::F32)).then_some(Precision::F32);
-        Ok(Model { cfg, embed, lm_head, norm, layers, params, device: device.clone(), dtype, infer_precision, lm_head_packed: Default::default() })
+        Ok(Model { cfg, embed, lm_head, norm, layers, params, device: device.clone(), dtype, infer_precision,
+                   lm_head_packed: Default::default(), frozen: false })
     }
 
     pub fn device(&self) -> &Device {
@@ -143,6 +146,7 @@ impl Model {
 
     /// The weights as named tensors, in the Hugging Face layout, for saving.
     pub fn tensors(&self) -> TensorMap {
+        assert!(!self.frozen, "a model frozen for inference has dropped its projection weights");
         self.params.iter().map(|(n, v)| (n.clone(), v.as_detached_tensor())).collect()
     }
 
@@ -157,6 +161,9 @@ impl Model {
     /// accumulates in f32 (about twice as fast, on CPUs with AVX512-BF16); `None` uses candle's.
     /// Returns false (and changes nothing) where the CPU lacks the kernel.
     pub fn set_infer_precision(&mut self, p: Option<Precision>) -> bool {
+        if self.frozen {
+            return p == self.infer_precision;
+        }
         if p.is_some_and(|p| !(self.device.is_cpu() && self.dtype == DType::F32 && crate::matmul::supported(p))) {
             return false;
         }
@@ -165,8 +172,46 @@ impl Model {
         true
     }
 
+    /// For inference-only use on the CPU: packs every projection (and an untied output head) in
+    /// precision `p` and drops the unpacked originals, so the model holds one copy of its weights.
+    /// Afterwards the model cannot be trained or saved. Returns false where the CPU lacks the kernel.
+    pub fn freeze_for_inference(&mut self, p: Precision) -> Result<bool> {
+        if !self.set_infer_precision(Some(p)) {
+            return Ok(false);
+        }
+        let empty = || Var::from_tensor(&Tensor::zeros(0, self.dtype, &self.device)?);
+        // Drop the parameter list's references first, so each original is freed once packed.
+        self.params.retain(|(n, _)| n == "model.embed_tokens.weight" || n.contains("norm") || n.ends_with(".bias"));
+        for l in &mut self.layers {
+            for lin in [&mut l.q, &mut l.k, &mut l.v, &mut l.o, &mut l.gate, &mut l.up, &mut l.down] {
+                let packed = Self::pack(&lin.weight, p)?.pinned();
+                *lin.packed.write().unwrap() = Some(std::sync::Arc::new(packed));
+                lin.weight = empty()?;
+            }
+        }
+        if let Some(head) = self.lm_head.take() {
+            *self.lm_head_packed.write().unwrap() = Some(std::sync::Arc::new(Self::pack(&head, p)?.pinned()));
+            self.lm_head = Some(empty()?);
+        }
+        self.frozen = true;
+        Ok(true)
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
+    }
+
+    fn pack(w: &Var, p: Precision) -> Result<PackedWeight> {
+        let (n, k) = w.dims2()?;
+        let data: Vec<f32> = w.as_detached_tensor().to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        Ok(PackedWeight::pack(&data, n, k, p))
+    }
+
     /// Drops the packed copies of the weights (they are repacked on next use).
     pub fn weights_updated(&self) {
+        if self.frozen {
+            return;
+        }
         for l in &self.layers {
             for lin in [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down] {
                 *lin.packed.write().unwrap() = None;
@@ -178,13 +223,12 @@ impl Model {
     /// y = x · Wᵀ with the packed CPU kernel (packing W on first use).
     fn packed_matmul(&self, x: &Tensor, w: &Var, slot: &PackedSlot, p: Precision) -> Result<Tensor> {
         let epoch = crate::matmul::weights_epoch();
-        let packed = slot.read().unwrap().clone().filter(|pw| pw.precision() == p && pw.epoch == epoch);
+        let fresh = |pw: &std::sync::Arc<PackedWeight>| pw.precision() == p && (pw.epoch == epoch || pw.epoch == crate::matmul::PINNED);
+        let packed = slot.read().unwrap().clone().filter(fresh);
         let packed = match packed {
             Some(pw) => pw,
             None => {
-                let (n, k) = w.dims2()?;
-                let data: Vec<f32> = w.as_detached_tensor().flatten_all()?.to_vec1()?;
-                let pw = std::sync::Arc::new(PackedWeight::pack(&data, n, k, p));
+                let pw = std::sync::Arc::new(Self::pack(w, p)?);
                 *slot.write().unwrap() = Some(pw.clone());
                 pw
             }
@@ -199,6 +243,9 @@ impl Model {
     }
 
     fn linear(&self, x: &Tensor, l: &Linear, mode: Mode) -> Result<Tensor> {
+        if self.frozen && mode == Mode::Grad {
+            return Err(Error::Input("this model was loaded for inference only and cannot be trained".into()));
+        }
         if let (Mode::Infer, Some(p)) = (mode, self.infer_precision) {
             let y = self.packed_matmul(x, &l.weight, &l.packed, p)?;
             return Ok(match &l.bias {

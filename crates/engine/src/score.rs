@@ -6,6 +6,7 @@
 use crate::error::{Error, Result};
 use crate::model::{Mode, Model};
 use candle_core::{DType, Tensor, D};
+use rayon::prelude::*;
 
 /// Per-token log-probs of a batch of (prompt, response) pairs, flattened into one tensor (N,),
 /// and the range of each pair's tokens in it. Differentiable in `Mode::Grad`.
@@ -39,10 +40,47 @@ pub fn token_logps(model: &Model, pairs: &[(&[u32], &[u32])], mode: Mode) -> Res
     let h = hidden.dim(D::Minus1)?;
     let n = rows.len();
     let picked = hidden.reshape((b * t, h))?.index_select(&Tensor::from_vec(rows, n, dev)?, 0)?;
+    if mode == Mode::Infer {
+        return Ok((chunked_logps(model, &picked, &targets)?, ranges));
+    }
     let logits = model.logits(&picked, mode)?.to_dtype(DType::F32)?;
     let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
     let targets = Tensor::from_vec(targets, (n, 1), dev)?;
     Ok((logp.gather(&targets, 1)?.squeeze(1)?, ranges))
+}
+
+/// Rows of logits computed at a time without gradients: the full (N, vocab) matrix of a large
+/// vocabulary would take gigabytes.
+const LOGIT_ROWS: usize = 256;
+
+#[inline(always)]
+fn log_sum_exp(row: &[f32]) -> f64 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    // Partial sums in f32 lanes, combined in f64.
+    let mut acc = [0f32; 16];
+    let mut chunks = row.chunks_exact(16);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += crate::simd::exp_fast(v - max);
+        }
+    }
+    let tail: f64 = chunks.remainder().iter().map(|&v| crate::simd::exp_fast(v - max) as f64).sum();
+    max as f64 + (acc.iter().map(|&a| a as f64).sum::<f64>() + tail).ln()
+}
+
+/// log p(target) for each hidden row, computing the logits a chunk of rows at a time.
+fn chunked_logps(model: &Model, hidden: &Tensor, targets: &[u32]) -> Result<Tensor> {
+    let n = targets.len();
+    let mut out = Vec::with_capacity(n);
+    for start in (0..n).step_by(LOGIT_ROWS) {
+        let len = LOGIT_ROWS.min(n - start);
+        let logits: Vec<Vec<f32>> = model.logits(&hidden.narrow(0, start, len)?, Mode::Infer)?.to_dtype(DType::F32)?.to_vec2()?;
+        let chunk: Vec<f32> = logits.par_iter().zip(&targets[start..start + len])
+            .map(|(row, &t)| (row[t as usize] as f64 - crate::simd::dispatch(|| log_sum_exp(row))) as f32)
+            .collect();
+        out.extend(chunk);
+    }
+    Ok(Tensor::from_vec(out, n, hidden.device())?)
 }
 
 #[derive(Clone, Debug, PartialEq)]

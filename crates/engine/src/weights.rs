@@ -79,7 +79,9 @@ pub fn load_gguf(path: &Path, device: &Device) -> Result<(ModelConfig, TensorMap
             // llama.cpp stores Gemma's RMSNorm scale as (1 + w); Hugging Face stores w.
             t = (t - 1.0)?;
         }
-        tensors.insert(hf, t.to_device(device)?);
+        // Made a variable now, one tensor at a time, so building the model later copies nothing
+        // and loading never holds two full copies of the weights.
+        tensors.insert(hf, candle_core::Var::from_tensor(&t.to_device(device)?)?.into_inner());
     }
     cfg.tie_word_embeddings = !tensors.contains_key("lm_head.weight");
     Ok((cfg, tensors, content))
@@ -113,7 +115,7 @@ pub fn load_hf_dir(dir: &Path, device: &Device) -> Result<(ModelConfig, TensorMa
         for (name, t) in loaded {
             // Multimodal Gemma 3 checkpoints nest the text model under language_model.
             let name = name.replace("model.language_model.", "model.").replace("language_model.model.", "model.");
-            tensors.insert(name, t.to_dtype(DType::F32)?.to_device(device)?);
+            tensors.insert(name, candle_core::Var::from_tensor(&t.to_dtype(DType::F32)?.to_device(device)?)?.into_inner());
         }
     }
     Ok((cfg, tensors))

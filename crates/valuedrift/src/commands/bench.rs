@@ -65,6 +65,10 @@ fn bench_score(a: BenchScoreArgs) -> Result<()> {
         pairs.push((lm.prompt_ids(&[Message::user(q)])?, lm.tokenizer.encode(r, false)?));
     }
     let total: usize = pairs.iter().map(|(p, r)| p.len() + r.len()).sum();
+    if let Some(path) = &a.dump_ids {
+        let lines: Vec<String> = pairs.iter().map(|(p, r)| serde_json::to_string(&[p.as_slice(), r.as_slice()].concat())).collect::<Result<_, _>>()?;
+        std::fs::write(path, lines.join("\n") + "\n")?;
+    }
     let started = Instant::now();
     score(&lm.model, &pairs, a.batch_tokens)?;
     let secs = started.elapsed().as_secs_f64();

@@ -6,7 +6,8 @@ mod generate;
 mod info;
 mod score;
 
-use crate::cli::{Cli, Command, DTypeArg, ModelArgs};
+use crate::cli::{Cli, Command, DTypeArg, MatmulArg, ModelArgs};
+use valuedrift_engine::matmul::Precision;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use valuedrift_engine::LanguageModel;
@@ -32,14 +33,38 @@ pub fn device(name: &str) -> Result<Device> {
     }
 }
 
+/// Loads for inference: with a packed CPU kernel, the weights are kept only in packed form.
 pub fn load_model(args: &ModelArgs) -> Result<LanguageModel> {
+    load(args, true)
+}
+
+/// Loads with trainable (and saveable) weights.
+pub fn load_model_full(args: &ModelArgs) -> Result<LanguageModel> {
+    load(args, false)
+}
+
+fn load(args: &ModelArgs, inference_only: bool) -> Result<LanguageModel> {
     let dtype = match args.dtype {
         DTypeArg::F32 => DType::F32,
         DTypeArg::Bf16 => DType::BF16,
     };
     let dev = device(&args.device)?;
     let started = std::time::Instant::now();
-    let lm = LanguageModel::load(&args.model, &dev, dtype)?;
+    let mut lm = LanguageModel::load(&args.model, &dev, dtype)?;
+    let precision = match args.matmul {
+        MatmulArg::F32 => Some(Precision::F32),
+        MatmulArg::Bf16 => Some(Precision::Bf16),
+        MatmulArg::Candle => None,
+    };
+    let applied = match precision {
+        Some(p) if inference_only && dtype == DType::F32 => lm.model.freeze_for_inference(p)?,
+        p => lm.model.set_infer_precision(p),
+    };
+    if !applied {
+        eprintln!("note: --matmul {:?} is not available here (needs an f32 model on a CPU with AVX-512{}); using candle's matmul",
+            args.matmul, if precision == Some(Precision::Bf16) { " and AVX512-BF16" } else { "" });
+        lm.model.set_infer_precision(None);
+    }
     eprintln!("loaded {} ({}, {:.0}M params) in {:.1}s", args.model.display(), lm.config().family.name(),
         lm.config().num_params() as f64 / 1e6, started.elapsed().as_secs_f64());
     Ok(lm)
