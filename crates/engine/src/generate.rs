@@ -63,9 +63,10 @@ fn splitmix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-#[inline(always)]
+crate::multiversion! {
 fn softmax_weights(logits: &[f32], max: f32, inv_t: f32) -> Vec<f64> {
     logits.iter().map(|&l| crate::simd::exp_fast((l - max) * inv_t) as f64).collect()
+}
 }
 
 /// Draws a token from logits with temperature and nucleus (top-p) sampling.
@@ -76,7 +77,7 @@ pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut StdRng) -
     }
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let inv_t = (1.0 / params.temperature) as f32;
-    let weights: Vec<f64> = crate::simd::dispatch(|| softmax_weights(logits, max, inv_t));
+    let weights: Vec<f64> = softmax_weights(logits, max, inv_t);
     let total: f64 = weights.iter().sum();
     let mut candidates: Vec<(u32, f64)> = if params.top_p < 1.0 {
         // Tokens below 1e-9 of the mass cannot change which tokens make up the nucleus in practice;

@@ -207,31 +207,11 @@ impl KvBatch {
     }
 }
 
+crate::multiversion! {
 /// Softmax attention of one query over positions first..n. `keys_t` is [head_dim][cap]
 /// (transposed), `values` is [n][head_dim].
-pub fn attend_one(q: &[f32], keys_t: &[f32], cap: usize, values: &[f32], first: usize, scale: f32, scores: &mut [f32], out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        unsafe fn avx512(q: &[f32], k: &[f32], cap: usize, v: &[f32], first: usize, scale: f32, s: &mut [f32], o: &mut [f32]) {
-            attend_one_inline(q, k, cap, v, first, scale, s, o)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(q: &[f32], k: &[f32], cap: usize, v: &[f32], first: usize, scale: f32, s: &mut [f32], o: &mut [f32]) {
-            attend_one_inline(q, k, cap, v, first, scale, s, o)
-        }
-        match simd::level() {
-            simd::Level::Avx512 | simd::Level::Avx512Bf16 => return unsafe { avx512(q, keys_t, cap, values, first, scale, scores, out) },
-            simd::Level::Avx2 => return unsafe { avx2(q, keys_t, cap, values, first, scale, scores, out) },
-            simd::Level::Baseline => {}
-        }
-    }
-    attend_one_inline(q, keys_t, cap, values, first, scale, scores, out)
-}
-
-#[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn attend_one_inline(q: &[f32], keys_t: &[f32], cap: usize, values: &[f32], first: usize, scale: f32, scores: &mut [f32], out: &mut [f32]) {
+fn attend_one(q: &[f32], keys_t: &[f32], cap: usize, values: &[f32], first: usize, scale: f32, scores: &mut [f32], out: &mut [f32]) {
     let d = q.len();
     let n = values.len() / d;
     let sc = &mut scores[first..n];
@@ -256,4 +236,5 @@ fn attend_one_inline(q: &[f32], keys_t: &[f32], cap: usize, values: &[f32], firs
             *o += a * v;
         }
     }
+}
 }

@@ -179,21 +179,20 @@ impl SyncPtr {
 fn pack_rows_bf16(x: &[f32], m: usize, k: usize) -> Vec<u32> {
     let k2 = k.div_ceil(2);
     let mut out = vec![0u32; m * k2];
-    out.par_chunks_mut(k2 * 16).enumerate().for_each(|(c, chunk)| {
-        crate::simd::dispatch(|| {
-            for (i, o) in chunk.chunks_mut(k2).enumerate() {
-                let row = &x[(c * 16 + i) * k..(c * 16 + i + 1) * k];
-                let pairs = k / 2;
-                for (kk, o) in o[..pairs].iter_mut().enumerate() {
-                    *o = bf16_bits(row[2 * kk]) as u32 | ((bf16_bits(row[2 * kk + 1]) as u32) << 16);
-                }
-                if k % 2 == 1 {
-                    o[pairs] = bf16_bits(row[k - 1]) as u32;
-                }
-            }
-        })
-    });
+    out.par_chunks_mut(k2).zip(x.par_chunks(k)).for_each(|(o, row)| row_to_bf16_pairs(row, o));
     out
+}
+
+crate::multiversion! {
+fn row_to_bf16_pairs(row: &[f32], out: &mut [u32]) {
+    let pairs = row.len() / 2;
+    for (kk, o) in out[..pairs].iter_mut().enumerate() {
+        *o = bf16_bits(row[2 * kk]) as u32 | ((bf16_bits(row[2 * kk + 1]) as u32) << 16);
+    }
+    if row.len() % 2 == 1 {
+        out[pairs] = bf16_bits(row[row.len() - 1]) as u32;
+    }
+}
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -10,6 +10,7 @@ use crate::kv::KvBatch;
 use crate::matmul::{PackedWeight, Precision};
 use crate::weights::TensorMap;
 use candle_core::{DType, Device, Tensor, Var, D};
+use rayon::prelude::*;
 use std::path::Path;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +45,9 @@ struct Layer {
     gate: Linear,
     up: Linear,
     down: Linear,
+    /// Packed [q; k; v] and [gate; up] for the CPU inference kernel: one matmul each.
+    qkv_packed: PackedSlot,
+    gate_up_packed: PackedSlot,
 }
 
 /// A causal LM whose every weight is a trainable `Var`, named as in Hugging Face checkpoints.
@@ -61,12 +65,6 @@ pub struct Model {
     lm_head_packed: PackedSlot,
     /// Set by `freeze_for_inference`: projection weights exist only in packed form.
     frozen: bool,
-}
-
-/// Where each row's tokens sit: right-padded rows of one batch, positions counted from `start`.
-pub struct Positions {
-    /// Per row, the absolute position of the first token in this forward.
-    pub start: Vec<usize>,
 }
 
 impl Model {
@@ -110,6 +108,7 @@ impl Model {
                     q_norm: Some(norm("self_attn.q_norm", hd)?),
                     k_norm: Some(norm("self_attn.k_norm", hd)?),
                     q, k, v, o, gate, up, down,
+                    qkv_packed: Default::default(), gate_up_packed: Default::default(),
                 }
             } else {
                 Layer {
@@ -120,6 +119,7 @@ impl Model {
                     q_norm: None,
                     k_norm: None,
                     q, k, v, o, gate, up, down,
+                    qkv_packed: Default::default(), gate_up_packed: Default::default(),
                 }
             };
             layers.push(layer);
@@ -183,14 +183,17 @@ impl Model {
         // Drop the parameter list's references first, so each original is freed once packed.
         self.params.retain(|(n, _)| n == "model.embed_tokens.weight" || n.contains("norm") || n.ends_with(".bias"));
         for l in &mut self.layers {
+            let pin = |pw: PackedWeight| Some(std::sync::Arc::new(pw.pinned()));
+            *l.qkv_packed.write().unwrap() = pin(Self::pack(&[&l.q.weight, &l.k.weight, &l.v.weight], p)?);
+            *l.gate_up_packed.write().unwrap() = pin(Self::pack(&[&l.gate.weight, &l.up.weight], p)?);
+            *l.o.packed.write().unwrap() = pin(Self::pack(&[&l.o.weight], p)?);
+            *l.down.packed.write().unwrap() = pin(Self::pack(&[&l.down.weight], p)?);
             for lin in [&mut l.q, &mut l.k, &mut l.v, &mut l.o, &mut l.gate, &mut l.up, &mut l.down] {
-                let packed = Self::pack(&lin.weight, p)?.pinned();
-                *lin.packed.write().unwrap() = Some(std::sync::Arc::new(packed));
                 lin.weight = empty()?;
             }
         }
         if let Some(head) = self.lm_head.take() {
-            *self.lm_head_packed.write().unwrap() = Some(std::sync::Arc::new(Self::pack(&head, p)?.pinned()));
+            *self.lm_head_packed.write().unwrap() = Some(std::sync::Arc::new(Self::pack(&[&head], p)?.pinned()));
             self.lm_head = Some(empty()?);
         }
         self.frozen = true;
@@ -201,10 +204,14 @@ impl Model {
         self.frozen
     }
 
-    fn pack(w: &Var, p: Precision) -> Result<PackedWeight> {
-        let (n, k) = w.dims2()?;
-        let data: Vec<f32> = w.as_detached_tensor().to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        Ok(PackedWeight::pack(&data, n, k, p))
+    /// Packs the row-wise concatenation of `ws` (all with the same input size).
+    fn pack(ws: &[&Var], p: Precision) -> Result<PackedWeight> {
+        let k = ws[0].dim(1)?;
+        let mut data: Vec<f32> = Vec::new();
+        for w in ws {
+            data.extend(w.as_detached_tensor().to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(PackedWeight::pack(&data, data.len() / k, k, p))
     }
 
     /// Drops the packed copies of the weights (they are repacked on next use).
@@ -216,30 +223,36 @@ impl Model {
             for lin in [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down] {
                 *lin.packed.write().unwrap() = None;
             }
+            *l.qkv_packed.write().unwrap() = None;
+            *l.gate_up_packed.write().unwrap() = None;
         }
         *self.lm_head_packed.write().unwrap() = None;
     }
 
     /// y = x · Wᵀ with the packed CPU kernel (packing W on first use).
-    fn packed_matmul(&self, x: &Tensor, w: &Var, slot: &PackedSlot, p: Precision) -> Result<Tensor> {
+    fn packed_matmul(&self, x: &Tensor, ws: &[&Var], slot: &PackedSlot, p: Precision) -> Result<Tensor> {
+        let (y, n) = self.packed_matmul_host(x, ws, slot, p)?;
+        let mut dims = x.dims().to_vec();
+        *dims.last_mut().unwrap() = n;
+        Ok(Tensor::from_vec(y, dims, &self.device)?)
+    }
+
+    /// The packed product as host memory (rows of n), for callers that post-process on the host.
+    fn packed_matmul_host(&self, x: &Tensor, ws: &[&Var], slot: &PackedSlot, p: Precision) -> Result<(Vec<f32>, usize)> {
         let epoch = crate::matmul::weights_epoch();
         let fresh = |pw: &std::sync::Arc<PackedWeight>| pw.precision() == p && (pw.epoch == epoch || pw.epoch == crate::matmul::PINNED);
         let packed = slot.read().unwrap().clone().filter(fresh);
         let packed = match packed {
             Some(pw) => pw,
             None => {
-                let pw = std::sync::Arc::new(Self::pack(w, p)?);
+                let pw = std::sync::Arc::new(Self::pack(ws, p)?);
                 *slot.write().unwrap() = Some(pw.clone());
                 pw
             }
         };
-        let dims = x.dims().to_vec();
-        let k = *dims.last().unwrap();
+        let k = *x.dims().last().unwrap();
         let m = x.elem_count() / k;
-        let y = packed.matmul(&x.flatten_all()?.to_vec1()?, m);
-        let mut out_dims = dims;
-        *out_dims.last_mut().unwrap() = packed.n;
-        Ok(Tensor::from_vec(y, out_dims, &self.device)?)
+        Ok((packed.matmul(&x.flatten_all()?.to_vec1()?, m), packed.n))
     }
 
     fn linear(&self, x: &Tensor, l: &Linear, mode: Mode) -> Result<Tensor> {
@@ -247,7 +260,7 @@ impl Model {
             return Err(Error::Input("this model was loaded for inference only and cannot be trained".into()));
         }
         if let (Mode::Infer, Some(p)) = (mode, self.infer_precision) {
-            let y = self.packed_matmul(x, &l.weight, &l.packed, p)?;
+            let y = self.packed_matmul(x, &[&l.weight], &l.packed, p)?;
             return Ok(match &l.bias {
                 Some(b) => y.broadcast_add(&Self::w(b, mode))?,
                 None => y,
@@ -280,6 +293,27 @@ impl Model {
     }
 
     fn mlp(&self, x: &Tensor, layer: &Layer, mode: Mode) -> Result<Tensor> {
+        if let (Mode::Infer, Some(p)) = (mode, self.infer_precision) {
+            let rows = x.elem_count() / self.cfg.hidden_size;
+            if rows > MLP_ROWS {
+                // Long prefills go through in row chunks: the intermediate activations of a chunk
+                // stay small enough to be reused by the allocator instead of faulted in anew.
+                let flat = x.reshape((rows, self.cfg.hidden_size))?;
+                let parts = (0..rows).step_by(MLP_ROWS)
+                    .map(|r| self.mlp(&flat.narrow(0, r, MLP_ROWS.min(rows - r))?, layer, mode))
+                    .collect::<Result<Vec<_>>>()?;
+                return Ok(Tensor::cat(&parts, 0)?.reshape(x.shape())?);
+            }
+            // One product for gate and up, the activation on the host, then down.
+            let i = self.cfg.intermediate_size;
+            let (y, _) = self.packed_matmul_host(x, &[&layer.gate.weight, &layer.up.weight], &layer.gate_up_packed, p)?;
+            let gelu = self.cfg.family == Family::Gemma3;
+            let mut act = vec![0f32; y.len() / 2];
+            act.par_chunks_mut(i).zip(y.par_chunks(2 * i)).for_each(|(a, row)| gated_activation(&row[..i], &row[i..], gelu, a));
+            let mut dims = x.dims().to_vec();
+            *dims.last_mut().unwrap() = i;
+            return self.linear(&Tensor::from_vec(act, dims, &self.device)?, &layer.down, mode);
+        }
         let gate = self.linear(x, &layer.gate, mode)?;
         let act = match self.cfg.family {
             Family::Gemma3 => gate.gelu()?,
@@ -377,9 +411,20 @@ impl Model {
         let heads = |y: Tensor, n: usize| -> Result<Tensor> {
             Ok(y.reshape((b, t, n, cfg.head_dim))?.transpose(1, 2)?)
         };
-        let mut q = heads(self.linear(x, &layer.q, mode)?, cfg.num_heads)?;
-        let mut k = heads(self.linear(x, &layer.k, mode)?, cfg.num_kv_heads)?;
-        let v = heads(self.linear(x, &layer.v, mode)?, cfg.num_kv_heads)?.contiguous()?;
+        let (q, k, v) = match (mode, self.infer_precision) {
+            (Mode::Infer, Some(p)) => {
+                let y = self.packed_matmul(x, &[&layer.q.weight, &layer.k.weight, &layer.v.weight], &layer.qkv_packed, p)?;
+                let (qd, kvd) = (cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim);
+                let bias = |t: Tensor, l: &Linear| -> Result<Tensor> {
+                    Ok(match &l.bias { Some(b) => t.broadcast_add(&Self::w(b, mode))?, None => t })
+                };
+                (bias(y.narrow(2, 0, qd)?, &layer.q)?, bias(y.narrow(2, qd, kvd)?, &layer.k)?, bias(y.narrow(2, qd + kvd, kvd)?, &layer.v)?)
+            }
+            _ => (self.linear(x, &layer.q, mode)?, self.linear(x, &layer.k, mode)?, self.linear(x, &layer.v, mode)?),
+        };
+        let mut q = heads(q, cfg.num_heads)?;
+        let mut k = heads(k, cfg.num_kv_heads)?;
+        let v = heads(v, cfg.num_kv_heads)?.contiguous()?;
         if let (Some(qn), Some(kn)) = (&layer.q_norm, &layer.k_norm) {
             q = self.rms_norm(&q, qn, mode)?;
             k = self.rms_norm(&k, kn, mode)?;
@@ -484,7 +529,7 @@ impl Model {
     pub fn logits(&self, hidden: &Tensor, mode: Mode) -> Result<Tensor> {
         let head_var = self.lm_head.as_ref().unwrap_or(&self.embed);
         if let (Mode::Infer, Some(p)) = (mode, self.infer_precision) {
-            return self.packed_matmul(hidden, head_var, &self.lm_head_packed, p);
+            return self.packed_matmul(hidden, &[head_var], &self.lm_head_packed, p);
         }
         let head = Self::w(head_var, mode);
         Ok(hidden.matmul(&head.t()?)?)
@@ -496,4 +541,27 @@ impl Model {
         let (b, t, h) = hidden.dims3()?;
         Ok(self.logits(&hidden.reshape((b * t, h))?, mode)?.reshape((b, t, ()))?)
     }
+}
+
+/// Rows per chunk of the packed MLP.
+const MLP_ROWS: usize = 256;
+
+crate::multiversion! {
+/// act(gate) * up for one row: SiLU (Llama, Qwen2) or tanh-approximated GELU (Gemma 3).
+fn gated_activation(gate: &[f32], up: &[f32], gelu: bool, out: &mut [f32]) {
+    use crate::simd::exp_fast;
+    if gelu {
+        const C: f32 = 0.797_884_6; // sqrt(2/pi)
+        for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+            let z = C * (g + 0.044_715 * g * g * g);
+            // tanh(z) = 1 - 2 / (exp(2z) + 1)
+            let tanh = 1.0 - 2.0 / (exp_fast(2.0 * z) + 1.0);
+            *o = 0.5 * g * (1.0 + tanh) * u;
+        }
+    } else {
+        for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+            *o = g / (1.0 + exp_fast(-g)) * u;
+        }
+    }
+}
 }

@@ -53,7 +53,7 @@ pub fn token_logps(model: &Model, pairs: &[(&[u32], &[u32])], mode: Mode) -> Res
 /// vocabulary would take gigabytes.
 const LOGIT_ROWS: usize = 256;
 
-#[inline(always)]
+crate::multiversion! {
 fn log_sum_exp(row: &[f32]) -> f64 {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     // Partial sums in f32 lanes, combined in f64.
@@ -67,6 +67,7 @@ fn log_sum_exp(row: &[f32]) -> f64 {
     let tail: f64 = chunks.remainder().iter().map(|&v| crate::simd::exp_fast(v - max) as f64).sum();
     max as f64 + (acc.iter().map(|&a| a as f64).sum::<f64>() + tail).ln()
 }
+}
 
 /// log p(target) for each hidden row, computing the logits a chunk of rows at a time.
 fn chunked_logps(model: &Model, hidden: &Tensor, targets: &[u32]) -> Result<Tensor> {
@@ -76,7 +77,7 @@ fn chunked_logps(model: &Model, hidden: &Tensor, targets: &[u32]) -> Result<Tens
         let len = LOGIT_ROWS.min(n - start);
         let logits: Vec<Vec<f32>> = model.logits(&hidden.narrow(0, start, len)?, Mode::Infer)?.to_dtype(DType::F32)?.to_vec2()?;
         let chunk: Vec<f32> = logits.par_iter().zip(&targets[start..start + len])
-            .map(|(row, &t)| (row[t as usize] as f64 - crate::simd::dispatch(|| log_sum_exp(row))) as f32)
+            .map(|(row, &t)| (row[t as usize] as f64 - log_sum_exp(row)) as f32)
             .collect();
         out.extend(chunk);
     }

@@ -1,49 +1,6 @@
-//! Small vector kernels for the CPU paths, compiled for AVX-512 and AVX2 and chosen at run time
-//! (the crate itself is built for baseline x86-64).
-
-#[inline(always)]
-pub fn dot_inline(a: &[f32], b: &[f32]) -> f32 {
-    // Eight partial sums let the compiler keep several vector accumulators in flight.
-    let mut acc = [0f32; 16];
-    let chunks = a.len() / 16 * 16;
-    for i in (0..chunks).step_by(16) {
-        for j in 0..16 {
-            acc[j] += a[i + j] * b[i + j];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for i in chunks..a.len() {
-        s += a[i] * b[i];
-    }
-    s
-}
-
-#[inline(always)]
-fn axpy_generic(alpha: f32, x: &[f32], y: &mut [f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += alpha * xi;
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
-        super::dot_inline(a, b)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-        super::dot_inline(a, b)
-    }
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn axpy_avx512(alpha: f32, x: &[f32], y: &mut [f32]) {
-        super::axpy_generic(alpha, x, y)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn axpy_avx2(alpha: f32, x: &[f32], y: &mut [f32]) {
-        super::axpy_generic(alpha, x, y)
-    }
-}
+//! CPU feature detection and the building blocks of the CPU kernels: a macro that compiles a
+//! function for AVX-512 and AVX2 and picks one at run time (the crate itself is built for
+//! baseline x86-64), and a vectorizable exp.
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Level {
@@ -72,55 +29,30 @@ pub fn level() -> Level {
     })
 }
 
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        match level() {
-            Level::Avx512Bf16 | Level::Avx512 => return x86::dot_avx512(a, b),
-            Level::Avx2 => return x86::dot_avx2(a, b),
-            Level::Baseline => {}
-        }
-    }
-    dot_inline(a, b)
-}
-
-/// y += alpha * x
-pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        match level() {
-            Level::Avx512Bf16 | Level::Avx512 => return x86::axpy_avx512(alpha, x, y),
-            Level::Avx2 => return x86::axpy_avx2(alpha, x, y),
-            Level::Baseline => {}
-        }
-    }
-    axpy_generic(alpha, x, y)
-}
-
-/// Runs `f` compiled for the best vector extension of this CPU: `f` and whatever it inlines
-/// (`#[inline(always)]` helpers) get AVX-512 or AVX2 code.
-#[inline(always)]
-pub fn dispatch<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-        unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-            f()
-        }
-        unsafe {
-            match level() {
-                Level::Avx512Bf16 | Level::Avx512 => return avx512(f),
-                Level::Avx2 => return avx2(f),
-                Level::Baseline => {}
+/// Defines a function whose body is compiled three times (AVX-512, AVX2+FMA, baseline) and picks
+/// the best for this CPU at run time. Helpers the body calls must be `#[inline(always)]` to be
+/// compiled with the same features.
+#[macro_export]
+macro_rules! multiversion {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$m])* $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn inner($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? { inner($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { inner($($arg),*) }
+                match $crate::simd::level() {
+                    $crate::simd::Level::Avx512 | $crate::simd::Level::Avx512Bf16 => return unsafe { avx512($($arg),*) },
+                    $crate::simd::Level::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::simd::Level::Baseline => {}
+                }
             }
+            inner($($arg),*)
         }
-    }
-    f()
+    };
 }
 
 /// exp(x) for f32 in a form the compiler vectorizes (no branches, no libm call): 2^(x·log2 e)

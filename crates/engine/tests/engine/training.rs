@@ -1,10 +1,9 @@
 //! Training primitives: gradients reach every weight, the DPO gradient and one SGD step match
 //! TRL, AdamW and clipping match torch, and bf16 weights work.
 
-mod common;
 
-use candle_core::{DType, Device, Tensor, Var};
-use common::*;
+use candle_core::{DType, Tensor, Var};
+use crate::common::*;
 use valuedrift_engine::optim::{clip_scale, grad_norm, sgd_step, AdamW, AdamWConfig};
 use valuedrift_engine::score::{response_nll, token_logps};
 use valuedrift_engine::{LanguageModel, Message, Mode};
@@ -55,12 +54,7 @@ fn sequence_sums(lm: &LanguageModel, pairs: &[(Vec<u32>, Vec<u32>)], mode: Mode)
 
 #[test]
 fn dpo_gradient_and_sgd_step_match_trl() {
-    let path = workspace_root().join("../shared/fixtures/trl-dpo-reference.json");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("SKIP: {} is absent (only present beside the project's own checkouts)", path.display());
-        return;
-    };
-    let fx: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let Some(fx) = shared_fixture("trl-dpo-reference.json") else { return };
     let lm = load(SMOLLM2);
     let mut pairs = Vec::new();
     for t in fx["triples"].as_array().unwrap() {
@@ -92,7 +86,7 @@ fn adamw_and_clipping_match_torch() {
     let shapes: Vec<Vec<usize>> = fx["shapes"].as_array().unwrap().iter()
         .map(|s| s.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect()).collect();
     let vars: Vec<Var> = shapes.iter().zip(fx["init"].as_array().unwrap())
-        .map(|(s, v)| Var::from_tensor(&Tensor::from_vec(floats(v).iter().map(|&x| x as f32).collect::<Vec<_>>(), s.as_slice(), &Device::Cpu).unwrap()).unwrap())
+        .map(|(s, v)| Var::from_tensor(&Tensor::from_vec(floats(v).iter().map(|&x| x as f32).collect::<Vec<_>>(), s.as_slice(), &device()).unwrap()).unwrap())
         .collect();
     let betas = floats(&fx["betas"]);
     let cfg = AdamWConfig { lr: fx["lr"].as_f64().unwrap(), beta1: betas[0], beta2: betas[1], eps: fx["eps"].as_f64().unwrap(), weight_decay: fx["weight_decay"].as_f64().unwrap() };
@@ -100,7 +94,7 @@ fn adamw_and_clipping_match_torch() {
     for step in fx["steps"].as_array().unwrap() {
         // Gradients arrive through a real backward pass: loss = sum(w * g) has dloss/dw = g.
         let loss = vars.iter().zip(step["grads"].as_array().unwrap()).map(|(v, g)| {
-            let g = Tensor::from_vec(floats(g).iter().map(|&x| x as f32).collect::<Vec<_>>(), v.shape(), &Device::Cpu).unwrap();
+            let g = Tensor::from_vec(floats(g).iter().map(|&x| x as f32).collect::<Vec<_>>(), v.shape(), &device()).unwrap();
             (v.as_tensor() * g).unwrap().sum_all().unwrap()
         }).reduce(|a, b| (a + b).unwrap()).unwrap();
         let grads = loss.backward().unwrap();
@@ -119,7 +113,7 @@ fn adamw_and_clipping_match_torch() {
 #[test]
 fn bf16_weights_score_close_to_f32_and_train() {
     let f32_lm = load(SMOLLM2);
-    let bf16_lm = LanguageModel::load(&model_path(SMOLLM2), &Device::Cpu, DType::BF16).unwrap();
+    let bf16_lm = LanguageModel::load(&model_path(SMOLLM2), &device(), DType::BF16).unwrap();
     let prompt = f32_lm.prompt_ids(&[Message::user("Is it fair to tax inheritance?")]).unwrap();
     let resp = f32_lm.tokenizer.encode("Many people think a modest inheritance tax is fair.<|im_end|>\n", false).unwrap();
     let pairs = vec![(prompt.clone(), resp.clone())];

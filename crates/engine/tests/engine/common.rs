@@ -15,6 +15,19 @@ pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// ../shared/fixtures/NAME beside the checkout (or under `VALUEDRIFT_SHARED`), if present.
+pub fn shared_fixture(name: &str) -> Option<Value> {
+    let root = std::env::var_os("VALUEDRIFT_SHARED").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("../shared"));
+    let p = root.join("fixtures").join(name);
+    match std::fs::read_to_string(&p) {
+        Ok(s) => Some(serde_json::from_str(&s).expect("shared fixture is JSON")),
+        Err(_) => {
+            eprintln!("SKIP: {} is absent (only present beside the project's own checkouts)", p.display());
+            None
+        }
+    }
+}
+
 /// The installed model file; tests need the real models (scripts/install-models.sh).
 pub fn model_path(file: &str) -> PathBuf {
     let dir = std::env::var_os("VALUEDRIFT_MODELS").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("models"));
@@ -23,12 +36,25 @@ pub fn model_path(file: &str) -> PathBuf {
     p
 }
 
-pub fn load(file: &str) -> LanguageModel {
-    LanguageModel::load(&model_path(file), &Device::Cpu, DType::F32).expect("model loads")
+/// The device tests run on: the CPU, or `VALUEDRIFT_TEST_DEVICE=cuda` to check the CUDA path
+/// (a build with `--features cuda`) against the same references.
+pub fn device() -> Device {
+    match std::env::var("VALUEDRIFT_TEST_DEVICE").as_deref() {
+        Ok("cuda") => Device::new_cuda(0).expect("CUDA device"),
+        _ => Device::Cpu,
+    }
 }
 
+pub fn load(file: &str) -> LanguageModel {
+    LanguageModel::load(&model_path(file), &device(), DType::F32).expect("model loads")
+}
+
+/// Fixtures beside the tests; `VALUEDRIFT_FIXTURES` points elsewhere when the test binaries run
+/// away from the source tree (on a GPU machine).
 pub fn fixture(name: &str) -> Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let dir = std::env::var_os("VALUEDRIFT_FIXTURES").map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"));
+    let p = dir.join(name);
     serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).expect("fixture is JSON")
 }
 

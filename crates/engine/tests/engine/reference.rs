@@ -1,10 +1,9 @@
 //! The three model families against transformers (f32, same dequantized GGUF weights):
 //! tokenizer ids, chat templates and logits at every position of fixed inputs.
 
-mod common;
 
 use candle_core::Tensor;
-use common::*;
+use crate::common::*;
 use valuedrift_engine::{LanguageModel, Message, Mode};
 
 const LOGIT_TOLERANCE: f64 = 1e-3;

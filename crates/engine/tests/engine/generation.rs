@@ -1,9 +1,8 @@
 //! Batched generation: greedy output equals transformers' token for token, and sampled output
 //! does not depend on batch size or on which other prompts share the batch.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use valuedrift_engine::generate::{generate, Completion, Finish, Request, SamplingParams};
 use valuedrift_engine::LanguageModel;
 

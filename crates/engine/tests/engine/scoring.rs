@@ -1,26 +1,14 @@
 //! Sequence log-probs against TRL's numbers (../shared/fixtures/trl-dpo-reference.json) and
 //! batched scoring against one-at-a-time scoring.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use valuedrift_engine::score::score;
 use valuedrift_engine::Message;
 
-fn trl_fixture() -> Option<serde_json::Value> {
-    let p = workspace_root().join("../shared/fixtures/trl-dpo-reference.json");
-    match std::fs::read_to_string(&p) {
-        Ok(s) => Some(serde_json::from_str(&s).unwrap()),
-        Err(_) => {
-            eprintln!("SKIP: {} is absent (only present beside the project's own checkouts)", p.display());
-            None
-        }
-    }
-}
-
 #[test]
 fn smollm2_logps_match_trl() {
-    let Some(fx) = trl_fixture() else { return };
+    let Some(fx) = shared_fixture("trl-dpo-reference.json") else { return };
     let lm = load(SMOLLM2);
     let mut pairs = Vec::new();
     let mut want = Vec::new();

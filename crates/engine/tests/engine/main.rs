@@ -1,0 +1,9 @@
+//! The engine's integration tests, one binary: real models against reference numbers from
+//! transformers and TRL (fixtures/reference, ../shared/fixtures).
+//! `VALUEDRIFT_TEST_DEVICE=cuda` runs them on a GPU (build with `--features cuda`).
+
+mod common;
+mod generation;
+mod reference;
+mod scoring;
+mod training;
