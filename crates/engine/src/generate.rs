@@ -4,7 +4,7 @@
 //! requests share its batch.
 
 use crate::error::{Error, Result};
-use crate::kv::{KvBatch, KvShape};
+use crate::kv::{KvBatch, KvShape, KvStore};
 use crate::model::{Mode, Model};
 use candle_core::{Tensor, D};
 use rand::rngs::StdRng;
@@ -111,6 +111,20 @@ pub fn generate(
     params: &SamplingParams,
     stop_ids: &[u32],
     batch_size: usize,
+    on_done: impl FnMut(Completion) -> Result<()>,
+) -> Result<()> {
+    let store = KvStore::for_device(model.device());
+    generate_with_store(model, requests, params, stop_ids, batch_size, store, on_done)
+}
+
+/// `generate` with a chosen KV store (tests run the device store's code on the CPU with this).
+pub fn generate_with_store(
+    model: &Model,
+    requests: &[Request],
+    params: &SamplingParams,
+    stop_ids: &[u32],
+    batch_size: usize,
+    store: KvStore,
     mut on_done: impl FnMut(Completion) -> Result<()>,
 ) -> Result<()> {
     if requests.is_empty() {
@@ -133,7 +147,7 @@ pub fn generate(
     queue.reverse();
     let slots_n = batch_size.max(1).min(requests.len());
     let shape = KvShape { layers: cfg.num_layers, kv_heads: cfg.num_kv_heads, heads: cfg.num_heads, head_dim: cfg.head_dim, capacity };
-    let mut kv = KvBatch::new(shape, slots_n, model.dtype(), model.device())?;
+    let mut kv = KvBatch::new(shape, slots_n, store, model.dtype(), model.device())?;
     let mut slots: Vec<Option<Active>> = (0..slots_n).map(|_| None).collect();
     let finish_of = |tok: u32, len: usize| -> Option<Finish> {
         if stop_ids.contains(&tok) {

@@ -29,6 +29,20 @@ enum Store {
     Device { keys: Vec<Tensor>, values: Vec<Tensor> },
 }
 
+/// Where the cache lives: host memory with the direct CPU attention loop, or device tensors with
+/// candle ops (any device; the only choice off the CPU).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvStore {
+    Host,
+    Tensor,
+}
+
+impl KvStore {
+    pub fn for_device(device: &Device) -> Self {
+        if device.is_cpu() { KvStore::Host } else { KvStore::Tensor }
+    }
+}
+
 pub struct KvBatch {
     shape: KvShape,
     store: Store,
@@ -37,9 +51,9 @@ pub struct KvBatch {
 }
 
 impl KvBatch {
-    pub fn new(shape: KvShape, slots: usize, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn new(shape: KvShape, slots: usize, kind: KvStore, dtype: DType, device: &Device) -> Result<Self> {
         let per_layer = slots * shape.kv_heads * shape.capacity * shape.head_dim;
-        let store = if device.is_cpu() {
+        let store = if kind == KvStore::Host && device.is_cpu() {
             Store::Host { keys: vec![vec![0.0; per_layer]; shape.layers], values: vec![vec![0.0; per_layer]; shape.layers] }
         } else {
             let zeros = || Tensor::zeros((slots, shape.kv_heads, shape.capacity, shape.head_dim), dtype, device);
@@ -91,7 +105,11 @@ impl KvBatch {
                 }
             }
             Store::Device { keys, values } => {
+                // Padding positions must enter the cache as zeros: decode steps add into it.
+                let valid: Vec<f32> = lens.iter().flat_map(|&n| (0..t).map(move |p| if p < n { 1.0 } else { 0.0 })).collect();
+                let valid = Tensor::from_vec(valid, (lens.len(), 1, t, 1), &self.device)?.to_dtype(k.dtype())?;
                 for (cache, new) in [(&keys[layer], k), (&values[layer], v)] {
+                    let new = &new.broadcast_mul(&valid)?;
                     let padded = if t < cap {
                         Tensor::cat(&[new, &Tensor::zeros((new.dim(0)?, h, cap - t, d), new.dtype(), &self.device)?], 2)?
                     } else {

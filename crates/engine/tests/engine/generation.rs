@@ -3,13 +3,18 @@
 
 
 use crate::common::*;
-use valuedrift_engine::generate::{generate, Completion, Finish, Request, SamplingParams};
+use valuedrift_engine::generate::{generate, generate_with_store, Completion, Finish, Request, SamplingParams};
+use valuedrift_engine::kv::KvStore;
 use valuedrift_engine::LanguageModel;
 
 fn run(lm: &LanguageModel, prompts: &[Vec<u32>], params: &SamplingParams, batch: usize) -> Vec<Completion> {
+    run_with(lm, prompts, params, batch, KvStore::for_device(lm.model.device()))
+}
+
+fn run_with(lm: &LanguageModel, prompts: &[Vec<u32>], params: &SamplingParams, batch: usize, store: KvStore) -> Vec<Completion> {
     let requests: Vec<Request> = prompts.iter().enumerate().map(|(i, p)| Request { prompt: p.clone(), seed_key: i as u64 }).collect();
     let mut out: Vec<Option<Completion>> = vec![None; prompts.len()];
-    generate(&lm.model, &requests, params, &lm.stop_ids(), batch, |c| {
+    generate_with_store(&lm.model, &requests, params, &lm.stop_ids(), batch, store, |c| {
         let i = c.request;
         out[i] = Some(c);
         Ok(())
@@ -23,14 +28,15 @@ fn check_greedy(file: &str, fixture_name: &str) {
     let cases = fx["greedy"].as_array().unwrap();
     let prompts: Vec<Vec<u32>> = cases.iter().map(|c| ids(&c["prompt_ids"])).collect();
     let params = SamplingParams { temperature: 0.0, top_p: 1.0, max_new_tokens: 24, seed: 0 };
-    // All prompts in one batch (different lengths), and a batch of 2 that refills its slots.
-    for batch in [prompts.len(), 2] {
-        for (c, case) in run(&lm, &prompts, &params, batch).iter().zip(cases) {
+    // All prompts in one batch (different lengths), and a batch of 2 that refills its slots; with
+    // the host cache and with the tensor cache that GPUs use.
+    for (batch, store) in [(prompts.len(), KvStore::Host), (2, KvStore::Host), (prompts.len(), KvStore::Tensor), (2, KvStore::Tensor)] {
+        for (c, case) in run_with(&lm, &prompts, &params, batch, store).iter().zip(cases) {
             let mut got = c.tokens.clone();
             if let Finish::Stop(id) = c.finish {
                 got.push(id);
             }
-            assert_eq!(got, ids(&case["output_ids"]), "greedy output of {:?} at batch {batch}", case["prompt"]);
+            assert_eq!(got, ids(&case["output_ids"]), "greedy output of {:?} at batch {batch}, {store:?} cache", case["prompt"]);
         }
     }
     // Our prompt construction gives the same ids as transformers' chat template.

@@ -4,6 +4,7 @@
 
 mod common;
 mod generation;
+mod inputs;
 mod reference;
 mod scoring;
 mod training;

@@ -1,0 +1,132 @@
+//! The `valuedrift` binary end to end on the real SmolLM2 model: generation with resume,
+//! scoring, and clear errors for bad input files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn model() -> PathBuf {
+    let dir = std::env::var_os("VALUEDRIFT_MODELS").map(PathBuf::from).unwrap_or_else(|| root().join("models"));
+    let p = dir.join("smollm2-135m-instruct.q4_1.gguf");
+    assert!(p.exists(), "{} is missing: run scripts/install-models.sh first", p.display());
+    p
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("valuedrift-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_valuedrift")).args(args).output().expect("binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn lines(p: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn generate(input: &Path, output: &Path) -> Output {
+    let m = model();
+    run(&["generate", "--model", m.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap(),
+          "--samples", "2", "--max-new-tokens", "12", "--seed", "3", "--batch-size", "4"])
+}
+
+#[test]
+fn generate_writes_every_sample_and_resumes_exactly() {
+    let dir = temp_dir("generate");
+    let input = dir.join("prompts.jsonl");
+    std::fs::write(&input, concat!(
+        r#"{"id": "a", "question": "Should voting be compulsory?"}"#, "\n",
+        r#"{"id": "b", "prompt": "Is it wrong to eat meat?"}"#, "\n",
+        r#"{"id": "c", "messages": [{"role": "user", "content": "Tell me about the death penalty."}]}"#, "\n"));
+    let out = dir.join("out.jsonl");
+    let o = generate(&input, &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let full = lines(&out);
+    assert_eq!(full.len(), 6);
+    for row in &full {
+        assert!(row["id"].is_string() && row["response"].is_string() && row["n_tokens"].as_u64().unwrap() <= 12);
+        assert!(["stop", "length"].contains(&row["finish_reason"].as_str().unwrap()));
+    }
+    // Cut the file as an interrupted run would leave it (a partial last line included).
+    let text = std::fs::read_to_string(&out).unwrap();
+    let kept: Vec<&str> = text.lines().take(3).collect();
+    std::fs::write(&out, format!("{}\n{{\"id\": \"b\", \"resp", kept.join("\n"))).unwrap();
+    let o = generate(&input, &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("3 samples already there"), "{}", stderr(&o));
+    let key = |v: &serde_json::Value| (v["line"].as_u64().unwrap(), v["sample"].as_u64().unwrap());
+    let mut resumed = lines(&out);
+    let mut full = full;
+    resumed.sort_by_key(key);
+    full.sort_by_key(key);
+    assert_eq!(resumed, full, "a resumed run ends with the same samples as an uninterrupted one");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn score_adds_log_probabilities() {
+    let dir = temp_dir("score");
+    let input = dir.join("pairs.jsonl");
+    std::fs::write(&input, concat!(
+        r#"{"prompt": "Should we close the gates and stop immigration?", "response": "Yes, close everything now."}"#, "\n",
+        r#"{"prompt": "Is the sky blue?", "response": "Yes, on a clear day the sky looks blue.", "note": "kept"}"#, "\n"));
+    let out = dir.join("scored.jsonl");
+    let m = model();
+    let o = run(&["score", "--model", m.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = lines(&out);
+    assert_eq!(rows.len(), 2);
+    // The first pair is the TRL fixture's first rejected answer: 8 tokens, log-prob -36.968.
+    assert_eq!(rows[0]["n_tokens"], 8);
+    assert!((rows[0]["logp_sum"].as_f64().unwrap() + 36.968).abs() < 1e-2, "{}", rows[0]["logp_sum"]);
+    let (sum, mean, n) = (rows[1]["logp_sum"].as_f64().unwrap(), rows[1]["logp_mean"].as_f64().unwrap(), rows[1]["n_tokens"].as_f64().unwrap());
+    assert!(sum < 0.0 && (mean - sum / n).abs() < 1e-9);
+    assert_eq!(rows[1]["note"], "kept");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_input_files_name_the_file_line_and_field() {
+    let dir = temp_dir("bad");
+    let bad_json = dir.join("bad.jsonl");
+    std::fs::write(&bad_json, "{\"prompt\": \"ok\"}\n{\"prompt\": oops}\n").unwrap();
+    let o = generate(&bad_json, &dir.join("o1.jsonl"));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("bad.jsonl:2: invalid JSON"), "{}", stderr(&o));
+
+    let missing = dir.join("missing.jsonl");
+    std::fs::write(&missing, "{\"prompt\": \"ok\"}\n\n{\"text\": \"no prompt here\"}\n").unwrap();
+    let o = generate(&missing, &dir.join("o2.jsonl"));
+    assert!(stderr(&o).contains("missing.jsonl:3: missing field 'prompt'"), "{}", stderr(&o));
+
+    let empty = dir.join("empty.jsonl");
+    std::fs::write(&empty, "{\"prompt\": \"  \"}\n").unwrap();
+    let o = generate(&empty, &dir.join("o3.jsonl"));
+    assert!(stderr(&o).contains("empty.jsonl:1: field 'prompt' is empty"), "{}", stderr(&o));
+
+    let o = run(&["generate", "--model", "/nonexistent/model.gguf", "--input", missing.to_str().unwrap(), "--output", "/tmp/x"]);
+    assert!(stderr(&o).contains("/nonexistent/model.gguf: not a usable model: no such file"), "{}", stderr(&o));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn model_installer_rejects_a_checksum_mismatch() {
+    let dir = temp_dir("install");
+    let file = dir.join("model.gguf");
+    std::fs::write(&file, "not the pinned model").unwrap();
+    let o = Command::new("bash").arg(root().join("scripts/install-models.sh")).args(["--verify", file.to_str().unwrap(), "0123abcd"])
+        .output().unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("checksum mismatch") && stderr(&o).contains("model.gguf"), "{}", stderr(&o));
+    assert!(!file.exists(), "a file that fails its checksum is removed");
+    std::fs::remove_dir_all(&dir).ok();
+}
