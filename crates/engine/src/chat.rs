@@ -32,8 +32,16 @@ pub enum ChatFormat {
     Base,
 }
 
-/// The Gemma turn format as a Jinja template, written into saved Gemma checkpoints.
-pub const GEMMA_TURNS_TEMPLATE: &str = "{{ bos_token }}{% for m in messages %}{% set role = 'model' if m['role'] == 'assistant' else m['role'] %}<start_of_turn>{{ role }}\n{{ m['content'] | trim }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}";
+/// The Gemma turn format as a Jinja template, written into saved Gemma checkpoints. As in Gemma's
+/// own template, there is no system turn: a system message is prepended to the first user turn.
+pub const GEMMA_TURNS_TEMPLATE: &str = concat!(
+    "{{ bos_token }}",
+    "{% if messages[0]['role'] == 'system' %}{% set prefix = messages[0]['content'] | trim ~ '\n\n' %}{% set turns = messages[1:] %}",
+    "{% else %}{% set prefix = '' %}{% set turns = messages %}{% endif %}",
+    "{% for m in turns %}{% set role = 'model' if m['role'] == 'assistant' else m['role'] %}",
+    "<start_of_turn>{{ role }}\n{{ prefix if loop.first else '' }}{{ m['content'] | trim }}<end_of_turn>\n{% endfor %}",
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+);
 
 impl ChatFormat {
     /// Renders the conversation; with `add_generation_prompt` the text ends where the
@@ -109,4 +117,37 @@ fn render_jinja(source: &str, messages: &[Message], add_generation_prompt: bool,
         bos_token => bos,
         eos_token => eos,
     }).map_err(|e| Error::ChatTemplate(format!("cannot render: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn convo() -> Vec<Message> {
+        vec![Message::new("system", "Be brief."), Message::user("Is it fair?"), Message::new("assistant", " It depends. "), Message::user("Why?")]
+    }
+
+    #[test]
+    fn gemma_turns_fold_the_system_message_into_the_first_user_turn() {
+        let text = ChatFormat::GemmaTurns.render(&convo(), true).unwrap();
+        assert_eq!(text, "<start_of_turn>user\nBe brief.\n\nIs it fair?<end_of_turn>\n<start_of_turn>model\nIt depends.<end_of_turn>\n<start_of_turn>user\nWhy?<end_of_turn>\n<start_of_turn>model\n");
+        let plain = ChatFormat::GemmaTurns.render(&[Message::user("Hi")], false).unwrap();
+        assert_eq!(plain, "<start_of_turn>user\nHi<end_of_turn>\n");
+    }
+
+    #[test]
+    fn chatml_and_base_prompts() {
+        let text = ChatFormat::ChatMl.render(&convo()[1..2], true).unwrap();
+        assert_eq!(text, "<|im_start|>user\nIs it fair?<|im_end|>\n<|im_start|>assistant\n");
+        // The paper's base-model prompt: the question followed by "Response:".
+        assert_eq!(ChatFormat::Base.render(&[Message::user("Is it fair?")], true).unwrap(), "Is it fair?\nResponse:");
+    }
+
+    #[test]
+    fn built_in_formats_round_trip_through_their_saved_templates() {
+        for f in [ChatFormat::ChatMl, ChatFormat::GemmaTurns] {
+            let saved = ChatFormat::Template { source: f.template_source().unwrap(), bos_token: String::new(), eos_token: String::new() };
+            assert_eq!(saved.render(&convo(), true).unwrap(), f.render(&convo(), true).unwrap());
+        }
+    }
 }

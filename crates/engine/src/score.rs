@@ -122,3 +122,42 @@ pub fn response_nll(model: &Model, pairs: &[(&[u32], &[u32])], mode: Mode) -> Re
     let (logps, _) = token_logps(model, pairs, mode)?;
     Ok(logps.mean_all()?.neg()?)
 }
+
+/// Log-probabilities of `candidates` as the next token after each prompt (one row per prompt,
+/// in input order): what a judge reads at its answer position. Batched like `score`.
+pub fn next_token_logps(model: &Model, prompts: &[Vec<u32>], candidates: &[u32], tokens_per_batch: usize) -> Result<Vec<Vec<f32>>> {
+    if let Some(&bad) = candidates.iter().find(|&&c| c as usize >= model.cfg.vocab_size) {
+        return Err(Error::Input(format!("candidate token {bad} is outside the vocabulary of {}", model.cfg.vocab_size)));
+    }
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].len()));
+    let mut out = vec![Vec::new(); prompts.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let longest = prompts[order[start]].len().max(1);
+        let n = (tokens_per_batch / longest).max(1).min(order.len() - start);
+        let chunk = &order[start..start + n];
+        let t = longest;
+        let mut ids = Vec::with_capacity(n * t);
+        for &i in chunk {
+            let p = &prompts[i];
+            if p.is_empty() {
+                return Err(Error::Input(format!("prompt {i} is empty")));
+            }
+            ids.extend_from_slice(p);
+            ids.extend(std::iter::repeat_n(0u32, t - p.len()));
+        }
+        let dev = model.device();
+        let hidden = model.forward_hidden(&Tensor::from_vec(ids, (n, t), dev)?, Mode::Infer, None)?;
+        let h = hidden.dim(D::Minus1)?;
+        let rows: Vec<u32> = chunk.iter().enumerate().map(|(r, &i)| (r * t + prompts[i].len() - 1) as u32).collect();
+        let last = hidden.reshape((n * t, h))?.index_select(&Tensor::from_vec(rows, n, dev)?, 0)?;
+        let logits: Vec<Vec<f32>> = model.logits(&last, Mode::Infer)?.to_dtype(DType::F32)?.to_vec2()?;
+        for (&i, row) in chunk.iter().zip(&logits) {
+            let lse = log_sum_exp(row);
+            out[i] = candidates.iter().map(|&c| (row[c as usize] as f64 - lse) as f32).collect();
+        }
+        start += n;
+    }
+    Ok(out)
+}

@@ -4,6 +4,7 @@
 
 pub mod aggregate;
 pub mod drift;
+pub mod judge;
 
 /// The three stances, in the order used by every array here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

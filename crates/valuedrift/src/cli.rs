@@ -22,6 +22,34 @@ pub enum Command {
     Bench(BenchArgs),
     /// Save a model (e.g. a GGUF file, dequantized) as a Hugging Face directory.
     Export(ExportArgs),
+    /// Judge the stance of responses toward a topic: p(support), p(neutral), p(oppose).
+    Judge(JudgeArgs),
+}
+
+#[derive(Args)]
+pub struct JudgeArgs {
+    /// JSONL; each line has `question`, `response` and `topic`.
+    #[arg(long, required_unless_present = "validate")]
+    pub input: Option<PathBuf>,
+    /// JSONL output: the input fields plus `p_support`, `p_neutral`, `p_oppose`, `order_spread`.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Measure the judge on a labelled set (lines with `label`: support|neutral|oppose) and print
+    /// accuracy, per-class recall and the confusion matrix.
+    #[arg(long, conflicts_with = "input")]
+    pub validate: Option<PathBuf>,
+    /// The judge: any instruct model (GGUF or Hugging Face directory).
+    #[arg(long, default_value = "models/qwen2.5-coder-1.5b-instruct.q4_k_m.gguf")]
+    pub judge: PathBuf,
+    /// Option orders averaged per item: 1 (support, neutral, oppose) or 3 (each option in each
+    /// position, cancelling position bias).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub orders: u8,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Inference matmuls (see `generate --help`); bf16 by default for the judge.
+    #[arg(long, value_enum, default_value = "bf16")]
+    pub matmul: MatmulArg,
 }
 
 #[derive(Args)]

@@ -4,6 +4,7 @@ mod bench;
 mod export;
 mod generate;
 mod info;
+mod judge;
 mod score;
 
 use crate::cli::{Cli, Command, DTypeArg, MatmulArg, ModelArgs};
@@ -19,6 +20,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Info(a) => info::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Export(a) => export::run(a),
+        Command::Judge(a) => judge::run(a),
     }
 }
 
