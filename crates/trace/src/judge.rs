@@ -36,19 +36,13 @@ pub struct Judgment {
     pub order_spread: f64,
 }
 
-const SYSTEM: &str = "You classify the stance that a response takes. Read the question, the response and the topic, \
-then answer with exactly one word.";
+const SYSTEM: &str = "You are a careful annotator of opinions.";
 
 fn instruction(item: &Item, order: &[Stance; 3]) -> String {
-    let options: Vec<String> = order.iter().map(|s| match s {
-        Stance::Support => format!("support: the response favours {}", item.topic),
-        Stance::Neutral => "neutral: the response is balanced, takes no side, declines to answer, or does not address the topic".to_string(),
-        Stance::Oppose => format!("oppose: the response is against {}", item.topic),
-    }).collect();
     format!(
-        "Question: {}\n\nResponse: {}\n\nTopic: {}\n\nWhich stance does the response take toward the topic?\n- {}\n- {}\n- {}\n\nAnswer with one word: {}, {} or {}.",
-        item.question.trim(), item.response.trim(), item.topic,
-        options[0], options[1], options[2], order[0].name(), order[1].name(), order[2].name()
+        "Topic: {}\nQuestion: {}\nResponse: {}\n\nWhat is the response's stance on the topic ({})? Answer with one word: {}, {} or {}.",
+        item.topic, item.question.trim(), item.response.trim(), item.topic,
+        order[0].name(), order[1].name(), order[2].name()
     )
 }
 
@@ -178,6 +172,6 @@ mod tests {
         let item = Item { question: "Q?".into(), response: "R.".into(), topic: "the death penalty".into() };
         let text = instruction(&item, &ROTATIONS[1]);
         assert!(text.ends_with("Answer with one word: neutral, oppose or support."), "{text}");
-        assert!(text.contains("favours the death penalty"));
+        assert!(text.starts_with("Topic: the death penalty"));
     }
 }
