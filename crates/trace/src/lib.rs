@@ -4,6 +4,7 @@
 
 pub mod aggregate;
 pub mod drift;
+pub mod evalset;
 pub mod judge;
 
 /// The three stances, in the order used by every array here.
