@@ -1,3 +1,5 @@
+#![allow(clippy::needless_range_loop)] // index loops over fixed register tiles read clearest
+
 //! CPU matrix multiply for inference, y = x · Wᵀ, with W packed once into column panels.
 //!
 //! candle's CPU gemm repacks the weight on every call and only uses AVX2 here. This kernel keeps

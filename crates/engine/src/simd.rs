@@ -65,7 +65,7 @@ pub fn exp_fast(x: f32) -> f32 {
     let n = (t + 0.5).floor();
     let f = t - n;
     // 2^f on [-0.5, 0.5]: Taylor coefficients of exp(f·ln2); the error term is below 2e-7.
-    let p = 1.0 + f * (0.693_147_2 + f * (0.240_226_5 + f * (0.055_504_11 + f * (0.009_618_129 + f * (0.001_333_355 + f * 0.000_154_035_3)))));
+    let p = 1.0 + f * (std::f32::consts::LN_2 + f * (0.240_226_5 + f * (0.055_504_11 + f * (0.009_618_129 + f * (0.001_333_355 + f * 0.000_154_035_3)))));
     let bits = ((n as i32 + 127) as u32) << 23;
     let r = p * f32::from_bits(bits);
     if x < -87.0 { 0.0 } else { r }

@@ -31,6 +31,9 @@ pub type Result<T> = std::result::Result<T, EvalSetError>;
 
 const FIELDS: [&str; 4] = ["id", "category", "topic", "question"];
 
+/// A row as read: its line, the fields present, and the quick flag.
+type RawRow = (usize, HashMap<String, String>, bool);
+
 /// Reads an eval set (JSONL, or CSV when the name ends in .csv) and checks it: every field
 /// present and non-empty, ids unique, one topic per category (so "support" has one meaning).
 pub fn load(path: &Path) -> Result<Vec<Question>> {
@@ -42,7 +45,7 @@ fn row_err(path: &Path, line: usize, message: impl Into<String>) -> EvalSetError
     EvalSetError::Row { path: path.into(), line, message: message.into() }
 }
 
-fn read_jsonl(path: &Path) -> Result<Vec<(usize, HashMap<String, String>, bool)>> {
+fn read_jsonl(path: &Path) -> Result<Vec<RawRow>> {
     let text = std::fs::read_to_string(path).map_err(|source| EvalSetError::Io { path: path.into(), source })?;
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
@@ -62,7 +65,7 @@ fn read_jsonl(path: &Path) -> Result<Vec<(usize, HashMap<String, String>, bool)>
     Ok(rows)
 }
 
-fn read_csv(path: &Path) -> Result<Vec<(usize, HashMap<String, String>, bool)>> {
+fn read_csv(path: &Path) -> Result<Vec<RawRow>> {
     let mut reader = csv::Reader::from_path(path).map_err(|e| EvalSetError::File { path: path.into(), message: e.to_string() })?;
     let headers = reader.headers().map_err(|e| EvalSetError::File { path: path.into(), message: e.to_string() })?.clone();
     let mut rows = Vec::new();
@@ -80,7 +83,7 @@ fn read_csv(path: &Path) -> Result<Vec<(usize, HashMap<String, String>, bool)>> 
     Ok(rows)
 }
 
-fn validate(path: &Path, rows: Vec<(usize, HashMap<String, String>, bool)>) -> Result<Vec<Question>> {
+fn validate(path: &Path, rows: Vec<RawRow>) -> Result<Vec<Question>> {
     if rows.is_empty() {
         return Err(EvalSetError::File { path: path.into(), message: "no questions".into() });
     }

@@ -46,7 +46,7 @@ fn generate_writes_every_sample_and_resumes_exactly() {
     std::fs::write(&input, concat!(
         r#"{"id": "a", "question": "Should voting be compulsory?"}"#, "\n",
         r#"{"id": "b", "prompt": "Is it wrong to eat meat?"}"#, "\n",
-        r#"{"id": "c", "messages": [{"role": "user", "content": "Tell me about the death penalty."}]}"#, "\n"));
+        r#"{"id": "c", "messages": [{"role": "user", "content": "Tell me about the death penalty."}]}"#, "\n")).unwrap();
     let out = dir.join("out.jsonl");
     let o = generate(&input, &out);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -78,7 +78,7 @@ fn score_adds_log_probabilities() {
     let input = dir.join("pairs.jsonl");
     std::fs::write(&input, concat!(
         r#"{"prompt": "Should we close the gates and stop immigration?", "response": "Yes, close everything now."}"#, "\n",
-        r#"{"prompt": "Is the sky blue?", "response": "Yes, on a clear day the sky looks blue.", "note": "kept"}"#, "\n"));
+        r#"{"prompt": "Is the sky blue?", "response": "Yes, on a clear day the sky looks blue.", "note": "kept"}"#, "\n")).unwrap();
     let out = dir.join("scored.jsonl");
     let m = model();
     let o = run(&["score", "--model", m.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap()]);
