@@ -24,6 +24,44 @@ pub enum Command {
     Export(ExportArgs),
     /// Judge the stance of responses toward a topic: p(support), p(neutral), p(oppose).
     Judge(JudgeArgs),
+    /// Measure one model's values: sample answers to the eval questions, judge their stances,
+    /// and report v(T) per category with 95% intervals (resumable).
+    Eval(EvalArgs),
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Eval set (JSONL or CSV with id, category, topic, question).
+    #[arg(long, default_value = "data/eval/questions.jsonl")]
+    pub questions: PathBuf,
+    /// Only the quick subset (5 questions per category in the bundled set).
+    #[arg(long)]
+    pub quick: bool,
+    /// Comma-separated categories (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub categories: Vec<String>,
+    #[arg(long, default_value_t = 5)]
+    pub samples: usize,
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// The paper's prompt for base models (question + "Response:"), ignoring any chat template.
+    #[arg(long)]
+    pub base_prompt: bool,
+    #[arg(long, default_value = "models/qwen2.5-coder-1.5b-instruct.q4_k_m.gguf")]
+    pub judge: PathBuf,
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub orders: u8,
+    /// Output directory: questions.jsonl, generations.jsonl, judgments.jsonl, values.csv.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Args)]

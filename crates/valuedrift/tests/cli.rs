@@ -130,3 +130,37 @@ fn model_installer_rejects_a_checksum_mismatch() {
     assert!(!file.exists(), "a file that fails its checksum is removed");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn eval_reports_values_per_category_and_resumes() {
+    let dir = temp_dir("eval");
+    let m = model();
+    let eval = || run(&["eval", "--model", m.to_str().unwrap(), "--questions", root().join("data/eval/questions.jsonl").to_str().unwrap(),
+        "--judge", m.to_str().unwrap(), "--quick", "--categories", "abortion,death_penalty", "--samples", "2",
+        "--max-new-tokens", "8", "--orders", "1", "--out", dir.to_str().unwrap()]);
+    let o = eval();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(dir.join("values.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    for r in &rows {
+        assert_eq!(r[2], "5", "five quick questions per category: {csv}");
+        let p: f64 = [3, 5, 7].iter().map(|&i| r[i].parse::<f64>().unwrap()).sum();
+        assert!((p - 1.0).abs() < 1e-3, "stance means sum to 1: {csv}");
+    }
+    assert_eq!(lines(&dir.join("judgments.jsonl")).len(), 20);
+    let again = eval();
+    assert!(stderr(&again).contains("20 samples already there"), "{}", stderr(&again));
+    assert!(!stderr(&again).contains("judgments in"), "finished judging is not redone");
+    assert_eq!(std::fs::read_to_string(dir.join("values.csv")).unwrap(), csv);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn eval_rejects_an_unknown_category() {
+    let m = model();
+    let o = run(&["eval", "--model", m.to_str().unwrap(), "--questions", root().join("data/eval/questions.jsonl").to_str().unwrap(),
+        "--categories", "astrology", "--out", temp_dir("eval-bad").to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("unknown category 'astrology'"), "{}", stderr(&o));
+}

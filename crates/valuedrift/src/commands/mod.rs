@@ -1,6 +1,7 @@
 //! One module per subcommand; shared model loading here.
 
 mod bench;
+mod eval;
 mod export;
 mod generate;
 mod info;
@@ -21,6 +22,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::Export(a) => export::run(a),
         Command::Judge(a) => judge::run(a),
+        Command::Eval(a) => eval::run(a),
     }
 }
 
