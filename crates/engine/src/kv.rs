@@ -65,10 +65,6 @@ impl KvBatch {
         Ok(KvBatch { shape, store, lens: vec![0; slots], device: device.clone() })
     }
 
-    pub fn slots(&self) -> usize {
-        self.lens.len()
-    }
-
     pub fn lens(&self) -> &[usize] {
         &self.lens
     }

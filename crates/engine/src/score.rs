@@ -91,17 +91,27 @@ pub struct Scored {
     pub mean: f64,
 }
 
-/// Scores pairs without gradients, `tokens_per_batch` tokens (padded) at a time; longest first so
-/// that batches hold pairs of similar length. Results come back in input order.
-pub fn score(model: &Model, pairs: &[(Vec<u32>, Vec<u32>)], tokens_per_batch: usize) -> Result<Vec<Scored>> {
-    let mut order: Vec<usize> = (0..pairs.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(pairs[i].0.len() + pairs[i].1.len()));
-    let mut out: Vec<Option<Scored>> = vec![None; pairs.len()];
+/// Groups item indices into batches of at most `tokens_per_batch` padded tokens (at least one item
+/// each), longest first so that a batch holds items of similar length.
+fn length_batches(lens: &[usize], tokens_per_batch: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lens.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(lens[i]));
+    let mut batches = Vec::new();
     let mut start = 0;
     while start < order.len() {
-        let longest = pairs[order[start]].0.len() + pairs[order[start]].1.len();
-        let n = (tokens_per_batch / longest.max(1)).max(1).min(order.len() - start);
-        let chunk = &order[start..start + n];
+        let n = (tokens_per_batch / lens[order[start]].max(1)).max(1).min(order.len() - start);
+        batches.push(order[start..start + n].to_vec());
+        start += n;
+    }
+    batches
+}
+
+/// Scores pairs without gradients, `tokens_per_batch` tokens (padded) at a time. Results come
+/// back in input order.
+pub fn score(model: &Model, pairs: &[(Vec<u32>, Vec<u32>)], tokens_per_batch: usize) -> Result<Vec<Scored>> {
+    let lens: Vec<usize> = pairs.iter().map(|(p, r)| p.len() + r.len()).collect();
+    let mut out: Vec<Option<Scored>> = vec![None; pairs.len()];
+    for chunk in length_batches(&lens, tokens_per_batch) {
         let batch: Vec<(&[u32], &[u32])> = chunk.iter().map(|&i| (pairs[i].0.as_slice(), pairs[i].1.as_slice())).collect();
         let (logps, ranges) = token_logps(model, &batch, Mode::Infer)?;
         let logps: Vec<f32> = logps.to_vec1()?;
@@ -111,7 +121,6 @@ pub fn score(model: &Model, pairs: &[(Vec<u32>, Vec<u32>)], tokens_per_batch: us
             let mean = sum / toks.len() as f64;
             out[i] = Some(Scored { token_logps: toks, sum, mean });
         }
-        start += n;
     }
     Ok(out.into_iter().map(|s| s.expect("every pair scored")).collect())
 }
@@ -129,17 +138,12 @@ pub fn next_token_logps(model: &Model, prompts: &[Vec<u32>], candidates: &[u32],
     if let Some(&bad) = candidates.iter().find(|&&c| c as usize >= model.cfg.vocab_size) {
         return Err(Error::Input(format!("candidate token {bad} is outside the vocabulary of {}", model.cfg.vocab_size)));
     }
-    let mut order: Vec<usize> = (0..prompts.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].len()));
+    let lens: Vec<usize> = prompts.iter().map(Vec::len).collect();
     let mut out = vec![Vec::new(); prompts.len()];
-    let mut start = 0;
-    while start < order.len() {
-        let longest = prompts[order[start]].len().max(1);
-        let n = (tokens_per_batch / longest).max(1).min(order.len() - start);
-        let chunk = &order[start..start + n];
-        let t = longest;
+    for chunk in length_batches(&lens, tokens_per_batch) {
+        let (n, t) = (chunk.len(), lens[chunk[0]].max(1));
         let mut ids = Vec::with_capacity(n * t);
-        for &i in chunk {
+        for &i in &chunk {
             let p = &prompts[i];
             if p.is_empty() {
                 return Err(Error::Input(format!("prompt {i} is empty")));
@@ -157,7 +161,6 @@ pub fn next_token_logps(model: &Model, prompts: &[Vec<u32>], candidates: &[u32],
             let lse = log_sum_exp(row);
             out[i] = candidates.iter().map(|&c| (row[c as usize] as f64 - lse) as f32).collect();
         }
-        start += n;
     }
     Ok(out)
 }

@@ -35,11 +35,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
     report(&judged, &args.out.join("values.csv"))
 }
 
+/// Per category: its topic, and each question's sample judgments.
+type JudgedByCategory = BTreeMap<String, (String, BTreeMap<String, Vec<[f64; 3]>>)>;
+
 /// Per category: v(T) with intervals, from the judged samples.
 fn report(judged: &std::path::Path, csv_path: &std::path::Path) -> Result<()> {
     let rows = crate::jsonl::read(judged)?;
-    // category -> topic, question id -> sample judgments
-    let mut by_cat: BTreeMap<String, (String, BTreeMap<String, Vec<[f64; 3]>>)> = BTreeMap::new();
+    let mut by_cat = JudgedByCategory::new();
     for r in &rows {
         let f = |k: &str| r.fields.get(k).and_then(|v| v.as_f64()).ok_or_else(|| anyhow!("{}:{}: missing field '{k}'", judged.display(), r.line));
         let p = [f("p_support")?, f("p_neutral")?, f("p_oppose")?];
