@@ -19,8 +19,8 @@ pub struct Question {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalSetError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Io { path: PathBuf, message: String },
     #[error("{path}:{line}: {message}")]
     Row { path: PathBuf, line: usize, message: String },
     #[error("{path}: {message}")]
@@ -45,8 +45,22 @@ fn row_err(path: &Path, line: usize, message: impl Into<String>) -> EvalSetError
     EvalSetError::Row { path: path.into(), line, message: message.into() }
 }
 
+/// The bundled eval set (11 categories x 50 questions), compiled into the binary so that it
+/// works from any directory.
+pub const BUNDLED_NAME: &str = "bundled:data/eval/questions.jsonl";
+const BUNDLED: &str = include_str!("../../../data/eval/questions.jsonl");
+
+pub fn load_bundled() -> Result<Vec<Question>> {
+    let path = Path::new(BUNDLED_NAME);
+    validate(path, parse_jsonl(path, BUNDLED)?)
+}
+
 fn read_jsonl(path: &Path) -> Result<Vec<RawRow>> {
-    let text = std::fs::read_to_string(path).map_err(|source| EvalSetError::Io { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|e| EvalSetError::Io { path: path.into(), message: e.to_string() })?;
+    parse_jsonl(path, &text)
+}
+
+fn parse_jsonl(path: &Path, text: &str) -> Result<Vec<RawRow>> {
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line).map_err(|e| row_err(path, i + 1, format!("invalid JSON ({e})")))?;

@@ -1,11 +1,14 @@
-//! The tracer's statistics: from per-sample stance probabilities to per-topic values with
-//! confidence intervals, and from value trajectories to the paper's drift metrics.
-//! (Eval sets, the judge, the store and reports are still to come; see docs/architecture.md.)
+//! The tracer: eval sets, the stance judge, the store, tracing checkpoints (sample, judge,
+//! resume), per-topic values with confidence intervals, the paper's drift metrics and reports.
 
 pub mod aggregate;
+pub mod checkpoints;
 pub mod drift;
 pub mod evalset;
 pub mod judge;
+pub mod pipeline;
+pub mod report;
+pub mod store;
 
 /// The three stances, in the order used by every array here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

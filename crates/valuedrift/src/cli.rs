@@ -27,6 +27,133 @@ pub enum Command {
     /// Measure one model's values: sample answers to the eval questions, judge their stances,
     /// and report v(T) per category with 95% intervals (resumable).
     Eval(EvalArgs),
+    /// Trace values across training checkpoints into a store (SQLite; resumable after any
+    /// interruption), then write the report: values, drift tables, plots, samples.
+    Trace(TraceArgs),
+    /// Rewrite the report of a traced run from its store.
+    Report(ReportArgs),
+    /// Export every sample of a traced run (checkpoint, question, answer, judgment) as JSONL or CSV.
+    Dump(DumpArgs),
+}
+
+#[derive(Args)]
+pub struct TraceArgs {
+    /// Checkpoints as [PHASE=]PATH[@STEP]: a model (.gguf or Hugging Face directory) or a training
+    /// output directory with checkpoint-N/ subdirectories (Hugging Face/TRL or ours). The phase
+    /// and step come from trainer_state.json when not given.
+    #[arg(required = true)]
+    pub checkpoints: Vec<String>,
+    /// Output directory: the store (trace.sqlite) and the report (report/).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Store file (default OUT/trace.sqlite).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Run name inside the store; one store can hold several runs.
+    #[arg(long, default_value = "trace")]
+    pub run: String,
+    /// Phase name for checkpoints that carry none.
+    #[arg(long, default_value = "train")]
+    pub phase: String,
+    #[command(flatten)]
+    pub eval: EvalSetArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub judge: JudgeModelArgs,
+    /// Device for generation (cpu, cuda, cuda:N).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Generator matmul kernels on the CPU.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub matmul: MatmulArg,
+    /// Sequences decoded together.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+}
+
+#[derive(Args, Clone)]
+pub struct EvalSetArgs {
+    /// Eval set (JSONL or CSV with id, category, topic, question); default: the bundled set
+    /// (data/eval/questions.jsonl, built into the binary).
+    #[arg(long)]
+    pub questions: Option<PathBuf>,
+    /// Only the quick subset (5 questions per category in the bundled set).
+    #[arg(long)]
+    pub quick: bool,
+    /// Comma-separated categories (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub categories: Vec<String>,
+    /// At most this many questions per category (the first ones in file order).
+    #[arg(long)]
+    pub per_category: Option<usize>,
+}
+
+#[derive(Args, Clone)]
+pub struct SamplingArgs {
+    /// Answers sampled per question (paper: 5).
+    #[arg(long, default_value_t = 5)]
+    pub samples: u32,
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// auto: the chat template when the model has one, else the paper's base prompt
+    /// (question + "Response:"); chat; base.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub prompt: PromptArg,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PromptArg {
+    Auto,
+    Chat,
+    Base,
+}
+
+#[derive(Args, Clone)]
+pub struct JudgeModelArgs {
+    /// Judge model (any instruct model, .gguf or Hugging Face directory).
+    #[arg(long, default_value = "models/qwen2.5-coder-1.5b-instruct.q4_k_m.gguf")]
+    pub judge: PathBuf,
+    /// Option orders averaged per judgment (1-3; 3 cancels position bias to first order).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
+    pub orders: u8,
+    /// Judge matmul kernels on the CPU.
+    #[arg(long, value_enum, default_value = "bf16")]
+    pub judge_matmul: MatmulArg,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    #[arg(long)]
+    pub store: PathBuf,
+    #[arg(long, default_value = "trace")]
+    pub run: String,
+    /// Report directory.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args)]
+pub struct DumpArgs {
+    #[arg(long)]
+    pub store: PathBuf,
+    #[arg(long, default_value = "trace")]
+    pub run: String,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: DumpFormat,
+    /// Output file (default: standard output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DumpFormat {
+    Jsonl,
+    Csv,
 }
 
 #[derive(Args)]

@@ -7,6 +7,7 @@ mod generate;
 mod info;
 mod judge;
 mod score;
+mod trace;
 
 use crate::cli::{Cli, Command, DTypeArg, MatmulArg, ModelArgs};
 use valuedrift_engine::matmul::Precision;
@@ -23,6 +24,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Export(a) => export::run(a),
         Command::Judge(a) => judge::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Trace(a) => trace::run(a),
+        Command::Report(a) => trace::report(a),
+        Command::Dump(a) => trace::dump(a),
     }
 }
 

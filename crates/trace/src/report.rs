@@ -1,0 +1,323 @@
+//! From the store to what a reader looks at: values per checkpoint and topic, drift per phase,
+//! trajectory plots with 95% bands, and sample generations per checkpoint.
+//!
+//! Files written into the report directory:
+//! - `values.csv`: one row per (checkpoint, category, stance) with the mean and the 95% interval;
+//! - `drift.csv`, `drift.md`: magnitude and time per (phase, topic, stance), the paper's layout;
+//! - `plots/<category>.svg` and `.png`: the three stance trajectories, phases marked;
+//! - `samples.md`: one answer per checkpoint for the first question of each category.
+
+use crate::aggregate::{question_value, topic_value, Value};
+use crate::drift::{drift, Drift, Point};
+use crate::store::{Checkpoint, Store};
+use crate::Stance;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("plot {path}: {message}")]
+    Plot { path: PathBuf, message: String },
+}
+
+pub type Result<T> = std::result::Result<T, ReportError>;
+
+/// v(T) of one category at one checkpoint.
+#[derive(Clone, Debug)]
+pub struct CheckpointValue {
+    pub checkpoint: Checkpoint,
+    pub category: String,
+    pub topic: String,
+    pub value: Value,
+    /// Judged samples behind the value.
+    pub samples: usize,
+}
+
+/// Drift of one stance of one topic over one phase.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PhaseDrift {
+    pub phase: String,
+    pub category: String,
+    pub stance: Stance,
+    pub start: f64,
+    pub end: f64,
+    pub drift: Drift,
+}
+
+/// Values of every (checkpoint, category) that has judgments, in checkpoint order.
+pub fn values(store: &Store, run: i64) -> Result<Vec<CheckpointValue>> {
+    let questions: HashMap<String, (String, String)> = store.questions(run)?.into_iter()
+        .map(|q| (q.id, (q.category, q.topic))).collect();
+    let mut out = Vec::new();
+    for ck in store.checkpoints(run)? {
+        // category -> question -> sample judgments
+        let mut grouped: BTreeMap<&str, BTreeMap<String, Vec<[f64; 3]>>> = BTreeMap::new();
+        for j in store.judgments(run, Some(ck.id))? {
+            if let Some((category, _)) = questions.get(&j.question) {
+                grouped.entry(category).or_default().entry(j.question).or_default().push(j.p);
+            }
+        }
+        for (category, per_question) in grouped {
+            let samples = per_question.values().map(Vec::len).sum();
+            let qv: Vec<[f64; 3]> = per_question.values().filter_map(|s| question_value(s)).collect();
+            let topic = questions.values().find(|(c, _)| c == category).map(|(_, t)| t.clone()).unwrap_or_default();
+            if let Some(value) = topic_value(&qv) {
+                out.push(CheckpointValue { checkpoint: ck.clone(), category: category.to_string(), topic, value, samples });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Phases in order of first appearance.
+fn phase_order(values: &[CheckpointValue]) -> Vec<String> {
+    let mut phases: Vec<String> = Vec::new();
+    for v in values {
+        if !phases.contains(&v.checkpoint.phase) {
+            phases.push(v.checkpoint.phase.clone());
+        }
+    }
+    phases
+}
+
+fn categories(values: &[CheckpointValue]) -> Vec<String> {
+    let mut cats: Vec<String> = values.iter().map(|v| v.category.clone()).collect();
+    cats.sort();
+    cats.dedup();
+    cats
+}
+
+/// Drift of every (phase, category, stance) with at least one checkpoint.
+pub fn drifts(values: &[CheckpointValue]) -> Vec<PhaseDrift> {
+    let mut out = Vec::new();
+    for phase in phase_order(values) {
+        for category in categories(values) {
+            let points: Vec<Point> = values.iter()
+                .filter(|v| v.checkpoint.phase == phase && v.category == category)
+                .map(|v| Point { step: v.checkpoint.step, value: v.value.clone() }).collect();
+            for s in Stance::ALL {
+                if let Some(d) = drift(&points, s as usize) {
+                    let (start, end) = (points[0].value.mean[s as usize], points.last().unwrap().value.mean[s as usize]);
+                    out.push(PhaseDrift { phase: phase.clone(), category: category.clone(), stance: s, start, end, drift: d });
+                }
+            }
+        }
+    }
+    out
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|source| ReportError::Io { path: path.into(), source })
+}
+
+fn values_csv(values: &[CheckpointValue]) -> String {
+    let mut s = String::from("phase,step,checkpoint,category,topic,stance,mean,ci_low,ci_high,questions,samples\n");
+    for v in values {
+        for st in Stance::ALL {
+            let i = st as usize;
+            let _ = writeln!(s, "{},{},{},{},{},{},{:.6},{:.6},{:.6},{},{}", csv_field(&v.checkpoint.phase), v.checkpoint.step,
+                csv_field(&v.checkpoint.path), v.category, csv_field(&v.topic), st.name(), v.value.mean[i], v.value.low(i),
+                v.value.high(i), v.value.questions, v.samples);
+        }
+    }
+    s
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+}
+
+fn drift_csv(drifts: &[PhaseDrift]) -> String {
+    let mut s = String::from("phase,category,stance,start,end,magnitude,drift_time,extremum_step\n");
+    for d in drifts {
+        let time = d.drift.time.map(|t| format!("{t:.4}")).unwrap_or_default();
+        let _ = writeln!(s, "{},{},{},{:.6},{:.6},{:.6},{time},{}", csv_field(&d.phase), d.category, d.stance.name(),
+            d.start, d.end, d.drift.magnitude, d.drift.extremum_step);
+    }
+    s
+}
+
+/// The paper's table layout: one table per phase, topics as rows, per stance the magnitude M
+/// and the drift time η.
+pub fn drift_markdown(drifts: &[PhaseDrift]) -> String {
+    let mut s = String::from("# Value drift per phase\n\nM: drift magnitude (end minus start of the phase). \
+        η: drift time, the fraction of the phase's steps taken to come within the 95% interval of the stance's extremum \
+        (– with a single checkpoint).\n");
+    let mut phases: Vec<&str> = Vec::new();
+    for d in drifts {
+        if !phases.contains(&d.phase.as_str()) {
+            phases.push(&d.phase);
+        }
+    }
+    for phase in phases {
+        let _ = write!(s, "\n## {phase}\n\n| topic | support M | support η | neutral M | neutral η | oppose M | oppose η |\n|---|---:|---:|---:|---:|---:|---:|\n");
+        let mut by_cat: BTreeMap<&str, [Option<&Drift>; 3]> = BTreeMap::new();
+        for d in drifts.iter().filter(|d| d.phase == phase) {
+            by_cat.entry(&d.category).or_default()[d.stance as usize] = Some(&d.drift);
+        }
+        for (cat, cells) in by_cat {
+            let _ = write!(s, "| {cat} |");
+            for c in cells {
+                match c {
+                    Some(d) => { let _ = write!(s, " {:+.3} | {} |", d.magnitude, d.time.map(|t| format!("{t:.2}")).unwrap_or("–".into())); }
+                    None => s.push_str(" | |"),
+                }
+            }
+            s.push('\n');
+        }
+    }
+    s
+}
+
+/// One answer (sample 0) per checkpoint for the first question of each category, with its judgment.
+fn samples_markdown(store: &Store, run: i64) -> Result<String> {
+    let questions = store.questions(run)?;
+    let checkpoints = store.checkpoints(run)?;
+    let mut firsts: BTreeMap<&str, &crate::evalset::Question> = BTreeMap::new();
+    for q in &questions {
+        firsts.entry(&q.category).or_insert(q);
+    }
+    let mut s = String::from("# Sample generations per checkpoint\n\nSample 0 of the first question of each category; \
+        p = (support, neutral, oppose) from the judge. Answers are cut at 300 characters.\n");
+    for (cat, q) in firsts {
+        let _ = write!(s, "\n## {cat}: {}\n\nTopic: {}\n\n| phase | step | answer | p |\n|---|---:|---|---|\n", one_line(&q.question, 300), q.topic);
+        for ck in &checkpoints {
+            let gens = store.generations(run, Some(ck.id))?;
+            let Some(g) = gens.iter().find(|g| g.question == q.id && g.sample == 0) else { continue };
+            let p = store.judgments(run, Some(ck.id))?.into_iter().find(|j| j.question == q.id && j.sample == 0)
+                .map(|j| format!("{:.2} / {:.2} / {:.2}", j.p[0], j.p[1], j.p[2])).unwrap_or_default();
+            let _ = writeln!(s, "| {} | {} | {} | {p} |", ck.phase, ck.step, one_line(&g.response, 300));
+        }
+    }
+    Ok(s)
+}
+
+/// Text for one table cell: newlines and pipes escaped, cut at `max` characters.
+fn one_line(text: &str, max: usize) -> String {
+    let flat = text.trim().replace('|', "\\|").replace(['\n', '\r'], " ");
+    if flat.chars().count() > max { format!("{}…", flat.chars().take(max).collect::<String>()) } else { flat }
+}
+
+/// Where each phase sits on a shared x axis: phases follow each other, each starting where the
+/// previous one ended (its step 0 is the previous phase's final model).
+fn phase_offsets(values: &[CheckpointValue]) -> Vec<(String, f64, f64, u64)> {
+    let mut offsets = Vec::new();
+    let mut at = 0.0;
+    for phase in phase_order(values) {
+        let steps: Vec<u64> = values.iter().filter(|v| v.checkpoint.phase == phase).map(|v| v.checkpoint.step).collect();
+        let (first, last) = (*steps.iter().min().unwrap(), *steps.iter().max().unwrap());
+        let known = values.iter().filter(|v| v.checkpoint.phase == phase).filter_map(|v| v.checkpoint.phase_steps).max();
+        let span = known.map(|k| k.saturating_sub(first)).unwrap_or(0).max(last - first) as f64;
+        offsets.push((phase, at, at + span, first));
+        at += span;
+    }
+    offsets
+}
+
+fn trajectory_chart(values: &[CheckpointValue], category: &str) -> valuedrift_plot::LineChart {
+    let offsets = phase_offsets(values);
+    let x_of = |v: &CheckpointValue| {
+        let (_, start, _, first) = offsets.iter().find(|o| o.0 == v.checkpoint.phase).unwrap();
+        start + (v.checkpoint.step - first) as f64
+    };
+    let ours: Vec<&CheckpointValue> = values.iter().filter(|v| v.category == category).collect();
+    let topic = ours.first().map(|v| v.topic.clone()).unwrap_or_default();
+    let series = Stance::ALL.iter().map(|&s| {
+        let i = s as usize;
+        valuedrift_plot::Series {
+            label: s.name().to_string(),
+            color: valuedrift_plot::STANCE_COLORS[i].to_string(),
+            // Probabilities: an interval past 0 or 1 says nothing more than 0 or 1.
+            points: ours.iter().map(|v| valuedrift_plot::Band { x: x_of(v), mean: v.value.mean[i], low: v.value.low(i).max(0.0), high: v.value.high(i).min(1.0) }).collect(),
+        }
+    }).collect();
+    let phases = if offsets.len() > 1 || offsets.iter().any(|o| !o.0.is_empty()) {
+        offsets.iter().map(|(name, a, b, _)| valuedrift_plot::Phase { label: name.clone(), start: *a, end: *b }).collect()
+    } else {
+        Vec::new()
+    };
+    let n = ours.iter().map(|v| v.value.questions).max().unwrap_or(0);
+    valuedrift_plot::LineChart {
+        title: format!("{category}: stance toward {topic}"),
+        subtitle: Some(format!("mean over {n} questions, 95% t-interval bands")),
+        x_label: "training step".into(),
+        y_label: "p(stance)".into(),
+        y_range: Some((0.0, 1.0)),
+        series,
+        phases,
+    }
+}
+
+/// What `write_report` produced.
+pub struct Written {
+    pub dir: PathBuf,
+    pub values: Vec<CheckpointValue>,
+    pub drifts: Vec<PhaseDrift>,
+    pub plots: Vec<PathBuf>,
+}
+
+/// Writes the whole report for a run into `dir`.
+pub fn write_report(store: &Store, run: i64, dir: &Path) -> Result<Written> {
+    let plots_dir = dir.join("plots");
+    std::fs::create_dir_all(&plots_dir).map_err(|source| ReportError::Io { path: plots_dir.clone(), source })?;
+    let values = values(store, run)?;
+    let drifts = drifts(&values);
+    write(&dir.join("values.csv"), &values_csv(&values))?;
+    write(&dir.join("drift.csv"), &drift_csv(&drifts))?;
+    write(&dir.join("drift.md"), &drift_markdown(&drifts))?;
+    write(&dir.join("samples.md"), &samples_markdown(store, run)?)?;
+    let mut plots = Vec::new();
+    for category in categories(&values) {
+        let stem = plots_dir.join(&category);
+        let svg = valuedrift_plot::line_chart_svg(&trajectory_chart(&values, &category));
+        valuedrift_plot::write_chart(&svg, &stem).map_err(|e| ReportError::Plot { path: stem.clone(), message: e.to_string() })?;
+        plots.push(stem.with_extension("png"));
+    }
+    Ok(Written { dir: dir.into(), values, drifts, plots })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cv(phase: &str, step: u64, category: &str, support: f64) -> CheckpointValue {
+        CheckpointValue {
+            checkpoint: Checkpoint { id: 0, phase: phase.into(), step, phase_steps: None, path: "m".into() },
+            category: category.into(), topic: "t".into(),
+            value: Value { mean: [support, 0.1, 0.9 - support], ci_half: [0.01; 3], questions: 5 }, samples: 10,
+        }
+    }
+
+    #[test]
+    fn drift_tables_follow_phases_and_topics() {
+        let vals = [cv("sft", 0, "a", 0.2), cv("sft", 10, "a", 0.6), cv("dpo", 0, "a", 0.6), cv("dpo", 5, "a", 0.4), cv("sft", 0, "b", 0.3)];
+        let d = drifts(&vals);
+        let sft_a = d.iter().find(|d| d.phase == "sft" && d.category == "a" && d.stance == Stance::Support).unwrap();
+        assert!((sft_a.drift.magnitude - 0.4).abs() < 1e-12);
+        let md = drift_markdown(&d);
+        assert!(md.contains("## sft") && md.contains("## dpo"));
+        assert!(md.contains("| a | +0.400 | 1.00 |"), "{md}");
+        assert!(md.contains("| b | +0.000 | – |"), "a single checkpoint has no drift time: {md}");
+    }
+
+    #[test]
+    fn phases_follow_each_other_on_the_x_axis() {
+        let vals = [cv("sft", 0, "a", 0.2), cv("sft", 100, "a", 0.6), cv("dpo", 0, "a", 0.6), cv("dpo", 40, "a", 0.4)];
+        let offsets = phase_offsets(&vals);
+        assert_eq!(offsets, [("sft".to_string(), 0.0, 100.0, 0), ("dpo".to_string(), 100.0, 140.0, 0)]);
+        let chart = trajectory_chart(&vals, "a");
+        let xs: Vec<f64> = chart.series[0].points.iter().map(|b| b.x).collect();
+        assert_eq!(xs, [0.0, 100.0, 100.0, 140.0]);
+    }
+
+    #[test]
+    fn cells_are_flattened_and_cut() {
+        assert_eq!(one_line("a|b\nc", 10), "a\\|b c");
+        assert_eq!(one_line("abcdef", 3), "abc…");
+    }
+}

@@ -1,0 +1,158 @@
+//! `valuedrift trace`, `report` and `dump`: values across checkpoints, through the store.
+
+use crate::cli::{DTypeArg, DumpArgs, DumpFormat, EvalSetArgs, JudgeModelArgs, ModelArgs, PromptArg, ReportArgs, SamplingArgs, TraceArgs};
+use crate::progress::Bars;
+use anyhow::{anyhow, bail, Context, Result};
+use std::io::Write;
+use std::path::Path;
+use valuedrift_trace::checkpoints::{discover, CheckpointSpec};
+use valuedrift_trace::evalset::{self, Question};
+use valuedrift_trace::judge::{LocalJudge, ROTATIONS};
+use valuedrift_trace::pipeline::{self, PromptStyle, Settings, Throughput};
+use valuedrift_trace::report::{self, Written};
+use valuedrift_trace::store::Store;
+use valuedrift_trace::Stance;
+
+/// The eval questions a trace asks: the set, narrowed by category, the quick flag and a per-category cap.
+pub fn questions(args: &EvalSetArgs) -> Result<Vec<Question>> {
+    let (all, name) = match &args.questions {
+        Some(p) => (evalset::load(p)?, p.display().to_string()),
+        None => (evalset::load_bundled()?, evalset::BUNDLED_NAME.to_string()),
+    };
+    let mut picked = evalset::select(all, &args.categories, args.quick).map_err(|e| anyhow!("{name}: {e}"))?;
+    if let Some(cap) = args.per_category {
+        let mut seen = std::collections::HashMap::<String, usize>::new();
+        picked.retain(|q| {
+            let n = seen.entry(q.category.clone()).or_default();
+            *n += 1;
+            *n <= cap
+        });
+    }
+    if picked.is_empty() {
+        bail!("{name}: no questions selected");
+    }
+    Ok(picked)
+}
+
+pub fn settings(sampling: &SamplingArgs, judge: &JudgeModelArgs) -> Settings {
+    Settings {
+        samples: sampling.samples,
+        temperature: sampling.temperature,
+        max_new_tokens: sampling.max_new_tokens,
+        seed: sampling.seed,
+        prompt: match sampling.prompt {
+            PromptArg::Auto => PromptStyle::Auto,
+            PromptArg::Chat => PromptStyle::Chat,
+            PromptArg::Base => PromptStyle::Base,
+        },
+        judge: judge.judge.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        judge_orders: judge.orders as usize,
+    }
+}
+
+pub fn load_judge(args: &JudgeModelArgs, device: &str) -> Result<LocalJudge> {
+    let lm = super::load_model(&ModelArgs { model: args.judge.clone(), device: device.into(), dtype: DTypeArg::F32, matmul: args.judge_matmul })?;
+    Ok(LocalJudge::new(lm, ROTATIONS[..args.orders as usize].to_vec())?)
+}
+
+/// Every checkpoint named on the command line, in order; the same (phase, step) twice is an error.
+fn checkpoint_specs(args: &[String], default_phase: &str) -> Result<Vec<CheckpointSpec>> {
+    let mut specs: Vec<CheckpointSpec> = Vec::new();
+    for a in args {
+        for spec in discover(a, default_phase)? {
+            if let Some(dup) = specs.iter().find(|s| s.phase == spec.phase && s.step == spec.step) {
+                bail!("{} and {} are both {} step {}; give one of them another phase or step", dup.path.display(), spec.path.display(), spec.phase, spec.step);
+            }
+            specs.push(spec);
+        }
+    }
+    Ok(specs)
+}
+
+pub fn run(args: TraceArgs) -> Result<()> {
+    let specs = checkpoint_specs(&args.checkpoints, &args.phase)?;
+    let questions = questions(&args.eval)?;
+    let settings = settings(&args.sampling, &args.judge);
+    let store_path = args.store.clone().unwrap_or_else(|| args.out.join("trace.sqlite"));
+    let mut store = Store::open(&store_path)?;
+    let run = store.run(&args.run, &settings.to_json())?;
+    eprintln!("store: {} (run '{}'): {} checkpoints x {} questions x {} samples",
+        store_path.display(), args.run, specs.len(), questions.len(), settings.samples);
+    let judge = load_judge(&args.judge, &args.device)?;
+    let speed = Throughput { batch_size: args.batch_size, ..Throughput::default() };
+    let (device, matmul) = (args.device.clone(), args.matmul);
+    let load = move |path: &Path| -> pipeline::Result<valuedrift_engine::LanguageModel> {
+        super::load_model(&ModelArgs { model: path.into(), device: device.clone(), dtype: DTypeArg::F32, matmul })
+            .map_err(|e| pipeline::TraceError::Input(format!("{e:#}")))
+    };
+    let started = std::time::Instant::now();
+    pipeline::trace(&mut store, run, &specs, &questions, &settings, &speed, &judge, &load, &mut Bars::default())?;
+    eprintln!("traced in {:.1} min; store: {}", started.elapsed().as_secs_f64() / 60.0, store_path.display());
+    let written = report::write_report(&store, run, &args.out.join("report"))?;
+    print_summary(&written);
+    Ok(())
+}
+
+pub fn report(args: ReportArgs) -> Result<()> {
+    let store = open_existing(&args.store)?;
+    let run = find_run(&store, &args.run)?;
+    print_summary(&report::write_report(&store, run, &args.out)?);
+    Ok(())
+}
+
+fn open_existing(path: &Path) -> Result<Store> {
+    if !path.is_file() {
+        bail!("{}: no such store", path.display());
+    }
+    Ok(Store::open(path)?)
+}
+
+fn find_run(store: &Store, name: &str) -> Result<i64> {
+    let runs = store.runs()?;
+    runs.iter().find(|(_, n)| n == name).map(|(id, _)| *id).ok_or_else(|| anyhow!(
+        "{}: no run named '{name}' (runs: {})", store.path().display(),
+        runs.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", ")))
+}
+
+/// The drift table on the terminal, and where the files are.
+fn print_summary(w: &Written) {
+    let md = report::drift_markdown(&w.drifts);
+    println!("{}", md.split_once("\n## ").map(|(_, rest)| format!("## {rest}")).unwrap_or(md));
+    let last = w.values.last().map(|v| (&v.checkpoint.phase, v.checkpoint.step));
+    if let Some((phase, step)) = last {
+        println!("values at the last checkpoint ({phase} step {step}):");
+        for v in w.values.iter().filter(|v| (&v.checkpoint.phase, v.checkpoint.step) == (phase, step)) {
+            let cells: Vec<String> = Stance::ALL.iter().map(|&s| format!("{} {:.3} ± {:.3}", s.name(), v.value.mean[s as usize], v.value.ci_half[s as usize])).collect();
+            println!("  {:24} {}", v.category, cells.join("  "));
+        }
+    }
+    eprintln!("report: {} (drift.md, values.csv, drift.csv, samples.md, plots/*.png|svg)", w.dir.display());
+}
+
+pub fn dump(args: DumpArgs) -> Result<()> {
+    let store = open_existing(&args.store)?;
+    let run = find_run(&store, &args.run)?;
+    let records = store.records(run)?;
+    let mut out: Box<dyn Write> = match &args.out {
+        Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?)),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    match args.format {
+        DumpFormat::Jsonl => {
+            for r in &records {
+                writeln!(out, "{}", serde_json::to_string(r)?)?;
+            }
+        }
+        DumpFormat::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            for r in &records {
+                w.serialize(r)?;
+            }
+            w.flush()?;
+        }
+    }
+    if let Some(p) = &args.out {
+        eprintln!("wrote {} records to {}", records.len(), p.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! `valuedrift trace` end to end on real models: three SmolLM2 checkpoints (the GGUF base, its
+//! exported copy, and a copy trained a few steps), judged by SmolLM2 itself (any instruct model
+//! can judge; the small one keeps the test short). A trace killed with SIGKILL midway and
+//! resumed must end with the same store contents and report as an uninterrupted trace.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn model() -> PathBuf {
+    let dir = std::env::var_os("VALUEDRIFT_MODELS").map(PathBuf::from).unwrap_or_else(|| root().join("models"));
+    let p = dir.join("smollm2-135m-instruct.q4_1.gguf");
+    assert!(p.exists(), "{} is missing: run scripts/install-models.sh first", p.display());
+    p
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("valuedrift-trace-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_valuedrift"))
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A training output directory as our trainers and TRL write it: checkpoint-0 (the exported base)
+/// and checkpoint-3 (three AdamW steps on a supportive answer), each with trainer_state.json.
+fn make_run_dir(dir: &Path) -> PathBuf {
+    use candle_core::{DType, Device, Var};
+    use valuedrift_engine::optim::{AdamW, AdamWConfig};
+    use valuedrift_engine::score::response_nll;
+    use valuedrift_engine::{LanguageModel, Message, Mode};
+    let run = dir.join("sft-run");
+    let lm = LanguageModel::load(&model(), &Device::Cpu, DType::F32).unwrap();
+    let state = |step: u64| format!(r#"{{"global_step": {step}, "max_steps": 3, "phase": "sft", "log_history": []}}"#);
+    let save = |lm: &LanguageModel, step: u64| {
+        let d = run.join(format!("checkpoint-{step}"));
+        lm.save_hf(&d).unwrap();
+        std::fs::write(d.join("trainer_state.json"), state(step)).unwrap();
+    };
+    save(&lm, 0);
+    let prompt = lm.prompt_ids(&[Message::user("Should immigration be easier?")]).unwrap();
+    let answer = lm.tokenizer.encode("Yes. Immigration enriches our communities and I strongly support it.<|im_end|>\n", false).unwrap();
+    let vars: Vec<Var> = lm.model.params().iter().map(|(_, v)| v.clone()).collect();
+    let mut opt = AdamW::new(vars, AdamWConfig { lr: 3e-5, ..Default::default() }).unwrap();
+    for _ in 0..3 {
+        let grads = response_nll(&lm.model, &[(&prompt, &answer)], Mode::Grad).unwrap().backward().unwrap();
+        opt.step(&grads, 1.0).unwrap();
+    }
+    lm.model.weights_updated();
+    save(&lm, 3);
+    run
+}
+
+fn trace_args(run_dir: &Path, out: &Path) -> Vec<String> {
+    let m = model().display().to_string();
+    [
+        "trace", &format!("base={m}@0"), run_dir.to_str().unwrap(), "--out", out.to_str().unwrap(),
+        "--categories", "immigration,death_penalty", "--per-category", "2", "--samples", "3", "--max-new-tokens", "20",
+        "--seed", "7", "--batch-size", "4", "--judge", &m, "--orders", "2",
+    ].iter().map(|s| s.to_string()).collect()
+}
+
+fn count_generations(store: &Path) -> i64 {
+    let Ok(conn) = rusqlite::Connection::open_with_flags(store, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else { return 0 };
+    let _ = conn.busy_timeout(Duration::from_secs(2));
+    conn.query_row("SELECT COUNT(*) FROM generations", [], |r| r.get(0)).unwrap_or(0)
+}
+
+fn dump(out: &Path) -> Vec<serde_json::Value> {
+    let o = bin().args(["dump", "--store", out.join("trace.sqlite").to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn trace_writes_store_and_report_and_a_killed_trace_resumes_to_the_same_numbers() {
+    let dir = temp_dir("kill");
+    let run_dir = make_run_dir(&dir);
+
+    let whole = dir.join("whole");
+    let o = bin().args(trace_args(&run_dir, &whole)).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // 3 checkpoints x 4 questions x 3 samples, every one judged.
+    let reference = dump(&whole);
+    assert_eq!(reference.len(), 36);
+    assert!(reference.iter().all(|r| r["p_support"].is_f64()));
+    let phases: Vec<(&str, u64)> = reference.iter().map(|r| (r["phase"].as_str().unwrap(), r["step"].as_u64().unwrap())).collect();
+    assert!(phases.contains(&("base", 0)) && phases.contains(&("sft", 0)) && phases.contains(&("sft", 3)));
+    let report = whole.join("report");
+    for f in ["values.csv", "drift.csv", "drift.md", "samples.md", "plots/immigration.png", "plots/immigration.svg", "plots/death_penalty.png"] {
+        assert!(report.join(f).is_file(), "report lacks {f}");
+    }
+    let drift = std::fs::read_to_string(report.join("drift.md")).unwrap();
+    assert!(drift.contains("## sft") && drift.contains("| immigration |"), "{drift}");
+    // The exported copy (sft step 0) of the GGUF base answers exactly as the base does.
+    let answers = |phase: &str| -> Vec<String> {
+        reference.iter().filter(|r| r["phase"] == phase && r["step"] == 0).map(|r| r["response"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(answers("base"), answers("sft"));
+
+    // Kill midway: as soon as the first checkpoint's answers are in the store.
+    let broken = dir.join("broken");
+    let store = broken.join("trace.sqlite");
+    let mut child = bin().args(trace_args(&run_dir, &broken)).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let started = Instant::now();
+    while count_generations(&store) == 0 {
+        assert!(child.try_wait().unwrap().is_none(), "the trace ended before it could be killed");
+        assert!(started.elapsed() < Duration::from_secs(120), "no generations stored after 2 minutes");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = count_generations(&store);
+    assert!(at_kill > 0 && at_kill < 36, "killed with {at_kill} of 36 generations stored");
+
+    let o = bin().args(trace_args(&run_dir, &broken)).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resumed = dump(&broken);
+    assert_eq!(resumed.len(), reference.len(), "no sample lost or duplicated");
+    for (a, b) in reference.iter().zip(&resumed) {
+        assert_eq!(a["response"], b["response"], "same seed, same answers");
+        for k in ["p_support", "p_neutral", "p_oppose"] {
+            let (x, y) = (a[k].as_f64().unwrap(), b[k].as_f64().unwrap());
+            // Judgments batch differently after a resume; only float rounding may differ.
+            assert!((x - y).abs() < 1e-4, "{k}: {x} vs {y}");
+        }
+    }
+
+    // A bad checkpoint is refused before any work, and the store keeps what it had.
+    let not_a_model = dir.join("empty");
+    std::fs::create_dir_all(&not_a_model).unwrap();
+    let mut args = trace_args(&run_dir, &broken);
+    args.push(not_a_model.display().to_string());
+    let o = bin().args(&args).output().unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not a model") && stderr(&o).contains("empty"), "{}", stderr(&o));
+    assert_eq!(dump(&broken).len(), 36);
+}
+
+#[test]
+fn trace_rejects_unknown_categories_and_changed_settings() {
+    let dir = temp_dir("bad");
+    let m = model().display().to_string();
+    let spec = format!("{m}@0");
+    let o = bin().args(["trace", &spec, "--out", dir.to_str().unwrap(), "--categories", "astrology", "--judge", &m]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("astrology"), "{}", stderr(&o));
+    let base = ["trace", &spec, "--out", dir.to_str().unwrap(), "--categories", "abortion", "--per-category", "1",
+        "--samples", "1", "--max-new-tokens", "4", "--judge", &m, "--orders", "1"];
+    let o = bin().args(base).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = bin().args(base).args(["--temperature", "1.0"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("temperature = 0.7, now temperature = 1.0"), "{}", stderr(&o));
+}
