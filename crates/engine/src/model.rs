@@ -392,7 +392,10 @@ impl Model {
     /// Token embeddings, scaled by sqrt(hidden) for Gemma.
     fn embed(&self, ids: &Tensor, mode: Mode) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let x = Self::w(&self.embed, mode).index_select(&ids.flatten_all()?, 0)?.reshape((b, t, ()))?;
+        let mut x = Self::w(&self.embed, mode).index_select(&ids.flatten_all()?, 0)?.reshape((b, t, ()))?;
+        if let (Mode::Grad, Some(pad)) = (mode, self.cfg.pad_token_id) {
+            x = self.stop_pad_gradient(ids, x, pad)?;
+        }
         Ok(match self.cfg.family {
             Family::Gemma3 => {
                 // transformers rounds the scale to the activation dtype before multiplying.
@@ -402,6 +405,18 @@ impl Model {
             }
             _ => x,
         })
+    }
+
+    /// transformers builds the embedding as nn.Embedding(padding_idx = pad_token_id), which gives
+    /// the pad token's row no gradient through the input side (it still gets one through a tied
+    /// output head). Training matches that, so runs agree with TRL's.
+    fn stop_pad_gradient(&self, ids: &Tensor, x: Tensor, pad: u32) -> Result<Tensor> {
+        let is_pad = ids.eq(pad)?;
+        if is_pad.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()? == 0.0 {
+            return Ok(x);
+        }
+        let keep = is_pad.unsqueeze(2)?.broadcast_as(x.shape())?;
+        Ok(keep.where_cond(&x.detach(), &x)?)
     }
 
     /// Projects q, k, v for (B, T, H) input and applies q/k norms and RoPE.

@@ -95,6 +95,41 @@ impl AdamW {
         self.step
     }
 
+    /// The first and second moments of every parameter, in parameter order (to save a resumable
+    /// checkpoint).
+    pub fn moments(&self) -> Result<Vec<(Tensor, Tensor)>> {
+        self.params.iter().zip(&self.moments).map(|(p, mom)| Ok(match mom {
+            Moments::Host { m, v } => {
+                let shape = p.as_tensor().shape().clone();
+                (Tensor::from_slice(m, shape.clone(), &candle_core::Device::Cpu)?, Tensor::from_slice(v, shape, &candle_core::Device::Cpu)?)
+            }
+            Moments::Device { m, v } => (m.clone(), v.clone()),
+        })).collect()
+    }
+
+    /// Restores moments saved by `moments` and the number of steps taken (bias correction).
+    pub fn restore(&mut self, moments: Vec<(Tensor, Tensor)>, steps_taken: u64) -> Result<()> {
+        if moments.len() != self.params.len() {
+            return Err(crate::Error::Input(format!("optimizer state has {} parameters, the model {}", moments.len(), self.params.len())));
+        }
+        for ((p, slot), (m, v)) in self.params.iter().zip(self.moments.iter_mut()).zip(moments) {
+            if m.dims() != p.as_tensor().dims() || v.dims() != p.as_tensor().dims() {
+                return Err(crate::Error::Input(format!("optimizer state shape {:?} does not fit parameter {:?}", m.dims(), p.as_tensor().dims())));
+            }
+            *slot = match slot {
+                Moments::Host { .. } => Moments::Host {
+                    m: m.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?, v: v.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
+                },
+                Moments::Device { .. } => {
+                    let dev = p.as_tensor().device();
+                    Moments::Device { m: m.to_dtype(DType::F32)?.to_device(dev)?, v: v.to_dtype(DType::F32)?.to_device(dev)? }
+                }
+            };
+        }
+        self.step = steps_taken;
+        Ok(())
+    }
+
     /// One update from `grads`, with gradients multiplied by `grad_scale` first (clipping).
     /// Weights without a gradient are left as they are.
     pub fn step(&mut self, grads: &GradStore, grad_scale: f64) -> Result<()> {

@@ -15,38 +15,82 @@ pub fn token_logps(model: &Model, pairs: &[(&[u32], &[u32])], mode: Mode) -> Res
         if p.is_empty() || r.is_empty() {
             return Err(Error::Input(format!("pair {i}: prompt and response must both have tokens")));
         }
-        if p.len() + r.len() > model.cfg.max_position_embeddings {
-            return Err(Error::Input(format!("pair {i}: {} tokens exceed the model's context of {}", p.len() + r.len(), model.cfg.max_position_embeddings)));
+    }
+    let seqs: Vec<(Vec<u32>, Vec<bool>)> = pairs.iter().map(|(p, r)| {
+        let ids = [*p, *r].concat();
+        let targets = (0..ids.len()).map(|j| j >= p.len()).collect();
+        (ids, targets)
+    }).collect();
+    let refs: Vec<(&[u32], &[bool])> = seqs.iter().map(|(i, t)| (i.as_slice(), t.as_slice())).collect();
+    masked_token_logps(model, &refs, mode)
+}
+
+/// Per-token log-probs of the marked tokens of whole sequences (`targets[j]` marks token j as
+/// scored, predicted from position j - 1; token 0 cannot be marked): the loss positions of
+/// multi-turn SFT, where every assistant turn counts. Flattened into one tensor (N,) with each
+/// sequence's range in it; differentiable in `Mode::Grad`.
+pub fn masked_token_logps(model: &Model, seqs: &[(&[u32], &[bool])], mode: Mode) -> Result<(Tensor, Vec<std::ops::Range<usize>>)> {
+    masked_token_logps_at(model, seqs, mode, 1.0)
+}
+
+/// `masked_token_logps` of the distribution with logits divided by `temperature` (what PPO
+/// scores its samples with, as TRL does).
+pub fn masked_token_logps_at(model: &Model, seqs: &[(&[u32], &[bool])], mode: Mode, temperature: f64) -> Result<(Tensor, Vec<std::ops::Range<usize>>)> {
+    let (picked, wanted, ranges) = scored_hidden(model, seqs, mode)?;
+    let inv_t = 1.0 / temperature;
+    if mode == Mode::Infer {
+        return Ok((chunked_logps(model, &picked, &wanted, inv_t)?.0, ranges));
+    }
+    let n = wanted.len();
+    let logits = (model.logits(&picked, mode)?.to_dtype(DType::F32)? * inv_t)?;
+    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let wanted = Tensor::from_vec(wanted, (n, 1), model.device())?;
+    Ok((logp.gather(&wanted, 1)?.squeeze(1)?, ranges))
+}
+
+/// Log-probs (as `masked_token_logps_at`, no gradients) and the entropy of each scored
+/// position's next-token distribution.
+pub fn token_logps_and_entropy(model: &Model, seqs: &[(&[u32], &[bool])], temperature: f64) -> Result<(Vec<f32>, Vec<f32>, Vec<std::ops::Range<usize>>)> {
+    let (picked, wanted, ranges) = scored_hidden(model, seqs, Mode::Infer)?;
+    let (logps, entropy) = chunked_logps(model, &picked, &wanted, 1.0 / temperature)?;
+    Ok((logps.to_vec1()?, entropy, ranges))
+}
+
+/// Final hidden states of the positions that predict the marked tokens, those tokens, and each
+/// sequence's range among them.
+#[allow(clippy::type_complexity)]
+fn scored_hidden(model: &Model, seqs: &[(&[u32], &[bool])], mode: Mode) -> Result<(Tensor, Vec<u32>, Vec<std::ops::Range<usize>>)> {
+    for (i, (ids, targets)) in seqs.iter().enumerate() {
+        if ids.len() != targets.len() {
+            return Err(Error::Input(format!("sequence {i}: {} tokens but {} target flags", ids.len(), targets.len())));
+        }
+        if targets.first() == Some(&true) || !targets.contains(&true) {
+            return Err(Error::Input(format!("sequence {i}: needs at least one scored token after the first")));
+        }
+        if ids.len() > model.cfg.max_position_embeddings {
+            return Err(Error::Input(format!("sequence {i}: {} tokens exceed the model's context of {}", ids.len(), model.cfg.max_position_embeddings)));
         }
     }
-    let t = pairs.iter().map(|(p, r)| p.len() + r.len()).max().unwrap_or(0);
-    let b = pairs.len();
-    let mut ids = Vec::with_capacity(b * t);
-    let (mut rows, mut targets, mut ranges) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, (p, r)) in pairs.iter().enumerate() {
-        ids.extend_from_slice(p);
-        ids.extend_from_slice(r);
-        ids.extend(std::iter::repeat_n(0u32, t - p.len() - r.len()));
+    let t = seqs.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
+    let b = seqs.len();
+    let mut padded = Vec::with_capacity(b * t);
+    let (mut rows, mut wanted, mut ranges) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, (ids, targets)) in seqs.iter().enumerate() {
+        padded.extend_from_slice(ids);
+        padded.extend(std::iter::repeat_n(0u32, t - ids.len()));
         let start = rows.len();
-        for (j, &tok) in r.iter().enumerate() {
-            rows.push((i * t + p.len() - 1 + j) as u32);
-            targets.push(tok);
+        for (j, (&tok, _)) in ids.iter().zip(targets.iter()).enumerate().filter(|(_, (_, &m))| m) {
+            rows.push((i * t + j - 1) as u32);
+            wanted.push(tok);
         }
         ranges.push(start..rows.len());
     }
     let dev = model.device();
-    let ids = Tensor::from_vec(ids, (b, t), dev)?;
-    let hidden = model.forward_hidden(&ids, mode, None)?;
+    let hidden = model.forward_hidden(&Tensor::from_vec(padded, (b, t), dev)?, mode, None)?;
     let h = hidden.dim(D::Minus1)?;
     let n = rows.len();
     let picked = hidden.reshape((b * t, h))?.index_select(&Tensor::from_vec(rows, n, dev)?, 0)?;
-    if mode == Mode::Infer {
-        return Ok((chunked_logps(model, &picked, &targets)?, ranges));
-    }
-    let logits = model.logits(&picked, mode)?.to_dtype(DType::F32)?;
-    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let targets = Tensor::from_vec(targets, (n, 1), dev)?;
-    Ok((logp.gather(&targets, 1)?.squeeze(1)?, ranges))
+    Ok((picked, wanted, ranges))
 }
 
 /// Rows of logits computed at a time without gradients: the full (N, vocab) matrix of a large
@@ -69,19 +113,29 @@ fn log_sum_exp(row: &[f32]) -> f64 {
 }
 }
 
-/// log p(target) for each hidden row, computing the logits a chunk of rows at a time.
-fn chunked_logps(model: &Model, hidden: &Tensor, targets: &[u32]) -> Result<Tensor> {
+/// log p(target) for each hidden row with logits scaled by `scale`, and each row's entropy,
+/// computing the logits a chunk of rows at a time.
+fn chunked_logps(model: &Model, hidden: &Tensor, targets: &[u32], scale: f64) -> Result<(Tensor, Vec<f32>)> {
     let n = targets.len();
-    let mut out = Vec::with_capacity(n);
+    let (mut out, mut entropy) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for start in (0..n).step_by(LOGIT_ROWS) {
         let len = LOGIT_ROWS.min(n - start);
-        let logits: Vec<Vec<f32>> = model.logits(&hidden.narrow(0, start, len)?, Mode::Infer)?.to_dtype(DType::F32)?.to_vec2()?;
-        let chunk: Vec<f32> = logits.par_iter().zip(&targets[start..start + len])
-            .map(|(row, &t)| (row[t as usize] as f64 - log_sum_exp(row)) as f32)
+        let mut logits = model.logits(&hidden.narrow(0, start, len)?, Mode::Infer)?.to_dtype(DType::F32)?;
+        if scale != 1.0 {
+            logits = (logits * scale)?;
+        }
+        let logits: Vec<Vec<f32>> = logits.to_vec2()?;
+        let chunk: Vec<(f32, f32)> = logits.par_iter().zip(&targets[start..start + len])
+            .map(|(row, &t)| {
+                let lse = log_sum_exp(row);
+                let mean_logit: f64 = row.iter().map(|&x| ((x as f64 - lse).exp()) * x as f64).sum();
+                ((row[t as usize] as f64 - lse) as f32, (lse - mean_logit) as f32)
+            })
             .collect();
-        out.extend(chunk);
+        out.extend(chunk.iter().map(|c| c.0));
+        entropy.extend(chunk.iter().map(|c| c.1));
     }
-    Ok(Tensor::from_vec(out, n, hidden.device())?)
+    Ok((Tensor::from_vec(out, n, hidden.device())?, entropy))
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -93,7 +147,7 @@ pub struct Scored {
 
 /// Groups item indices into batches of at most `tokens_per_batch` padded tokens (at least one item
 /// each), longest first so that a batch holds items of similar length.
-fn length_batches(lens: &[usize], tokens_per_batch: usize) -> Vec<Vec<usize>> {
+pub fn length_batches(lens: &[usize], tokens_per_batch: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lens.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(lens[i]));
     let mut batches = Vec::new();

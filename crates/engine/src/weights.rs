@@ -102,11 +102,14 @@ pub fn load_hf_dir(dir: &Path, device: &Device) -> Result<(ModelConfig, TensorMa
     let cfg = ModelConfig::from_hf_json(&cfg_path, &json)?;
     let mut files: Vec<_> = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        // model.safetensors or model-0000N-of-0000M.safetensors; other safetensors files (heads,
+        // optimizer state) are not part of the language model.
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors")
+            && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("model")))
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(Error::bad_model(dir, "no *.safetensors file"));
+        return Err(Error::bad_model(dir, "no model*.safetensors file"));
     }
     let mut tensors = TensorMap::new();
     for f in files {

@@ -34,6 +34,110 @@ pub enum Command {
     Report(ReportArgs),
     /// Export every sample of a traced run (checkpoint, question, answer, judgment) as JSONL or CSV.
     Dump(DumpArgs),
+    /// Post-train a model (SFT, reward model, PPO, DPO, SimPO), full-parameter, writing
+    /// checkpoint-N/ directories the tracer reads; re-running resumes from the newest one.
+    Train(TrainArgs),
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    #[arg(long, value_enum)]
+    pub algo: AlgoArg,
+    /// The model to start from (.gguf or Hugging Face directory).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Training data: SFT (Alpaca JSON, messages/ShareGPT JSONL) or preference pairs
+    /// (prompt/chosen/rejected, HH-RLHF, ShareGPT preference; for PPO any of these gives the prompts).
+    /// gzip is read transparently.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output directory (checkpoint-N/, metrics.jsonl).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Skip and count malformed rows instead of stopping at the first.
+    #[arg(long)]
+    pub skip_malformed: bool,
+    /// Held-out pairs for the reward model's accuracy (default: the last 10% of --data).
+    #[arg(long)]
+    pub eval_data: Option<PathBuf>,
+    /// Reward model directory (PPO).
+    #[arg(long)]
+    pub reward_model: Option<PathBuf>,
+    /// Phase name recorded in trainer_state.json (default: the algorithm).
+    #[arg(long)]
+    pub phase: Option<String>,
+    /// Hyperparameter preset the options below override.
+    #[arg(long, value_enum, default_value = "paper")]
+    pub preset: PresetArg,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub epochs: Option<u32>,
+    /// Stop after this many updates.
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Examples (sequences or pairs; prompts for PPO) per update.
+    #[arg(long)]
+    pub global_batch: Option<usize>,
+    /// Longest sequence in tokens (longer ones are cut).
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    #[arg(long)]
+    pub warmup_ratio: Option<f64>,
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleArg>,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Gradient clipping by global norm (0 turns it off).
+    #[arg(long)]
+    pub max_grad_norm: Option<f64>,
+    /// DPO/SimPO beta.
+    #[arg(long)]
+    pub beta: Option<f64>,
+    /// SimPO margin gamma.
+    #[arg(long)]
+    pub gamma: Option<f64>,
+    /// PPO KL coefficient.
+    #[arg(long)]
+    pub kl_coef: Option<f64>,
+    /// PPO: new tokens per rollout.
+    #[arg(long, default_value_t = 64)]
+    pub rollout_tokens: usize,
+    /// PPO: optimization epochs over each batch of rollouts (TRL's default is 4).
+    #[arg(long, default_value_t = 4)]
+    pub ppo_epochs: usize,
+    /// Padded tokens per micro-batch (gradient accumulation fills the global batch).
+    #[arg(long, default_value_t = 2048)]
+    pub micro_tokens: usize,
+    /// Save a checkpoint every N updates (and at the end).
+    #[arg(long, default_value_t = 50)]
+    pub save_every: u64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum AlgoArg {
+    Sft,
+    Rm,
+    Ppo,
+    Dpo,
+    Simpo,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PresetArg {
+    /// The paper's settings (see docs/training.md).
+    Paper,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ScheduleArg {
+    Cosine,
+    Linear,
+    Constant,
 }
 
 #[derive(Args)]

@@ -6,8 +6,10 @@ mod export;
 mod generate;
 mod info;
 mod judge;
+mod ppo;
 mod score;
 mod trace;
+mod train;
 
 use crate::cli::{Cli, Command, DTypeArg, MatmulArg, ModelArgs};
 use valuedrift_engine::matmul::Precision;
@@ -27,6 +29,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Trace(a) => trace::run(a),
         Command::Report(a) => trace::report(a),
         Command::Dump(a) => trace::dump(a),
+        Command::Train(a) => train::run(a),
     }
 }
 

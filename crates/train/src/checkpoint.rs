@@ -1,0 +1,126 @@
+//! Checkpoints: `OUT/checkpoint-N/` is a Hugging Face model directory (loadable by transformers,
+//! vLLM and the tracer) plus `trainer_state.json` (global step, total steps, phase, the log so
+//! far). The newest checkpoint also holds `training/` (optimizer moments, extra heads), which is
+//! what resuming needs; older checkpoints drop it to save disk.
+//!
+//! A checkpoint is written under a temporary name and renamed when complete, so a run killed
+//! while saving leaves no half-written checkpoint behind.
+
+use crate::{file_err, Result};
+use candle_core::{Device, Tensor};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use valuedrift_engine::optim::AdamW;
+use valuedrift_engine::LanguageModel;
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainerState {
+    pub global_step: u64,
+    pub max_steps: u64,
+    pub phase: String,
+    pub algo: String,
+    pub epoch: f64,
+    /// Every logged step so far: {"step", "loss", "lr", ...}.
+    pub log_history: Vec<serde_json::Value>,
+    /// The hyperparameters, checked on resume.
+    pub config: serde_json::Value,
+}
+
+pub fn checkpoint_dir(out: &Path, step: u64) -> PathBuf {
+    out.join(format!("checkpoint-{step}"))
+}
+
+/// What a checkpoint carries besides the model: named extra tensors (a reward or value head) and,
+/// for resuming, the optimizer.
+pub struct Extras<'a> {
+    pub heads: Vec<(&'a str, Tensor)>,
+    pub optimizer: Option<&'a AdamW>,
+}
+
+pub fn save(out: &Path, lm: &LanguageModel, state: &TrainerState, extras: Extras) -> Result<PathBuf> {
+    let dir = checkpoint_dir(out, state.global_step);
+    let tmp = out.join(format!(".checkpoint-{}.partial", state.global_step));
+    let _ = std::fs::remove_dir_all(&tmp);
+    lm.save_hf(&tmp)?;
+    write_json(&tmp.join("trainer_state.json"), &serde_json::to_value(state).expect("plain data"))?;
+    let training = tmp.join("training");
+    std::fs::create_dir_all(&training).map_err(|e| file_err(&training, e))?;
+    if !extras.heads.is_empty() {
+        let heads: HashMap<String, Tensor> = extras.heads.iter().map(|(n, t)| (n.to_string(), t.clone())).collect();
+        save_tensors(&tmp.join("heads.safetensors"), &heads)?;
+    }
+    if let Some(opt) = extras.optimizer {
+        let mut tensors = HashMap::new();
+        for (i, (m, v)) in opt.moments()?.into_iter().enumerate() {
+            tensors.insert(format!("m.{i}"), m);
+            tensors.insert(format!("v.{i}"), v);
+        }
+        save_tensors(&training.join("optimizer.safetensors"), &tensors)?;
+        write_json(&training.join("optimizer.json"), &serde_json::json!({"steps_taken": opt.steps_taken()}))?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&tmp, &dir).map_err(|e| file_err(&dir, e))?;
+    drop_older_training_state(out, state.global_step);
+    Ok(dir)
+}
+
+fn drop_older_training_state(out: &Path, newest: u64) {
+    for (step, dir) in list(out) {
+        if step < newest {
+            let _ = std::fs::remove_dir_all(dir.join("training"));
+        }
+    }
+}
+
+fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(v).expect("json")).map_err(|e| file_err(path, e))
+}
+
+fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
+    let host: HashMap<String, Tensor> = tensors.iter().map(|(k, t)| Ok((k.clone(), t.to_device(&Device::Cpu)?))).collect::<Result<_>>()?;
+    candle_core::safetensors::save(&host, path).map_err(|e| file_err(path, e))
+}
+
+pub fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    candle_core::safetensors::load(path, device).map_err(|e| file_err(path, format!("unreadable safetensors ({e})")))
+}
+
+/// The checkpoints in `out`, by step.
+pub fn list(out: &Path) -> Vec<(u64, PathBuf)> {
+    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(out).into_iter().flatten().flatten()
+        .filter_map(|e| {
+            let step = e.file_name().to_str()?.strip_prefix("checkpoint-")?.parse().ok()?;
+            Some((step, e.path()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+pub fn read_state(dir: &Path) -> Result<TrainerState> {
+    let path = dir.join("trainer_state.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| file_err(&path, format!("not a trainer state of ours ({e})")))
+}
+
+/// The newest checkpoint that can be resumed from (it has its optimizer state).
+pub fn resumable(out: &Path) -> Option<(PathBuf, TrainerState)> {
+    list(out).into_iter().rev()
+        .find(|(_, d)| d.join("training/optimizer.safetensors").is_file())
+        .and_then(|(_, d)| read_state(&d).ok().map(|s| (d, s)))
+}
+
+/// Restores the optimizer of a resumable checkpoint.
+pub fn restore_optimizer(dir: &Path, opt: &mut AdamW, device: &Device) -> Result<()> {
+    let tensors = load_tensors(&dir.join("training/optimizer.safetensors"), device)?;
+    let info_path = dir.join("training/optimizer.json");
+    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&info_path).map_err(|e| file_err(&info_path, e))?)
+        .map_err(|e| file_err(&info_path, e))?;
+    let n = tensors.len() / 2;
+    let moments = (0..n).map(|i| {
+        let get = |k: String| tensors.get(&k).cloned().ok_or_else(|| file_err(dir, format!("optimizer state lacks {k}")));
+        Ok((get(format!("m.{i}"))?, get(format!("v.{i}"))?))
+    }).collect::<Result<Vec<_>>>()?;
+    opt.restore(moments, info["steps_taken"].as_u64().unwrap_or(0))?;
+    Ok(())
+}
