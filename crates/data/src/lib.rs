@@ -14,6 +14,7 @@ mod hh;
 mod preference;
 mod read;
 mod sft;
+pub mod valuegap;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

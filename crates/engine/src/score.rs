@@ -48,12 +48,19 @@ pub fn masked_token_logps_at(model: &Model, seqs: &[(&[u32], &[bool])], mode: Mo
     Ok((logp.gather(&wanted, 1)?.squeeze(1)?, ranges))
 }
 
+/// Per-token log-probs and next-token entropies of scored sequences, with each sequence's range.
+pub struct TokenStats {
+    pub logps: Vec<f32>,
+    pub entropy: Vec<f32>,
+    pub ranges: Vec<std::ops::Range<usize>>,
+}
+
 /// Log-probs (as `masked_token_logps_at`, no gradients) and the entropy of each scored
 /// position's next-token distribution.
-pub fn token_logps_and_entropy(model: &Model, seqs: &[(&[u32], &[bool])], temperature: f64) -> Result<(Vec<f32>, Vec<f32>, Vec<std::ops::Range<usize>>)> {
+pub fn token_logps_and_entropy(model: &Model, seqs: &[(&[u32], &[bool])], temperature: f64) -> Result<TokenStats> {
     let (picked, wanted, ranges) = scored_hidden(model, seqs, Mode::Infer)?;
     let (logps, entropy) = chunked_logps(model, &picked, &wanted, 1.0 / temperature)?;
-    Ok((logps.to_vec1()?, entropy, ranges))
+    Ok(TokenStats { logps: logps.to_vec1()?, entropy, ranges })
 }
 
 /// Final hidden states of the positions that predict the marked tokens, those tokens, and each

@@ -175,8 +175,9 @@ pub fn rollout(m: &PpoModels, prompts: &[Vec<u32>], cfg: &PpoConfig, seed: u64) 
     let pairs: Vec<(&[u32], &[u32])> = prompts.iter().zip(&responses).map(|(p, r)| (p.as_slice(), r.as_slice())).collect();
     let owned = seqs_with_targets(&pairs);
     let refs: Vec<(&[u32], &[bool])> = owned.iter().map(|(i, t)| (i.as_slice(), t.as_slice())).collect();
-    let (old_logps, entropy, ranges) = token_logps_and_entropy(&m.policy.model, &refs, cfg.temperature)?;
-    let (ref_logps, _, _) = token_logps_and_entropy(&m.reference.model, &refs, cfg.temperature)?;
+    let policy = token_logps_and_entropy(&m.policy.model, &refs, cfg.temperature)?;
+    let (old_logps, entropy, ranges) = (policy.logps, policy.entropy, policy.ranges);
+    let ref_logps = token_logps_and_entropy(&m.reference.model, &refs, cfg.temperature)?.logps;
     let values: Vec<f32> = token_values(&m.value.model, m.value_head.as_tensor(), &pairs, Mode::Infer)?.to_vec1()?;
     let full: Vec<Vec<u32>> = owned.iter().map(|(ids, _)| ids.clone()).collect();
     let raw = m.reward.score(&full)?;
@@ -287,7 +288,7 @@ pub fn train(
         crate::trainer::append_metric(out, &entry)?;
         progress.step(state.global_step, &entry);
         state.log_history.push(entry);
-        if state.global_step % tc.save_every.max(1) == 0 || state.global_step == total {
+        if state.global_step.is_multiple_of(tc.save_every.max(1)) || state.global_step == total {
             save(m, &state, &policy_opt, &value_opt, out, progress)?;
         }
     }
@@ -312,6 +313,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::single_range_in_vec_init)]
     fn gae_by_hand() {
         // One response of two tokens: rewards [0, 1], values [0.5, 0.2], gamma 1, lam 0.5.
         // t=1: delta = 1 - 0.2 = 0.8; adv = 0.8. t=0: delta = 0 + 0.2 - 0.5 = -0.3; adv = -0.3 + 0.5*0.8 = 0.1.

@@ -45,6 +45,7 @@ pub struct TrainConfig {
 }
 
 /// One training objective over a fixed list of examples.
+#[allow(clippy::len_without_is_empty)]
 pub trait Objective {
     fn len(&self) -> usize;
     /// Padded length of example i (for micro-batching).
@@ -161,7 +162,7 @@ pub fn train(
         append_metric(out, &entry)?;
         progress.step(state.global_step, &entry);
         state.log_history.push(entry);
-        if state.global_step % cfg.save_every.max(1) == 0 || state.global_step == total {
+        if state.global_step.is_multiple_of(cfg.save_every.max(1)) || state.global_step == total {
             save(lm, objective, &state, &opt, out, progress)?;
         }
     }

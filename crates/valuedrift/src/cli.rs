@@ -57,6 +57,9 @@ pub struct TrainArgs {
     /// Skip and count malformed rows instead of stopping at the first.
     #[arg(long)]
     pub skip_malformed: bool,
+    /// For value-gap files (prompt/support/oppose): which answer is chosen.
+    #[arg(long, value_enum)]
+    pub label_setup: Option<LabelSetupArg>,
     /// Held-out pairs for the reward model's accuracy (default: the last 10% of --data).
     #[arg(long)]
     pub eval_data: Option<PathBuf>,
@@ -125,6 +128,14 @@ pub enum AlgoArg {
     Ppo,
     Dpo,
     Simpo,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LabelSetupArg {
+    /// The answer supporting the topic is chosen.
+    Support,
+    /// The answer opposing the topic is chosen.
+    Oppose,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -18,6 +18,10 @@ use valuedrift_train::TrainError;
 /// Prompt conversations: preference prompts, or SFT conversations up to their last user turn.
 fn prompt_messages(args: &TrainArgs) -> Result<Vec<Vec<Message>>> {
     let on_bad = if args.skip_malformed { OnMalformed::Skip } else { OnMalformed::Error };
+    if valuedrift_data::valuegap::is_value_gap(&args.data)? {
+        let loaded = valuedrift_data::valuegap::load_value_gap(&args.data, on_bad)?;
+        return Ok(loaded.items.iter().map(|item| vec![Message::user(&item.prompt)]).collect());
+    }
     if let Ok(loaded) = load_preferences(&args.data, PreferenceFormat::Auto, on_bad) {
         return Ok(loaded.items.iter().map(|p| p.prompt.iter().map(engine_message).collect()).collect());
     }

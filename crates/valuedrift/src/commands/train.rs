@@ -1,7 +1,7 @@
 //! `valuedrift train`: SFT, reward model, PPO, DPO or SimPO into checkpoint-N/ directories;
 //! an interrupt (Ctrl-C) saves a checkpoint first, and re-running resumes from the newest one.
 
-use crate::cli::{AlgoArg, ScheduleArg, TrainArgs};
+use crate::cli::{AlgoArg, LabelSetupArg, ScheduleArg, TrainArgs};
 use crate::progress;
 use anyhow::{bail, Context, Result};
 use candle_core::DType;
@@ -9,6 +9,7 @@ use indicatif::ProgressBar;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use valuedrift_data::valuegap::{is_value_gap, load_value_gap, LabelSetup};
 use valuedrift_data::{load_preferences, load_sft, OnMalformed, PreferenceFormat, PreferencePair, SftFormat};
 use valuedrift_engine::LanguageModel;
 use valuedrift_train::preference::{reference_logps, PreferenceLoss, PreferenceObjective};
@@ -58,8 +59,8 @@ fn hyper(args: &TrainArgs) -> Hyper {
 pub fn config(args: &TrainArgs, h: &Hyper) -> TrainConfig {
     let a = algo(args.algo);
     let extra = match a {
-        Algo::Dpo => serde_json::json!({"beta": h.beta}),
-        Algo::Simpo => serde_json::json!({"beta": h.beta, "gamma": h.gamma}),
+        Algo::Dpo => serde_json::json!({"beta": h.beta, "label_setup": format!("{:?}", args.label_setup)}),
+        Algo::Simpo => serde_json::json!({"beta": h.beta, "gamma": h.gamma, "label_setup": format!("{:?}", args.label_setup)}),
         Algo::Ppo => serde_json::json!({"kl_coef": h.kl_coef, "rollout_tokens": args.rollout_tokens, "ppo_epochs": args.ppo_epochs,
             "reward_model": args.reward_model.as_ref().map(|p| p.display().to_string())}),
         _ => serde_json::Value::Null,
@@ -124,6 +125,16 @@ fn report_skips<T>(path: &Path, loaded: &valuedrift_data::Loaded<T>) {
 }
 
 pub fn load_pairs(path: &Path, args: &TrainArgs) -> Result<Vec<PreferencePair>> {
+    if is_value_gap(path)? {
+        let setup = match args.label_setup {
+            Some(LabelSetupArg::Support) => LabelSetup::Support,
+            Some(LabelSetupArg::Oppose) => LabelSetup::Oppose,
+            None => bail!("{} is a value-gap set (prompt/support/oppose): choose --label-setup support or oppose", path.display()),
+        };
+        let loaded = load_value_gap(path, on_malformed(args))?;
+        report_skips(path, &loaded);
+        return Ok(loaded.items.iter().map(|item| item.pair(setup)).collect());
+    }
     let loaded = load_preferences(path, PreferenceFormat::Auto, on_malformed(args))?;
     report_skips(path, &loaded);
     Ok(loaded.items)
