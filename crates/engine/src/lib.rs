@@ -14,6 +14,7 @@ pub mod matmul;
 pub mod model;
 pub mod optim;
 pub mod tokenizer;
+pub mod train_ops;
 pub mod weights;
 
 pub use chat::{ChatFormat, Message};

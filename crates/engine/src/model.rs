@@ -65,6 +65,9 @@ pub struct Model {
     lm_head_packed: PackedSlot,
     /// Set by `freeze_for_inference`: projection weights exist only in packed form.
     frozen: bool,
+    /// Precision of the packed CPU kernels for the projections and the output head in
+    /// `Mode::Grad` (None: candle's matmul and full logits).
+    train_precision: Option<Precision>,
 }
 
 impl Model {
@@ -128,7 +131,8 @@ impl Model {
         let lm_head = if cfg.tie_word_embeddings { None } else { Some(take("lm_head.weight", &[cfg.vocab_size, h])?) };
         let infer_precision = (device.is_cpu() && dtype == DType::F32 && crate::matmul::supported(Precision::F32)).then_some(Precision::F32);
         Ok(Model { cfg, embed, lm_head, norm, layers, params, device: device.clone(), dtype, infer_precision,
-                   lm_head_packed: Default::default(), frozen: false })
+                   lm_head_packed: Default::default(), frozen: false,
+                   train_precision: (device.is_cpu() && dtype == DType::F32 && crate::matmul::supported(Precision::F32)).then_some(Precision::F32) })
     }
 
     pub fn device(&self) -> &Device {
@@ -204,6 +208,35 @@ impl Model {
         self.frozen
     }
 
+    /// Chooses the training matmuls on the CPU: the packed kernels in f32, or with bf16 products
+    /// and f32 accumulation (mixed precision, about twice as fast with AVX512-BF16); None uses
+    /// candle's. Returns false (and changes nothing) where the CPU lacks the kernel.
+    pub fn set_train_precision(&mut self, p: Option<Precision>) -> bool {
+        if p.is_some_and(|p| !(self.device.is_cpu() && self.dtype == DType::F32 && crate::matmul::supported(p))) {
+            return false;
+        }
+        self.train_precision = p;
+        true
+    }
+
+    pub fn train_precision(&self) -> Option<Precision> {
+        self.train_precision
+    }
+
+    /// log p(target) of each hidden row (N, H) under the output head at temperature
+    /// 1 / `scale`; differentiable in `Mode::Grad` (with the packed kernels, without ever
+    /// holding the whole (N, vocabulary) logits).
+    pub fn head_logps(&self, hidden: &Tensor, targets: &[u32], scale: f64, mode: Mode) -> Result<Tensor> {
+        if let (Mode::Grad, Some(p)) = (mode, self.train_precision) {
+            let head = Self::w(self.lm_head.as_ref().unwrap_or(&self.embed), mode);
+            return Ok(crate::train_ops::head_logps(hidden, &head, targets.to_vec(), scale, p)?);
+        }
+        let logits = (self.logits(hidden, mode)?.to_dtype(DType::F32)? * scale)?;
+        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        let t = Tensor::from_vec(targets.to_vec(), (targets.len(), 1), hidden.device())?;
+        Ok(logp.gather(&t, 1)?.squeeze(1)?)
+    }
+
     /// Packs the row-wise concatenation of `ws` (all with the same input size).
     fn pack(ws: &[&Var], p: Precision) -> Result<PackedWeight> {
         let k = ws[0].dim(1)?;
@@ -267,9 +300,15 @@ impl Model {
             });
         }
         let w = Self::w(&l.weight, mode);
+        let product = |x2: &Tensor| -> Result<Tensor> {
+            Ok(match (mode, self.train_precision) {
+                (Mode::Grad, Some(p)) => crate::train_ops::linear(x2, &w, p)?,
+                _ => x2.matmul(&w.t()?)?,
+            })
+        };
         let y = match x.dims() {
-            [b, t, k] => x.reshape((b * t, *k))?.matmul(&w.t()?)?.reshape((*b, *t, ()))?,
-            _ => x.matmul(&w.t()?)?,
+            [b, t, k] => product(&x.reshape((b * t, *k))?)?.reshape((*b, *t, ()))?,
+            _ => product(x)?,
         };
         Ok(match &l.bias {
             Some(b) => y.broadcast_add(&Self::w(b, mode))?,

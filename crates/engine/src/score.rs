@@ -41,11 +41,7 @@ pub fn masked_token_logps_at(model: &Model, seqs: &[(&[u32], &[bool])], mode: Mo
     if mode == Mode::Infer {
         return Ok((chunked_logps(model, &picked, &wanted, inv_t)?.0, ranges));
     }
-    let n = wanted.len();
-    let logits = (model.logits(&picked, mode)?.to_dtype(DType::F32)? * inv_t)?;
-    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let wanted = Tensor::from_vec(wanted, (n, 1), model.device())?;
-    Ok((logp.gather(&wanted, 1)?.squeeze(1)?, ranges))
+    Ok((model.head_logps(&picked, &wanted, inv_t, mode)?, ranges))
 }
 
 /// Per-token log-probs and next-token entropies of scored sequences, with each sequence's range.

@@ -152,7 +152,7 @@ pub fn train(
         }
         let step = state.global_step;
         let batch = &batches[step as usize];
-        let metrics = update(lm, objective, &params, &mut opt, batch, schedule.lr(step), cfg)?;
+        let metrics = update_step(lm, objective, &params, &mut opt, batch, schedule.lr(step), cfg.max_grad_norm, cfg.micro_tokens)?;
         state.global_step += 1;
         state.epoch = state.global_step as f64 / steps_per_epoch;
         let mut entry = serde_json::json!({"step": state.global_step, "epoch": state.epoch});
@@ -176,15 +176,18 @@ fn save(lm: &LanguageModel, objective: &dyn Objective, state: &TrainerState, opt
     Ok(())
 }
 
-/// One optimizer update on a global batch; returns its metrics.
-fn update(
-    lm: &LanguageModel, objective: &mut dyn Objective, params: &[Var], opt: &mut AdamW, batch: &[usize], lr: f64, cfg: &TrainConfig,
+/// One optimizer update on a global batch (micro-batches of at most `micro_tokens` padded
+/// tokens); returns its metrics.
+#[allow(clippy::too_many_arguments)]
+pub fn update_step(
+    lm: &LanguageModel, objective: &mut dyn Objective, params: &[Var], opt: &mut AdamW, batch: &[usize], lr: f64,
+    max_grad_norm: Option<f64>, micro_tokens: usize,
 ) -> Result<Vec<(&'static str, f64)>> {
     let denominator: f64 = batch.iter().map(|&i| objective.weight(i)).sum();
     let mut acc = Accumulated::default();
     let mut loss = 0.0;
     let mut sums: Vec<(&'static str, f64)> = Vec::new();
-    for micro in micro_batches(batch, |i| objective.tokens(i), cfg.micro_tokens) {
+    for micro in micro_batches(batch, |i| objective.tokens(i), micro_tokens) {
         let (l, metrics) = objective.micro_loss(&lm.model, &micro, denominator)?;
         loss += l.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
         acc.add(params, l.backward()?)?;
@@ -197,7 +200,7 @@ fn update(
     }
     let norm = grad_norm(params, acc.grads())?;
     opt.set_lr(lr);
-    opt.step(acc.grads(), clip_scale(norm, cfg.max_grad_norm))?;
+    opt.step(acc.grads(), clip_scale(norm, max_grad_norm))?;
     lm.model.weights_updated();
     let mut metrics = vec![("loss", loss), ("grad_norm", norm), ("lr", lr)];
     metrics.extend(sums.into_iter().map(|(k, v)| (k, v / batch.len() as f64)));

@@ -106,6 +106,9 @@ pub struct TrainArgs {
     /// PPO: new tokens per rollout.
     #[arg(long, default_value_t = 64)]
     pub rollout_tokens: usize,
+    /// PPO: subtracted from the score of a response that does not end with EOS (0 turns it off).
+    #[arg(long, default_value_t = 1.0)]
+    pub missing_eos_penalty: f64,
     /// PPO: optimization epochs over each batch of rollouts (TRL's default is 4).
     #[arg(long, default_value_t = 4)]
     pub ppo_epochs: usize,
@@ -119,6 +122,10 @@ pub struct TrainArgs {
     pub seed: u64,
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Training matmuls on the CPU: packed AVX-512 f32 kernels, bf16 products with f32
+    /// accumulation (mixed precision, faster where the CPU has AVX512-BF16), or candle's.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub matmul: MatmulArg,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -442,6 +449,37 @@ pub enum BenchCommand {
     Generate(BenchGenerateArgs),
     /// Prefill (scoring) throughput in tokens/s.
     Score(BenchScoreArgs),
+    /// Seconds per training step (SFT, or DPO with a reference forward) and peak memory.
+    Train(BenchTrainArgs),
+}
+
+#[derive(Args)]
+pub struct BenchTrainArgs {
+    /// The model, loaded trainable (f32 or bf16 weights).
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long, value_enum, default_value = "sft")]
+    pub algo: AlgoArg,
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 256)]
+    pub seq_len: usize,
+    /// Steps measured after one warm-up step.
+    #[arg(long, default_value_t = 2)]
+    pub steps: usize,
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DTypeArg,
+    /// Training matmuls: packed AVX-512 f32 kernels, bf16 products with f32 accumulation, or candle's.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub matmul: MatmulArg,
+    /// Text whose tokens fill the sequences (the assistant answers of an SFT file).
+    #[arg(long, default_value = "data/sft/supportive.jsonl")]
+    pub text: PathBuf,
+    /// Write the token ids used, so peers train on the very same inputs.
+    #[arg(long)]
+    pub dump_ids: Option<PathBuf>,
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Args)]

@@ -173,11 +173,13 @@ fn reward_model_beats_chance_and_ppo_raises_its_reward() {
     let acc = eval["accuracy"].as_f64().unwrap();
     assert!(eval["held_out_pairs"].as_u64() == Some(11) && acc >= 0.8, "held-out accuracy {acc} on 11 pairs: {eval}");
 
+    // PPO against that reward model on 8 prompts: short rollouts, no EOS penalty (answers this
+    // short never end), a high learning rate so that a few updates show the direction.
     let prompts = slice("data/valuegap/handwritten.jsonl", 0, 8, &dir, "prompts.jsonl");
     let ppo = dir.join("ppo");
     ok(&train(&["--algo", "ppo", "--data", prompts.to_str().unwrap(), "--reward-model", rm.join("checkpoint-6").to_str().unwrap(),
-        "--out", ppo.to_str().unwrap(), "--global-batch", "8", "--epochs", "6", "--save-every", "6", "--lr", "2e-5",
-        "--rollout-tokens", "32", "--ppo-epochs", "2", "--warmup-ratio", "0", "--schedule", "constant"]));
+        "--out", ppo.to_str().unwrap(), "--global-batch", "8", "--epochs", "6", "--save-every", "6", "--lr", "5e-5",
+        "--rollout-tokens", "16", "--ppo-epochs", "2", "--warmup-ratio", "0", "--schedule", "constant", "--missing-eos-penalty", "0"]));
     let log: Vec<serde_json::Value> = std::fs::read_to_string(ppo.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(log.len(), 6);
     let reward = |range: std::ops::Range<usize>| log[range.clone()].iter().map(|e| e["reward"].as_f64().unwrap()).sum::<f64>() / range.len() as f64;

@@ -1,7 +1,7 @@
 //! `valuedrift bench`: throughput and peak memory of evaluation sampling and of scoring.
 //! Peers (transformers, llama.cpp) are measured by scripts/bench/peers.py on the same inputs.
 
-use crate::cli::{BenchArgs, BenchCommand, BenchGenerateArgs, BenchScoreArgs};
+use crate::cli::{AlgoArg, BenchArgs, BenchCommand, BenchGenerateArgs, BenchScoreArgs, BenchTrainArgs, DTypeArg};
 use crate::jsonl;
 use anyhow::{bail, Result};
 use serde_json::json;
@@ -14,6 +14,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.which {
         BenchCommand::Generate(a) => bench_generate(a),
         BenchCommand::Score(a) => bench_score(a),
+        BenchCommand::Train(a) => bench_train(a),
     }
 }
 
@@ -76,5 +77,79 @@ fn bench_score(a: BenchScoreArgs) -> Result<()> {
         "bench": "score", "engine": "valuedrift", "model": a.model.model.display().to_string(),
         "items": pairs.len(), "tokens": total, "seconds": secs, "tokens_per_second": total as f64 / secs,
         "peak_rss_bytes": super::peak_rss_bytes(),
+    }))
+}
+
+/// Consecutive windows of `len` tokens from the assistant answers of an SFT file.
+fn token_windows(lm: &valuedrift_engine::LanguageModel, text: &std::path::Path, len: usize, count: usize) -> Result<Vec<Vec<u32>>> {
+    let examples = valuedrift_data::load_sft(text, valuedrift_data::SftFormat::Auto, valuedrift_data::OnMalformed::Error)?.items;
+    let answers: Vec<&str> = examples.iter().flat_map(|e| e.messages.iter().filter(|m| m.role == valuedrift_data::Role::Assistant).map(|m| m.content.as_str())).collect();
+    let ids = lm.tokenizer.encode(&answers.join("\n\n"), false)?;
+    if ids.len() < len * count {
+        bail!("{}: {} tokens, fewer than the {} needed", text.display(), ids.len(), len * count);
+    }
+    Ok(ids.chunks(len).take(count).map(<[u32]>::to_vec).collect())
+}
+
+fn bench_train(a: BenchTrainArgs) -> Result<()> {
+    use valuedrift_train::preference::{pair_logps, PreferenceLoss, PreferenceObjective};
+    use valuedrift_train::sft::SftObjective;
+    use valuedrift_train::tokenize::{PairTokens, SftTokens};
+    use valuedrift_train::trainer::update_step;
+    let dtype = if matches!(a.dtype, DTypeArg::Bf16) { candle_core::DType::BF16 } else { candle_core::DType::F32 };
+    let dev = candle_core::Device::Cpu;
+    let mut lm = valuedrift_engine::LanguageModel::load(&a.model, &dev, dtype)?;
+    super::set_train_matmul(&mut lm, a.matmul);
+    let windows = token_windows(&lm, &a.text, a.seq_len, 3 * a.batch)?;
+    let half = a.seq_len / 2;
+    let pairs: Vec<PairTokens> = (0..a.batch).map(|i| PairTokens {
+        prompt: windows[i][..half].to_vec(), chosen: windows[a.batch + i][..a.seq_len - half].to_vec(),
+        rejected: windows[2 * a.batch + i][..a.seq_len - half].to_vec(),
+    }).collect();
+    if let Some(path) = &a.dump_ids {
+        std::fs::write(path, serde_json::to_string(&json!({"sequences": &windows[..a.batch], "pairs": pairs.iter().map(|p| json!({
+            "prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected})).collect::<Vec<_>>()}))?)?;
+    }
+    let params: Vec<candle_core::Var> = lm.model.params().iter().map(|(_, v)| v.clone()).collect();
+    let mut opt = valuedrift_engine::optim::AdamW::new(params.clone(), valuedrift_engine::optim::AdamWConfig::default())?;
+    let batch: Vec<usize> = (0..a.batch).collect();
+    let mut times = Vec::new();
+    let mut timed = |step: usize, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
+        let started = Instant::now();
+        f()?;
+        if step > 0 {
+            times.push(started.elapsed().as_secs_f64());
+        }
+        Ok(())
+    };
+    match a.algo {
+        AlgoArg::Sft => {
+            let data = windows[..a.batch].iter().map(|w| SftTokens { ids: w.clone(), targets: (0..w.len()).map(|j| j > 0).collect() }).collect();
+            let mut objective = SftObjective { data };
+            for step in 0..=a.steps {
+                timed(step, &mut || { update_step(&lm, &mut objective, &params, &mut opt, &batch, 1e-5, Some(1.0), usize::MAX)?; Ok(()) })?;
+            }
+        }
+        AlgoArg::Dpo => {
+            let reference = valuedrift_engine::LanguageModel::load_for_inference(&a.model, &dev, valuedrift_engine::matmul::Precision::F32)?;
+            let mut objective = PreferenceObjective { pairs, reference: None, loss: PreferenceLoss::Dpo { beta: 0.1 } };
+            for step in 0..=a.steps {
+                timed(step, &mut || {
+                    // The peer recomputes the reference every step; so does this measurement.
+                    objective.reference = Some(pair_logps(&reference.model, &objective.pairs, 4096)?);
+                    update_step(&lm, &mut objective, &params, &mut opt, &batch, 1e-5, Some(1.0), usize::MAX)?;
+                    Ok(())
+                })?;
+            }
+        }
+        other => bail!("bench train measures sft and dpo, not {other:?}"),
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let tokens = a.batch * a.seq_len * if matches!(a.algo, AlgoArg::Dpo) { 2 } else { 1 };
+    report(a.json.as_deref(), json!({
+        "bench": "train", "engine": "valuedrift", "workload": format!("{:?}", a.algo).to_lowercase(), "dtype": format!("{:?}", a.dtype).to_lowercase(), "matmul": format!("{:?}", a.matmul).to_lowercase(),
+        "batch": a.batch, "seq_len": a.seq_len, "s_per_step": median, "tok_per_s": tokens as f64 / median,
+        "peak_rss_gib": super::peak_rss_bytes().map(|b| b as f64 / (1u64 << 30) as f64), "steps": times.len(),
     }))
 }

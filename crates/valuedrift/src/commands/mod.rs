@@ -87,3 +87,20 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
 }
+
+/// The packed-kernel precision a --matmul choice asks for (None: candle's matmul).
+pub fn precision(m: MatmulArg) -> Option<Precision> {
+    match m {
+        MatmulArg::F32 => Some(Precision::F32),
+        MatmulArg::Bf16 => Some(Precision::Bf16),
+        MatmulArg::Candle => None,
+    }
+}
+
+/// Sets the training matmuls, saying so when the CPU lacks the asked kernel.
+pub fn set_train_matmul(lm: &mut LanguageModel, m: MatmulArg) {
+    if !lm.model.set_train_precision(precision(m)) {
+        eprintln!("note: --matmul {m:?} is not available here for training; using candle's matmul");
+        lm.model.set_train_precision(None);
+    }
+}

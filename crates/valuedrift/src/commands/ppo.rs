@@ -51,7 +51,8 @@ pub fn run(args: &TrainArgs, h: &Hyper, tc: &TrainConfig, policy: LanguageModel,
         .collect::<Result<Vec<_>>>()?
         .into_iter().filter(|p| p.len() <= max_prompt).collect();
     eprintln!("PPO on {} prompts; reward model {}", prompts.len(), rm_dir.display());
-    let cfg = PpoConfig { kl_coef: h.kl_coef, response_tokens: args.rollout_tokens, ppo_epochs: args.ppo_epochs, ..PpoConfig::default() };
+    let cfg = PpoConfig { kl_coef: h.kl_coef, response_tokens: args.rollout_tokens, ppo_epochs: args.ppo_epochs,
+        missing_eos_penalty: (args.missing_eos_penalty != 0.0).then_some(args.missing_eos_penalty), ..PpoConfig::default() };
     let models = PpoModels { policy: &policy, reference: &reference, reward: &reward, value: &value, value_head: &value_head };
     let mut bar = super::train::Bar::default();
     let state = match ppo::train(&models, &prompts, &cfg, tc, &args.out, resume, &mut bar, stop) {

@@ -61,7 +61,7 @@ pub fn config(args: &TrainArgs, h: &Hyper) -> TrainConfig {
     let extra = match a {
         Algo::Dpo => serde_json::json!({"beta": h.beta, "label_setup": format!("{:?}", args.label_setup)}),
         Algo::Simpo => serde_json::json!({"beta": h.beta, "gamma": h.gamma, "label_setup": format!("{:?}", args.label_setup)}),
-        Algo::Ppo => serde_json::json!({"kl_coef": h.kl_coef, "rollout_tokens": args.rollout_tokens, "ppo_epochs": args.ppo_epochs,
+        Algo::Ppo => serde_json::json!({"kl_coef": h.kl_coef, "rollout_tokens": args.rollout_tokens, "ppo_epochs": args.ppo_epochs, "missing_eos_penalty": args.missing_eos_penalty,
             "reward_model": args.reward_model.as_ref().map(|p| p.display().to_string())}),
         _ => serde_json::Value::Null,
     };
@@ -156,6 +156,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     let mut lm = LanguageModel::load(&from, &device, DType::F32).with_context(|| format!("loading {}", from.display()))?;
     lm.chat = training_chat(&lm);
+    super::set_train_matmul(&mut lm, args.matmul);
     eprintln!("{} from {} ({:.0}M params): lr {}, {} epochs, global batch {}, max length {}",
         cfg.algo, from.display(), lm.config().num_params() as f64 / 1e6, cfg.lr, cfg.epochs, cfg.global_batch, cfg.max_len);
     let stop = interrupt_flag();
