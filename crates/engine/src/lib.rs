@@ -21,5 +21,5 @@ pub use chat::{ChatFormat, Message};
 pub use config::{Family, ModelConfig};
 pub use error::{Error, Result};
 pub use load::LanguageModel;
-pub use model::{Mode, Model};
+pub use model::{KvContext, Mode, Model};
 pub use tokenizer::Tokenizer;

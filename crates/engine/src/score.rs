@@ -221,3 +221,81 @@ pub fn next_token_logps(model: &Model, prompts: &[Vec<u32>], candidates: &[u32],
     }
     Ok(out)
 }
+
+/// Length of the longest common prefix of token sequences.
+fn common_prefix(seqs: &[&[u32]]) -> usize {
+    let Some(first) = seqs.first() else { return 0 };
+    (0..first.len()).find(|&i| seqs.iter().any(|s| s.get(i) != Some(&first[i]))).unwrap_or(first.len())
+}
+
+/// Right-pads rows into a (B, T) id tensor (T at least 1) and returns it with the real lengths.
+fn padded(rows: &[&[u32]], device: &candle_core::Device) -> Result<(Tensor, Vec<usize>)> {
+    let t = rows.iter().map(|r| r.len()).max().unwrap_or(0).max(1);
+    let mut ids = Vec::with_capacity(rows.len() * t);
+    for r in rows {
+        ids.extend_from_slice(r);
+        ids.extend(std::iter::repeat_n(0u32, t - r.len()));
+    }
+    Ok((Tensor::from_vec(ids, (rows.len(), t), device)?, rows.iter().map(|r| r.len()).collect()))
+}
+
+/// `next_token_logps` for groups of prompts (a judge's items, each asked under several option
+/// orders), computing shared prefixes once: the prefix common to every prompt (the instruction)
+/// is run once, each group's common prefix (the item) once per group, and only the rest (the
+/// order-specific question) per prompt. Results equal `next_token_logps` up to float rounding.
+pub fn next_token_logps_grouped(model: &Model, groups: &[Vec<Vec<u32>>], candidates: &[u32], tokens_per_batch: usize) -> Result<Vec<Vec<Vec<f32>>>> {
+    if let Some(&bad) = candidates.iter().find(|&&c| c as usize >= model.cfg.vocab_size) {
+        return Err(Error::Input(format!("candidate token {bad} is outside the vocabulary of {}", model.cfg.vocab_size)));
+    }
+    let all: Vec<&[u32]> = groups.iter().flatten().map(Vec::as_slice).collect();
+    if all.iter().any(|p| p.is_empty()) || groups.iter().any(Vec::is_empty) {
+        return Err(Error::Input("empty prompt or group".into()));
+    }
+    let shortest = all.iter().map(|p| p.len()).min().unwrap_or(1);
+    // Each prompt keeps at least its last token out of every shared part.
+    let shared = common_prefix(&all).min(shortest - 1);
+    let dev = model.device();
+    let root = if shared > 0 {
+        Some(model.forward_context(&Tensor::from_slice(&all[0][..shared], (1, shared), dev)?, &[shared], None)?.1)
+    } else {
+        None
+    };
+    let group_prefix: Vec<usize> = groups.iter().map(|g| {
+        let refs: Vec<&[u32]> = g.iter().map(Vec::as_slice).collect();
+        let min = refs.iter().map(|p| p.len()).min().unwrap();
+        common_prefix(&refs).min(min - 1).max(shared)
+    }).collect();
+    let mut out: Vec<Vec<Vec<f32>>> = groups.iter().map(|g| vec![Vec::new(); g.len()]).collect();
+    let lens: Vec<usize> = groups.iter().map(|g| g.iter().map(Vec::len).sum::<usize>()).collect();
+    for chunk in length_batches(&lens, tokens_per_batch) {
+        // The groups' own prefixes, continuing the shared one.
+        let bodies: Vec<&[u32]> = chunk.iter().map(|&g| &groups[g][0][shared..group_prefix[g]]).collect();
+        let (ids, body_lens) = padded(&bodies, dev)?;
+        let root_rows = match &root {
+            Some(r) => Some(r.select(&vec![0; chunk.len()])?),
+            None => None,
+        };
+        let (_, items) = model.forward_context(&ids, &body_lens, root_rows.as_ref())?;
+        // Every prompt's own tail, continuing its group.
+        let mut rows = Vec::new();
+        let mut tails: Vec<&[u32]> = Vec::new();
+        for (r, &g) in chunk.iter().enumerate() {
+            for (k, p) in groups[g].iter().enumerate() {
+                rows.push((r, g, k));
+                tails.push(&p[group_prefix[g]..]);
+            }
+        }
+        let (ids, tail_lens) = padded(&tails, dev)?;
+        let ctx = items.select(&rows.iter().map(|&(r, _, _)| r).collect::<Vec<_>>())?;
+        let (hidden, _) = model.forward_context(&ids, &tail_lens, Some(&ctx))?;
+        let (n, t, h) = hidden.dims3()?;
+        let last: Vec<u32> = tail_lens.iter().enumerate().map(|(i, &l)| (i * t + l - 1) as u32).collect();
+        let picked = hidden.reshape((n * t, h))?.index_select(&Tensor::from_vec(last, n, dev)?, 0)?;
+        let logits: Vec<Vec<f32>> = model.logits(&picked, Mode::Infer)?.to_dtype(DType::F32)?.to_vec2()?;
+        for (&(_, g, k), row) in rows.iter().zip(&logits) {
+            let lse = log_sum_exp(row);
+            out[g][k] = candidates.iter().map(|&c| (row[c as usize] as f64 - lse) as f32).collect();
+        }
+    }
+    Ok(out)
+}

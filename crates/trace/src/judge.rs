@@ -7,7 +7,7 @@
 //! first order, and the spread between orders measures it.
 
 use crate::Stance;
-use valuedrift_engine::score::next_token_logps;
+use valuedrift_engine::score::{next_token_logps, next_token_logps_grouped};
 use valuedrift_engine::{LanguageModel, Message};
 
 #[derive(Debug, thiserror::Error)]
@@ -75,31 +75,47 @@ impl LocalJudge {
         Ok(LocalJudge { model, option_ids: ids, orders, tokens_per_batch: 4096 })
     }
 
-    /// Judges every item under every option order; results in input order.
+    /// The prompt ids of an item under each option order.
+    pub fn prompt_ids(&self, item: &Item) -> Result<Vec<Vec<u32>>> {
+        self.orders.iter().map(|order| {
+            let msgs = [Message::new("system", SYSTEM), Message::user(&instruction(item, order))];
+            Ok(self.model.prompt_ids(&msgs)?)
+        }).collect()
+    }
+
+    /// Judges every item under every option order; results in input order. The instruction
+    /// shared by all prompts and each item's text shared by its orders are computed once
+    /// (prefix caching); `judge_uncached` runs every prompt whole, for comparison.
     pub fn judge(&self, items: &[Item]) -> Result<Vec<Judgment>> {
+        let groups: Vec<Vec<Vec<u32>>> = items.iter().map(|i| self.prompt_ids(i)).collect::<Result<_>>()?;
+        let logps = next_token_logps_grouped(&self.model.model, &groups, &self.option_ids, self.tokens_per_batch)?;
+        Ok(logps.iter().map(|per_order| combine(per_order)).collect())
+    }
+
+    pub fn judge_uncached(&self, items: &[Item]) -> Result<Vec<Judgment>> {
         let mut prompts = Vec::with_capacity(items.len() * self.orders.len());
         for item in items {
-            for order in &self.orders {
-                let msgs = [Message::new("system", SYSTEM), Message::user(&instruction(item, order))];
-                prompts.push(self.model.prompt_ids(&msgs)?);
-            }
+            prompts.extend(self.prompt_ids(item)?);
         }
         let logps = next_token_logps(&self.model.model, &prompts, &self.option_ids, self.tokens_per_batch)?;
-        Ok(logps.chunks(self.orders.len()).map(|per_order| {
-            let probs: Vec<[f64; 3]> = per_order.iter().map(|lp| softmax3(lp)).collect();
-            let mut p = [0.0; 3];
-            for q in &probs {
-                for i in 0..3 {
-                    p[i] += q[i] / probs.len() as f64;
-                }
-            }
-            let order_spread = (0..3).map(|i| {
-                let (lo, hi) = probs.iter().fold((1.0f64, 0.0f64), |(lo, hi), q| (lo.min(q[i]), hi.max(q[i])));
-                hi - lo
-            }).fold(0.0, f64::max);
-            Judgment { p, order_spread }
-        }).collect())
+        Ok(logps.chunks(self.orders.len()).map(combine).collect())
     }
+}
+
+/// Averages the orders' stance distributions; the spread is the largest disagreement on a stance.
+fn combine(per_order: &[Vec<f32>]) -> Judgment {
+    let probs: Vec<[f64; 3]> = per_order.iter().map(|lp| softmax3(lp)).collect();
+    let mut p = [0.0; 3];
+    for q in &probs {
+        for i in 0..3 {
+            p[i] += q[i] / probs.len() as f64;
+        }
+    }
+    let order_spread = (0..3).map(|i| {
+        let (lo, hi) = probs.iter().fold((1.0f64, 0.0f64), |(lo, hi), q| (lo.min(q[i]), hi.max(q[i])));
+        hi - lo
+    }).fold(0.0, f64::max);
+    Judgment { p, order_spread }
 }
 
 fn softmax3(lp: &[f32]) -> [f64; 3] {

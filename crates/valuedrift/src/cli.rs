@@ -451,6 +451,24 @@ pub enum BenchCommand {
     Score(BenchScoreArgs),
     /// Seconds per training step (SFT, or DPO with a reference forward) and peak memory.
     Train(BenchTrainArgs),
+    /// Judgments per minute of the stance judge, with and without prefix caching.
+    Judge(BenchJudgeArgs),
+}
+
+#[derive(Args)]
+pub struct BenchJudgeArgs {
+    #[command(flatten)]
+    pub judge: JudgeModelArgs,
+    /// Items with question, response and topic (default: the bundled labelled set).
+    #[arg(long, default_value = "data/judge/labelled.jsonl")]
+    pub items: PathBuf,
+    #[arg(long, default_value_t = 48)]
+    pub num_items: usize,
+    /// Write the whole prompts' token ids (one JSON list per line) for peers.
+    #[arg(long)]
+    pub dump_ids: Option<PathBuf>,
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Args)]

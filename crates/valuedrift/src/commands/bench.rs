@@ -1,7 +1,7 @@
 //! `valuedrift bench`: throughput and peak memory of evaluation sampling and of scoring.
 //! Peers (transformers, llama.cpp) are measured by scripts/bench/peers.py on the same inputs.
 
-use crate::cli::{AlgoArg, BenchArgs, BenchCommand, BenchGenerateArgs, BenchScoreArgs, BenchTrainArgs, DTypeArg};
+use crate::cli::{AlgoArg, BenchArgs, BenchCommand, BenchGenerateArgs, BenchJudgeArgs, BenchScoreArgs, BenchTrainArgs, DTypeArg};
 use crate::jsonl;
 use anyhow::{bail, Result};
 use serde_json::json;
@@ -15,6 +15,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchCommand::Generate(a) => bench_generate(a),
         BenchCommand::Score(a) => bench_score(a),
         BenchCommand::Train(a) => bench_train(a),
+        BenchCommand::Judge(a) => bench_judge(a),
     }
 }
 
@@ -151,5 +152,41 @@ fn bench_train(a: BenchTrainArgs) -> Result<()> {
         "bench": "train", "engine": "valuedrift", "workload": format!("{:?}", a.algo).to_lowercase(), "dtype": format!("{:?}", a.dtype).to_lowercase(), "matmul": format!("{:?}", a.matmul).to_lowercase(),
         "batch": a.batch, "seq_len": a.seq_len, "s_per_step": median, "tok_per_s": tokens as f64 / median,
         "peak_rss_gib": super::peak_rss_bytes().map(|b| b as f64 / (1u64 << 30) as f64), "steps": times.len(),
+    }))
+}
+
+fn bench_judge(a: BenchJudgeArgs) -> Result<()> {
+    use valuedrift_trace::judge::Item;
+    let rows = jsonl::read(&a.items)?;
+    let items: Vec<Item> = rows.iter().take(a.num_items).map(|r| Ok(Item {
+        question: r.str_field(&a.items, "question")?.to_string(),
+        response: r.str_field(&a.items, "response")?.to_string(),
+        topic: r.str_field(&a.items, "topic")?.to_string(),
+    })).collect::<Result<_>>()?;
+    let judge = super::trace::load_judge(&a.judge, "cpu")?;
+    if let Some(path) = &a.dump_ids {
+        let mut lines = Vec::new();
+        for item in &items {
+            for ids in judge.prompt_ids(item)? {
+                lines.push(serde_json::to_string(&ids)?);
+            }
+        }
+        std::fs::write(path, lines.join("\n") + "\n")?;
+    }
+    let timed = |f: &dyn Fn() -> Result<()>| -> Result<f64> {
+        let started = Instant::now();
+        f()?;
+        Ok(started.elapsed().as_secs_f64())
+    };
+    let cached = timed(&|| { judge.judge(&items)?; Ok(()) })?;
+    let whole = timed(&|| { judge.judge_uncached(&items)?; Ok(()) })?;
+    let prompt_tokens: usize = items.iter().map(|i| judge.prompt_ids(i).map(|p| p.iter().map(Vec::len).sum::<usize>()).unwrap_or(0)).sum();
+    report(a.json.as_deref(), json!({
+        "bench": "judge", "engine": "valuedrift", "model": a.judge.judge.display().to_string(), "items": items.len(),
+        "orders": a.judge.orders, "prompt_tokens": prompt_tokens,
+        "judgments_per_minute_prefix_cache": items.len() as f64 * 60.0 / cached,
+        "judgments_per_minute_whole_prompts": items.len() as f64 * 60.0 / whole,
+        "seconds_prefix_cache": cached, "seconds_whole_prompts": whole,
+        "peak_rss_bytes": super::peak_rss_bytes(),
     }))
 }
