@@ -253,6 +253,42 @@ fn trajectory_chart(values: &[CheckpointValue], category: &str) -> valuedrift_pl
     }
 }
 
+/// Each phase's parent: the phase whose last checkpoint is the model this one starts from.
+fn parents(values: &[CheckpointValue]) -> BTreeMap<String, Option<String>> {
+    let phases = phase_order(values);
+    let end = |phase: &str, first: bool| -> Option<String> {
+        let ours = values.iter().filter(|v| v.checkpoint.phase == phase);
+        let pick = if first { ours.min_by_key(|v| v.checkpoint.step) } else { ours.max_by_key(|v| v.checkpoint.step) };
+        pick.map(|v| v.checkpoint.path.clone())
+    };
+    phases.iter().map(|p| {
+        let start = end(p, true);
+        let parent = phases.iter().filter(|q| *q != p).find(|q| end(q, false) == start);
+        (p.clone(), parent.cloned())
+    }).collect()
+}
+
+/// Lines of descent through the phases (e.g. SFT then DPO, SFT then SimPO), each from a root
+/// phase to a phase nothing continues from: one plot each, so that sibling phases that start
+/// from the same model do not share an axis.
+fn chains(values: &[CheckpointValue]) -> Vec<Vec<String>> {
+    let parents = parents(values);
+    let leaves: Vec<&String> = phase_order(values).iter()
+        .filter_map(|p| (!parents.values().any(|q| q.as_deref() == Some(p))).then(|| parents.keys().find(|k| *k == p).unwrap()))
+        .collect();
+    leaves.into_iter().map(|leaf| {
+        let mut chain = vec![leaf.clone()];
+        while let Some(Some(up)) = parents.get(chain.last().unwrap()) {
+            if chain.contains(up) {
+                break;
+            }
+            chain.push(up.clone());
+        }
+        chain.reverse();
+        chain
+    }).collect()
+}
+
 /// What `write_report` produced.
 pub struct Written {
     pub dir: PathBuf,
@@ -272,11 +308,16 @@ pub fn write_report(store: &Store, run: i64, dir: &Path) -> Result<Written> {
     write(&dir.join("drift.md"), &drift_markdown(&drifts))?;
     write(&dir.join("samples.md"), &samples_markdown(store, run)?)?;
     let mut plots = Vec::new();
-    for category in categories(&values) {
-        let stem = plots_dir.join(&category);
-        let svg = valuedrift_plot::line_chart_svg(&trajectory_chart(&values, &category));
-        valuedrift_plot::write_chart(&svg, &stem).map_err(|e| ReportError::Plot { path: stem.clone(), message: e.to_string() })?;
-        plots.push(stem.with_extension("png"));
+    let chains = chains(&values);
+    for chain in &chains {
+        let ours: Vec<CheckpointValue> = values.iter().filter(|v| chain.contains(&v.checkpoint.phase)).cloned().collect();
+        for category in categories(&ours) {
+            let name = if chains.len() > 1 { format!("{category}--{}", chain.last().unwrap()) } else { category.clone() };
+            let stem = plots_dir.join(&name);
+            let svg = valuedrift_plot::line_chart_svg(&trajectory_chart(&ours, &category));
+            valuedrift_plot::write_chart(&svg, &stem).map_err(|e| ReportError::Plot { path: stem.clone(), message: e.to_string() })?;
+            plots.push(plots_dir.join(format!("{name}.png")));
+        }
     }
     Ok(Written { dir: dir.into(), values, drifts, plots })
 }
@@ -313,6 +354,18 @@ mod tests {
         let chart = trajectory_chart(&vals, "a");
         let xs: Vec<f64> = chart.series[0].points.iter().map(|b| b.x).collect();
         assert_eq!(xs, [0.0, 100.0, 100.0, 140.0]);
+    }
+
+    #[test]
+    fn sibling_phases_get_their_own_chains() {
+        let at = |phase: &str, step: u64, path: &str| CheckpointValue {
+            checkpoint: Checkpoint { id: 0, phase: phase.into(), step, phase_steps: None, path: path.into() },
+            ..cv(phase, step, "a", 0.5)
+        };
+        let vals = [at("sft", 0, "base"), at("sft", 10, "sft/10"), at("dpo", 0, "sft/10"), at("dpo", 4, "dpo/4"),
+                    at("simpo", 0, "sft/10"), at("simpo", 4, "simpo/4")];
+        assert_eq!(chains(&vals), [vec!["sft".to_string(), "dpo".into()], vec!["sft".into(), "simpo".into()]]);
+        assert_eq!(chains(&vals[..2]), [vec!["sft".to_string()]]);
     }
 
     #[test]

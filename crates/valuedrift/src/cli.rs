@@ -37,6 +37,24 @@ pub enum Command {
     /// Post-train a model (SFT, reward model, PPO, DPO, SimPO), full-parameter, writing
     /// checkpoint-N/ directories the tracer reads; re-running resumes from the newest one.
     Train(TrainArgs),
+    /// Run an experiment file: train its phases, trace every checkpoint, write the report
+    /// (resumable: re-run the same command).
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The experiment (TOML), e.g. experiments/builtin.toml.
+    pub experiment: PathBuf,
+    /// Output directory (default runs/<name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Check the file and print the plan without training or tracing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Training matmuls on the CPU (see `train --matmul`).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub matmul: MatmulArg,
 }
 
 #[derive(Args)]

@@ -146,6 +146,8 @@ fn trace_writes_store_and_report_and_a_killed_trace_resumes_to_the_same_numbers(
     assert!(!o.status.success());
     assert!(stderr(&o).contains("not a model") && stderr(&o).contains("empty"), "{}", stderr(&o));
     assert_eq!(dump(&broken).len(), 36);
+    // Checkpoints take gigabytes: leave nothing behind after a pass.
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -163,4 +165,6 @@ fn trace_rejects_unknown_categories_and_changed_settings() {
     let o = bin().args(base).args(["--temperature", "1.0"]).output().unwrap();
     assert!(!o.status.success());
     assert!(stderr(&o).contains("temperature = 0.7, now temperature = 1.0"), "{}", stderr(&o));
+    // Checkpoints take gigabytes: leave nothing behind after a pass.
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -130,6 +130,8 @@ fn sft_learns_and_a_killed_run_resumes_with_the_same_losses() {
     changed[lr_at] = "1e-4".into();
     let o = train(&changed.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("lr"), "{}", String::from_utf8_lossy(&o.stderr));
+    // Checkpoints take gigabytes: leave nothing behind after a pass.
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Mean DPO implicit margin (policy minus reference, chosen minus rejected) on value-gap pairs.
@@ -158,6 +160,8 @@ fn dpo_and_simpo_raise_the_held_out_margin() {
     // A value-gap file needs its label setup.
     let o = train(&["--algo", "dpo", "--data", data.to_str().unwrap(), "--out", dir.join("x").to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("--label-setup"));
+    // Checkpoints take gigabytes: leave nothing behind after a pass.
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -191,4 +195,6 @@ fn reward_model_beats_chance_and_ppo_raises_its_reward() {
         }
         assert!(e["kl"].as_f64().unwrap().abs() < 20.0, "KL per response stays bounded: {e}");
     }
+    // Checkpoints take gigabytes: leave nothing behind after a pass.
+    let _ = std::fs::remove_dir_all(&dir);
 }

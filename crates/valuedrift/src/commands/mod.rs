@@ -7,6 +7,7 @@ mod generate;
 mod info;
 mod judge;
 mod ppo;
+mod run;
 mod score;
 mod trace;
 mod train;
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Report(a) => trace::report(a),
         Command::Dump(a) => trace::dump(a),
         Command::Train(a) => train::run(a),
+        Command::Run(a) => run::run(a),
     }
 }
 

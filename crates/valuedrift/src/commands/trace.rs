@@ -115,7 +115,7 @@ fn find_run(store: &Store, name: &str) -> Result<i64> {
 }
 
 /// The drift table on the terminal, and where the files are.
-fn print_summary(w: &Written) {
+pub fn print_summary(w: &Written) {
     let md = report::drift_markdown(&w.drifts);
     println!("{}", md.split_once("\n## ").map(|(_, rest)| format!("## {rest}")).unwrap_or(md));
     let last = w.values.last().map(|v| (&v.checkpoint.phase, v.checkpoint.step));

@@ -101,17 +101,21 @@ impl Progress for Bar {
     }
 }
 
-/// Set by Ctrl-C; the loop saves a checkpoint and stops at the next update boundary.
+/// Set by Ctrl-C; the loop saves a checkpoint and stops at the next update boundary. One flag
+/// per process (an experiment trains several phases).
 fn interrupt_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let f = flag.clone();
-    let _ = ctrlc::set_handler(move || {
-        if f.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\ninterrupted: saving a checkpoint (Ctrl-C again to quit at once)");
-    });
-    flag
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let f = flag.clone();
+        let _ = ctrlc::set_handler(move || {
+            if f.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupted: saving a checkpoint (Ctrl-C again to quit at once)");
+        });
+        flag
+    }).clone()
 }
 
 fn on_malformed(args: &TrainArgs) -> OnMalformed {

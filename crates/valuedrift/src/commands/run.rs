@@ -1,0 +1,321 @@
+//! `valuedrift run exp.toml`: train every phase of an experiment (SFT from the base, preference
+//! phases from an SFT phase's final checkpoint, reward models for PPO), trace every checkpoint of
+//! every policy phase into one store (the base as step 0 of SFT, the parent's final model as
+//! step 0 of each later phase), and write the report. Re-running resumes: finished training
+//! phases are skipped by the trainer's resume, traced samples by the store.
+
+use crate::cli::{AlgoArg, EvalSetArgs, JudgeModelArgs, LabelSetupArg, MatmulArg, PresetArg, PromptArg, RunArgs, SamplingArgs, ScheduleArg, TrainArgs};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use valuedrift_trace::checkpoints::{discover, CheckpointSpec};
+use valuedrift_trace::pipeline::{self, Throughput};
+use valuedrift_trace::report;
+use valuedrift_trace::store::Store;
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    pub name: String,
+    /// The model every SFT phase starts from.
+    pub base: PathBuf,
+    #[serde(default)]
+    pub eval: EvalConfig,
+    #[serde(default)]
+    pub judge: JudgeConfig,
+    #[serde(rename = "phase")]
+    pub phases: Vec<Phase>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    pub questions: Option<PathBuf>,
+    pub categories: Vec<String>,
+    pub quick: bool,
+    pub questions_per_category: Option<usize>,
+    pub samples: u32,
+    pub temperature: f64,
+    pub max_new_tokens: usize,
+    pub seed: u64,
+    /// auto, chat or base.
+    pub prompt: String,
+    pub batch_size: usize,
+}
+
+impl Default for EvalConfig {
+    /// The paper's evaluation: every question, 5 samples at 0.7, 256 new tokens.
+    fn default() -> Self {
+        EvalConfig { questions: None, categories: Vec::new(), quick: false, questions_per_category: None, samples: 5,
+            temperature: 0.7, max_new_tokens: 256, seed: 0, prompt: "auto".into(), batch_size: 64 }
+    }
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct JudgeConfig {
+    pub model: PathBuf,
+    pub orders: u8,
+}
+
+impl Default for JudgeConfig {
+    fn default() -> Self {
+        JudgeConfig { model: "models/qwen2.5-coder-1.5b-instruct.q4_k_m.gguf".into(), orders: 3 }
+    }
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    pub name: String,
+    /// sft, rm, ppo, dpo or simpo.
+    pub algo: String,
+    pub data: PathBuf,
+    /// "base" or the name of the phase whose final checkpoint this one starts from.
+    #[serde(default = "base_name")]
+    pub from: String,
+    /// For value-gap data: "support" or "oppose".
+    pub label_setup: Option<String>,
+    /// PPO: the name of an rm phase.
+    pub reward_model: Option<String>,
+    #[serde(default = "default_save_every")]
+    pub save_every: u64,
+    #[serde(default)]
+    pub hyper: Hyper,
+    /// One hyperparameter and its values: the phase becomes one phase per value.
+    #[serde(default)]
+    pub sweep: BTreeMap<String, Vec<f64>>,
+}
+
+fn base_name() -> String {
+    "base".into()
+}
+
+fn default_save_every() -> u64 {
+    50
+}
+
+/// Overrides of the paper preset (any left out keeps the preset's value).
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Hyper {
+    pub lr: Option<f64>,
+    pub epochs: Option<u32>,
+    pub max_steps: Option<u64>,
+    pub global_batch: Option<usize>,
+    pub max_len: Option<usize>,
+    pub warmup_ratio: Option<f64>,
+    pub schedule: Option<String>,
+    pub beta: Option<f64>,
+    pub gamma: Option<f64>,
+    pub kl_coef: Option<f64>,
+    pub rollout_tokens: Option<usize>,
+    pub ppo_epochs: Option<usize>,
+    pub missing_eos_penalty: Option<f64>,
+    pub micro_tokens: Option<usize>,
+    pub seed: Option<u64>,
+}
+
+impl Hyper {
+    fn set(&mut self, key: &str, value: f64) -> Result<()> {
+        match key {
+            "lr" => self.lr = Some(value),
+            "beta" => self.beta = Some(value),
+            "gamma" => self.gamma = Some(value),
+            "kl_coef" => self.kl_coef = Some(value),
+            "warmup_ratio" => self.warmup_ratio = Some(value),
+            "epochs" => self.epochs = Some(value as u32),
+            "max_steps" => self.max_steps = Some(value as u64),
+            "global_batch" => self.global_batch = Some(value as usize),
+            other => bail!("sweep over '{other}' is not supported (lr, beta, gamma, kl_coef, warmup_ratio, epochs, max_steps, global_batch)"),
+        }
+        Ok(())
+    }
+}
+
+/// Reads and checks an experiment file; errors name the key at fault.
+pub fn load(path: &Path, require_data: bool) -> Result<Experiment> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut exp: Experiment = toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    exp.phases = expand_sweeps(&exp.phases).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    validate(&exp, require_data).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    Ok(exp)
+}
+
+/// A phase with a sweep becomes one phase per value, named `<name>-<key><value>`; phases that
+/// started from it follow the first value.
+fn expand_sweeps(phases: &[Phase]) -> Result<Vec<Phase>> {
+    let mut out = Vec::new();
+    for p in phases {
+        if p.sweep.is_empty() {
+            out.push(p.clone());
+            continue;
+        }
+        if p.sweep.len() > 1 {
+            bail!("phase '{}': key 'sweep' may hold one hyperparameter", p.name);
+        }
+        let (key, values) = p.sweep.iter().next().unwrap();
+        for v in values {
+            let mut q = p.clone();
+            q.sweep.clear();
+            q.name = format!("{}-{key}{v}", p.name);
+            q.hyper.set(key, *v).map_err(|e| anyhow!("phase '{}': key 'sweep': {e}", p.name))?;
+            out.push(q);
+        }
+    }
+    Ok(out)
+}
+
+fn validate(exp: &Experiment, require_data: bool) -> Result<()> {
+    let mut seen: Vec<&str> = Vec::new();
+    for (i, p) in exp.phases.iter().enumerate() {
+        let at = format!("phase[{i}] ('{}')", p.name);
+        if p.name == "base" || p.name.is_empty() || p.name.contains(['/', '=', '@']) {
+            bail!("{at}: key 'name' must be a plain name other than 'base'");
+        }
+        if seen.contains(&p.name.as_str()) {
+            bail!("{at}: key 'name': another phase is already called '{}'", p.name);
+        }
+        algo(&p.algo).map_err(|e| anyhow!("{at}: key 'algo': {e}"))?;
+        if p.from != "base" && !seen.contains(&p.from.as_str()) {
+            bail!("{at}: key 'from' = '{}': no earlier phase has that name", p.from);
+        }
+        if let Some(ls) = &p.label_setup {
+            if ls != "support" && ls != "oppose" {
+                bail!("{at}: key 'label_setup' = '{ls}': expected support or oppose");
+            }
+        }
+        match (p.algo.as_str(), &p.reward_model) {
+            ("ppo", None) => bail!("{at}: key 'reward_model' is required for ppo (the name of an rm phase)"),
+            ("ppo", Some(rm)) if !exp.phases.iter().any(|q| &q.name == rm && q.algo == "rm") => {
+                bail!("{at}: key 'reward_model' = '{rm}': no rm phase has that name")
+            }
+            _ => {}
+        }
+        if let Some(s) = &p.hyper.schedule {
+            schedule(s).map_err(|e| anyhow!("{at}: key 'hyper.schedule': {e}"))?;
+        }
+        if require_data && !p.data.exists() {
+            bail!("{at}: key 'data' = '{}': no such file", p.data.display());
+        }
+        seen.push(&p.name);
+    }
+    if !["auto", "chat", "base"].contains(&exp.eval.prompt.as_str()) {
+        bail!("eval: key 'prompt' = '{}': expected auto, chat or base", exp.eval.prompt);
+    }
+    Ok(())
+}
+
+fn algo(name: &str) -> Result<AlgoArg> {
+    Ok(match name {
+        "sft" => AlgoArg::Sft,
+        "rm" => AlgoArg::Rm,
+        "ppo" => AlgoArg::Ppo,
+        "dpo" => AlgoArg::Dpo,
+        "simpo" => AlgoArg::Simpo,
+        other => bail!("'{other}': expected sft, rm, ppo, dpo or simpo"),
+    })
+}
+
+fn schedule(name: &str) -> Result<ScheduleArg> {
+    Ok(match name {
+        "cosine" => ScheduleArg::Cosine,
+        "linear" => ScheduleArg::Linear,
+        "constant" => ScheduleArg::Constant,
+        other => bail!("'{other}': expected cosine, linear or constant"),
+    })
+}
+
+/// The final checkpoint of a trained phase.
+fn final_checkpoint(out: &Path, phase: &str) -> Result<PathBuf> {
+    valuedrift_train::checkpoint::list(&out.join(phase)).pop().map(|(_, d)| d)
+        .ok_or_else(|| anyhow!("phase '{phase}' has no checkpoint in {}", out.join(phase).display()))
+}
+
+fn start_model(exp: &Experiment, out: &Path, p: &Phase) -> Result<PathBuf> {
+    if p.from == "base" { Ok(exp.base.clone()) } else { final_checkpoint(out, &p.from) }
+}
+
+fn train_args(exp: &Experiment, out: &Path, p: &Phase, matmul: MatmulArg) -> Result<TrainArgs> {
+    let h = &p.hyper;
+    Ok(TrainArgs {
+        algo: algo(&p.algo)?, model: start_model(exp, out, p)?, data: p.data.clone(), out: out.join(&p.name),
+        skip_malformed: false, label_setup: p.label_setup.as_deref().map(|l| if l == "support" { LabelSetupArg::Support } else { LabelSetupArg::Oppose }),
+        eval_data: None, reward_model: p.reward_model.as_ref().map(|rm| final_checkpoint(out, rm)).transpose()?,
+        phase: Some(p.name.clone()), preset: PresetArg::Paper, lr: h.lr, epochs: h.epochs, max_steps: h.max_steps,
+        global_batch: h.global_batch, max_len: h.max_len, warmup_ratio: h.warmup_ratio,
+        schedule: h.schedule.as_deref().map(schedule).transpose()?, weight_decay: None, max_grad_norm: None,
+        beta: h.beta, gamma: h.gamma, kl_coef: h.kl_coef, rollout_tokens: h.rollout_tokens.unwrap_or(64),
+        missing_eos_penalty: h.missing_eos_penalty.unwrap_or(1.0), ppo_epochs: h.ppo_epochs.unwrap_or(4),
+        micro_tokens: h.micro_tokens.unwrap_or(2048), save_every: p.save_every, seed: h.seed.unwrap_or(0),
+        device: "cpu".into(), matmul,
+    })
+}
+
+/// Every checkpoint to trace, phase by phase: the starting model as step 0, then the phase's own.
+fn checkpoints(exp: &Experiment, out: &Path) -> Result<Vec<CheckpointSpec>> {
+    let mut specs = Vec::new();
+    for p in exp.phases.iter().filter(|p| p.algo != "rm") {
+        let start = start_model(exp, out, p)?;
+        specs.push(CheckpointSpec { phase: p.name.clone(), step: 0, phase_steps: None, path: start });
+        let mut own = discover(&out.join(&p.name).display().to_string(), &p.name)?;
+        for c in &mut own {
+            c.phase = p.name.clone();
+        }
+        specs.extend(own.into_iter().filter(|c| c.step > 0));
+    }
+    Ok(specs)
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let exp = load(&args.experiment, !args.dry_run)?;
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&exp.name));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    std::fs::copy(&args.experiment, out.join("experiment.toml")).with_context(|| format!("cannot copy {}", args.experiment.display()))?;
+    if args.dry_run {
+        return dry_run(&exp, &out);
+    }
+    let started = std::time::Instant::now();
+    for p in &exp.phases {
+        eprintln!("== phase {} ({} from {})", p.name, p.algo, p.from);
+        super::train::run(train_args(&exp, &out, p, args.matmul)?)?;
+    }
+    let e = &exp.eval;
+    let eval = EvalSetArgs { questions: e.questions.clone(), quick: e.quick, categories: e.categories.clone(), per_category: e.questions_per_category };
+    let sampling = SamplingArgs { samples: e.samples, temperature: e.temperature, max_new_tokens: e.max_new_tokens, seed: e.seed,
+        prompt: match e.prompt.as_str() { "chat" => PromptArg::Chat, "base" => PromptArg::Base, _ => PromptArg::Auto } };
+    let judge = JudgeModelArgs { judge: exp.judge.model.clone(), orders: exp.judge.orders, judge_matmul: MatmulArg::Bf16 };
+    let questions = super::trace::questions(&eval)?;
+    let settings = super::trace::settings(&sampling, &judge);
+    let specs = checkpoints(&exp, &out)?;
+    let mut store = Store::open(&out.join("trace.sqlite"))?;
+    let run = store.run(&exp.name, &settings.to_json())?;
+    eprintln!("== tracing {} checkpoints x {} questions x {} samples; store {}", specs.len(), questions.len(), settings.samples, out.join("trace.sqlite").display());
+    let judge_model = super::trace::load_judge(&judge, "cpu")?;
+    let speed = Throughput { batch_size: e.batch_size, ..Throughput::default() };
+    let load = |path: &Path| -> pipeline::Result<valuedrift_engine::LanguageModel> {
+        super::load_model(&crate::cli::ModelArgs { model: path.into(), device: "cpu".into(), dtype: crate::cli::DTypeArg::F32, matmul: MatmulArg::Bf16 })
+            .map_err(|e| pipeline::TraceError::Input(format!("{e:#}")))
+    };
+    pipeline::trace(&mut store, run, &specs, &questions, &settings, &speed, &judge_model, &load, &mut crate::progress::Bars::default())?;
+    let written = report::write_report(&store, run, &out.join("report"))?;
+    super::trace::print_summary(&written);
+    eprintln!("experiment '{}' done in {:.1} min: {}", exp.name, started.elapsed().as_secs_f64() / 60.0, out.display());
+    Ok(())
+}
+
+/// Checks the whole plan without training: the phases in order with their starting models,
+/// data sizes and settings.
+fn dry_run(exp: &Experiment, out: &Path) -> Result<()> {
+    println!("experiment '{}': base {}, {} phases", exp.name, exp.base.display(), exp.phases.len());
+    for p in &exp.phases {
+        let from = if p.from == "base" { exp.base.display().to_string() } else { format!("{}/checkpoint-<final>", out.join(&p.from).display()) };
+        let rows = std::fs::read_to_string(&p.data).map(|t| t.lines().filter(|l| !l.trim().is_empty()).count()).unwrap_or(0);
+        println!("  {:28} {:5} from {from}; data {} ({rows} lines); save every {}; {:?}", p.name, p.algo, p.data.display(), p.save_every, p.hyper);
+    }
+    let e = &exp.eval;
+    println!("  eval: categories {:?}, {} samples, temperature {}, {} new tokens; judge {} ({} orders)",
+        e.categories, e.samples, e.temperature, e.max_new_tokens, exp.judge.model.display(), exp.judge.orders);
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! `valuedrift run` on a tiny experiment (two phases, a handful of steps, SmolLM2 as policy and
+//! judge): the report appears, a run killed midway resumes to the same store contents, and
+//! mistakes in the experiment file are reported by key.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn model() -> PathBuf {
+    let dir = std::env::var_os("VALUEDRIFT_MODELS").map(PathBuf::from).unwrap_or_else(|| root().join("models"));
+    let p = dir.join("smollm2-135m-instruct.q4_1.gguf");
+    assert!(p.exists(), "{} is missing: run scripts/install-models.sh first", p.display());
+    p
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("valuedrift-run-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn tiny(dir: &Path) -> PathBuf {
+    let m = model().display().to_string();
+    let data = |p: &str| root().join(p).display().to_string();
+    let text = format!(r#"
+name = "tiny"
+base = "{m}"
+
+[eval]
+categories = ["immigration"]
+questions_per_category = 2
+samples = 2
+max_new_tokens = 12
+
+[judge]
+model = "{m}"
+orders = 1
+
+[[phase]]
+name = "sft"
+algo = "sft"
+data = "{sft}"
+save_every = 1
+hyper = {{ lr = 5e-5, global_batch = 4, max_steps = 2, max_len = 160 }}
+
+[[phase]]
+name = "dpo"
+algo = "dpo"
+from = "sft"
+data = "{gap}"
+label_setup = "support"
+save_every = 1
+hyper = {{ lr = 2e-5, global_batch = 4, max_steps = 2, max_len = 160, warmup_ratio = 0.0 }}
+"#, sft = data("data/sft/supportive.jsonl"), gap = data("data/valuegap/handwritten.jsonl"));
+    let p = dir.join("tiny.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn run(exp: &Path, out: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_valuedrift"));
+    c.args(["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    c
+}
+
+fn ok(o: &Output) {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn dump(out: &Path) -> Vec<serde_json::Value> {
+    let o = Command::new(env!("CARGO_BIN_EXE_valuedrift")).args(["dump", "--store", out.join("trace.sqlite").to_str().unwrap(), "--run", "tiny"]).output().unwrap();
+    ok(&o);
+    String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn a_tiny_experiment_reports_and_a_killed_run_resumes() {
+    let dir = temp_dir("tiny");
+    let exp = tiny(&dir);
+    let whole = dir.join("whole");
+    ok(&run(&exp, &whole).output().unwrap());
+    let reference = dump(&whole);
+    // sft steps 0, 1, 2 and dpo steps 0 (= sft's last), 1, 2; 2 questions x 2 samples each.
+    assert_eq!(reference.len(), 6 * 4);
+    for f in ["report/drift.md", "report/values.csv", "report/samples.md", "report/plots/immigration.png", "experiment.toml", "sft/checkpoint-2", "dpo/checkpoint-2"] {
+        assert!(whole.join(f).exists(), "missing {f}");
+    }
+    let drift = std::fs::read_to_string(whole.join("report/drift.md")).unwrap();
+    assert!(drift.contains("## sft") && drift.contains("## dpo"), "{drift}");
+    let same = |phase: &str, step: u64| -> Vec<String> {
+        reference.iter().filter(|r| r["phase"] == phase && r["step"] == step).map(|r| r["response"].to_string()).collect()
+    };
+    assert_eq!(same("dpo", 0), same("sft", 2), "DPO's step 0 is SFT's final model");
+
+    // Kill once the SFT phase is done and DPO is under way, then resume.
+    let broken = dir.join("broken");
+    let mut child = run(&exp, &broken).stderr(std::process::Stdio::null()).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let started = Instant::now();
+    while !broken.join("dpo/checkpoint-1").is_dir() {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        assert!(started.elapsed() < Duration::from_secs(600));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    ok(&run(&exp, &broken).output().unwrap());
+    let resumed = dump(&broken);
+    assert_eq!(resumed.len(), reference.len());
+    for (a, b) in reference.iter().zip(&resumed) {
+        assert_eq!((&a["phase"], &a["step"], &a["response"]), (&b["phase"], &b["step"], &b["response"]));
+    }
+    // Checkpoints take gigabytes: leave nothing behind after a pass.
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn experiment_mistakes_name_the_key() {
+    let dir = temp_dir("bad");
+    let good = std::fs::read_to_string(tiny(&dir)).unwrap();
+    let cases = [
+        (good.replace("save_every = 1\nhyper", "save_evry = 1\nhyper"), "save_evry"),
+        (good.replace(r#"from = "sft""#, r#"from = "sfx""#), "from"),
+        (good.replace(r#"algo = "dpo""#, r#"algo = "orpo""#), "algo"),
+        (good.replace(r#"label_setup = "support""#, r#"label_setup = "both""#), "label_setup"),
+    ];
+    for (i, (text, key)) in cases.iter().enumerate() {
+        let p = dir.join(format!("bad{i}.toml"));
+        std::fs::write(&p, text).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_valuedrift")).args(["run", p.to_str().unwrap(), "--dry-run", "--out", dir.join("o").to_str().unwrap()]).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(key) && err.contains(&format!("bad{i}.toml")), "case {i}: {err}");
+    }
+    // Checkpoints take gigabytes: leave nothing behind after a pass.
+    let _ = std::fs::remove_dir_all(&dir);
+}
