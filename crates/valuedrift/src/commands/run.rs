@@ -271,11 +271,11 @@ fn checkpoints(exp: &Experiment, out: &Path) -> Result<Vec<CheckpointSpec>> {
 pub fn run(args: RunArgs) -> Result<()> {
     let exp = load(&args.experiment, !args.dry_run)?;
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&exp.name));
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    std::fs::copy(&args.experiment, out.join("experiment.toml")).with_context(|| format!("cannot copy {}", args.experiment.display()))?;
     if args.dry_run {
         return dry_run(&exp, &out);
     }
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    std::fs::copy(&args.experiment, out.join("experiment.toml")).with_context(|| format!("cannot copy {}", args.experiment.display()))?;
     let started = std::time::Instant::now();
     for p in &exp.phases {
         eprintln!("== phase {} ({} from {})", p.name, p.algo, p.from);
@@ -311,8 +311,8 @@ fn dry_run(exp: &Experiment, out: &Path) -> Result<()> {
     println!("experiment '{}': base {}, {} phases", exp.name, exp.base.display(), exp.phases.len());
     for p in &exp.phases {
         let from = if p.from == "base" { exp.base.display().to_string() } else { format!("{}/checkpoint-<final>", out.join(&p.from).display()) };
-        let rows = std::fs::read_to_string(&p.data).map(|t| t.lines().filter(|l| !l.trim().is_empty()).count()).unwrap_or(0);
-        println!("  {:28} {:5} from {from}; data {} ({rows} lines); save every {}; {:?}", p.name, p.algo, p.data.display(), p.save_every, p.hyper);
+        let data = if p.data.exists() { "present" } else { "missing: put your copy there before running" };
+        println!("  {:30} {:5} from {from}; data {} ({data}); save every {}", p.name, p.algo, p.data.display(), p.save_every);
     }
     let e = &exp.eval;
     println!("  eval: categories {:?}, {} samples, temperature {}, {} new tokens; judge {} ({} orders)",
