@@ -5,6 +5,7 @@ pub mod aggregate;
 pub mod checkpoints;
 pub mod drift;
 pub mod evalset;
+pub mod html;
 pub mod judge;
 pub mod pipeline;
 pub mod report;

@@ -27,6 +27,7 @@ pub enum ReportError {
 
 pub type Result<T> = std::result::Result<T, ReportError>;
 
+
 /// v(T) of one category at one checkpoint.
 #[derive(Clone, Debug)]
 pub struct CheckpointValue {

@@ -120,6 +120,12 @@ impl Store {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// The settings a run was started with.
+    pub fn settings(&self, run: i64) -> Result<serde_json::Value> {
+        let text: String = self.sql(self.conn.query_row("SELECT settings FROM runs WHERE id = ?1", [run], |r| r.get(0)))?;
+        Ok(serde_json::from_str(&text).unwrap_or_default())
+    }
+
     pub fn runs(&self) -> Result<Vec<(i64, String)>> {
         let mut st = self.sql(self.conn.prepare("SELECT id, name FROM runs ORDER BY id"))?;
         let rows = self.sql(st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))))?;

@@ -300,7 +300,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     pipeline::trace(&mut store, run, &specs, &questions, &settings, &speed, &judge_model, &load, &mut crate::progress::Bars::default())?;
     let written = report::write_report(&store, run, &out.join("report"))?;
+    let experiment_text = std::fs::read_to_string(&args.experiment).ok();
+    let page = valuedrift_trace::html::write_html(&store, run, &written, experiment_text.as_deref())?;
     super::trace::print_summary(&written);
+    eprintln!("page: {}", page.display());
     eprintln!("experiment '{}' done in {:.1} min: {}", exp.name, started.elapsed().as_secs_f64() / 60.0, out.display());
     Ok(())
 }

@@ -89,6 +89,7 @@ pub fn run(args: TraceArgs) -> Result<()> {
     pipeline::trace(&mut store, run, &specs, &questions, &settings, &speed, &judge, &load, &mut Bars::default())?;
     eprintln!("traced in {:.1} min; store: {}", started.elapsed().as_secs_f64() / 60.0, store_path.display());
     let written = report::write_report(&store, run, &args.out.join("report"))?;
+    valuedrift_trace::html::write_html(&store, run, &written, None)?;
     print_summary(&written);
     Ok(())
 }
@@ -96,7 +97,9 @@ pub fn run(args: TraceArgs) -> Result<()> {
 pub fn report(args: ReportArgs) -> Result<()> {
     let store = open_existing(&args.store)?;
     let run = find_run(&store, &args.run)?;
-    print_summary(&report::write_report(&store, run, &args.out)?);
+    let written = report::write_report(&store, run, &args.out)?;
+    valuedrift_trace::html::write_html(&store, run, &written, None)?;
+    print_summary(&written);
     Ok(())
 }
 
@@ -126,7 +129,7 @@ pub fn print_summary(w: &Written) {
             println!("  {:24} {}", v.category, cells.join("  "));
         }
     }
-    eprintln!("report: {} (drift.md, values.csv, drift.csv, samples.md, plots/*.png|svg)", w.dir.display());
+    eprintln!("report: {} (report.html, drift.md, values.csv, drift.csv, samples.md, plots/*.png|svg)", w.dir.display());
 }
 
 pub fn dump(args: DumpArgs) -> Result<()> {
