@@ -1,24 +1,14 @@
 //! The `valuedrift` binary end to end on the real SmolLM2 model: generation with resume,
 //! scoring, and clear errors for bad input files.
 
+mod common;
+
+use common::{model, root};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn model() -> PathBuf {
-    let dir = std::env::var_os("VALUEDRIFT_MODELS").map(PathBuf::from).unwrap_or_else(|| root().join("models"));
-    let p = dir.join("smollm2-135m-instruct.q4_1.gguf");
-    assert!(p.exists(), "{} is missing: run scripts/install-models.sh first", p.display());
-    p
-}
-
 fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("valuedrift-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::temp_dir("cli", name)
 }
 
 fn run(args: &[&str]) -> Output {

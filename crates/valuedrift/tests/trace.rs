@@ -3,26 +3,15 @@
 //! can judge; the small one keeps the test short). A trace killed with SIGKILL midway and
 //! resumed must end with the same store contents and report as an uninterrupted trace.
 
+mod common;
+
+use common::model;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn model() -> PathBuf {
-    let dir = std::env::var_os("VALUEDRIFT_MODELS").map(PathBuf::from).unwrap_or_else(|| root().join("models"));
-    let p = dir.join("smollm2-135m-instruct.q4_1.gguf");
-    assert!(p.exists(), "{} is missing: run scripts/install-models.sh first", p.display());
-    p
-}
-
 fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("valuedrift-trace-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::temp_dir("trace", name)
 }
 
 fn bin() -> Command {

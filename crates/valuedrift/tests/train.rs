@@ -3,6 +3,10 @@
 //! reward model beats chance on held-out pairs, PPO raises the mean reward with bounded KL), and a
 //! run killed with SIGKILL resumes from its newest checkpoint with the same losses.
 
+mod common;
+
+use common::{model, root};
+
 use candle_core::{DType, Device};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -14,22 +18,8 @@ use valuedrift_train::preference::pair_logps;
 use valuedrift_train::sft::SftObjective;
 use valuedrift_train::tokenize::{pair_tokens, sft_tokens, training_chat};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn model() -> PathBuf {
-    let dir = std::env::var_os("VALUEDRIFT_MODELS").map(PathBuf::from).unwrap_or_else(|| root().join("models"));
-    let p = dir.join("smollm2-135m-instruct.q4_1.gguf");
-    assert!(p.exists(), "{} is missing: run scripts/install-models.sh first", p.display());
-    p
-}
-
 fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("valuedrift-train-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::temp_dir("train", name)
 }
 
 fn train(args: &[&str]) -> Output {
