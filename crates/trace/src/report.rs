@@ -254,7 +254,8 @@ fn trajectory_chart(values: &[CheckpointValue], category: &str) -> valuedrift_pl
     }
 }
 
-/// Each phase's parent: the phase whose last checkpoint is the model this one starts from.
+/// Each phase's parent: the phase whose last checkpoint is the model this one starts from, or
+/// else the phase before it (checkpoints named on a command line, in order, form one line).
 fn parents(values: &[CheckpointValue]) -> BTreeMap<String, Option<String>> {
     let phases = phase_order(values);
     let end = |phase: &str, first: bool| -> Option<String> {
@@ -262,11 +263,19 @@ fn parents(values: &[CheckpointValue]) -> BTreeMap<String, Option<String>> {
         let pick = if first { ours.min_by_key(|v| v.checkpoint.step) } else { ours.max_by_key(|v| v.checkpoint.step) };
         pick.map(|v| v.checkpoint.path.clone())
     };
-    phases.iter().map(|p| {
+    let mut parents: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for (i, p) in phases.iter().enumerate() {
         let start = end(p, true);
-        let parent = phases.iter().filter(|q| *q != p).find(|q| end(q, false) == start);
-        (p.clone(), parent.cloned())
-    }).collect()
+        let by_model = phases.iter().filter(|q| *q != p).find(|q| end(q, false) == start).cloned();
+        // A phase starting from the same model as an earlier one is its sibling.
+        let sibling = phases[..i].iter().find(|q| end(q, true) == start).map(|q| parents[q].clone());
+        let parent = by_model.or_else(|| sibling.flatten()).or_else(|| {
+            let is_root_sibling = phases[..i].iter().any(|q| end(q, true) == start);
+            (!is_root_sibling && i > 0).then(|| phases[i - 1].clone())
+        });
+        parents.insert(p.clone(), parent);
+    }
+    parents
 }
 
 /// Lines of descent through the phases (e.g. SFT then DPO, SFT then SimPO), each from a root
@@ -367,6 +376,13 @@ mod tests {
                     at("simpo", 0, "sft/10"), at("simpo", 4, "simpo/4")];
         assert_eq!(chains(&vals), [vec!["sft".to_string(), "dpo".into()], vec!["sft".into(), "simpo".into()]]);
         assert_eq!(chains(&vals[..2]), [vec!["sft".to_string()]]);
+        // No shared model: phases named in order form one line.
+        let listed = [at("base", 0, "base.gguf"), at("sft", 0, "exported"), at("sft", 3, "sft/3")];
+        assert_eq!(chains(&listed), [vec!["base".to_string(), "sft".into()]]);
+        // Two SFT phases from one base, preference phases from one of them.
+        let tree = [at("sft-a", 0, "base"), at("sft-a", 6, "a/6"), at("sft-b", 0, "base"), at("sft-b", 6, "b/6"),
+                    at("dpo", 0, "b/6"), at("dpo", 4, "dpo/4"), at("ppo", 0, "b/6"), at("ppo", 4, "ppo/4")];
+        assert_eq!(chains(&tree), [vec!["sft-a".to_string()], vec!["sft-b".into(), "dpo".into()], vec!["sft-b".into(), "ppo".into()]]);
     }
 
     #[test]
