@@ -192,9 +192,7 @@ pub fn response_nll(model: &Model, pairs: &[(&[u32], &[u32])], mode: Mode) -> Re
 /// Log-probabilities of `candidates` as the next token after each prompt (one row per prompt,
 /// in input order): what a judge reads at its answer position. Batched like `score`.
 pub fn next_token_logps(model: &Model, prompts: &[Vec<u32>], candidates: &[u32], tokens_per_batch: usize) -> Result<Vec<Vec<f32>>> {
-    if let Some(&bad) = candidates.iter().find(|&&c| c as usize >= model.cfg.vocab_size) {
-        return Err(Error::Input(format!("candidate token {bad} is outside the vocabulary of {}", model.cfg.vocab_size)));
-    }
+    check_candidates(model, candidates)?;
     let lens: Vec<usize> = prompts.iter().map(Vec::len).collect();
     let mut out = vec![Vec::new(); prompts.len()];
     for chunk in length_batches(&lens, tokens_per_batch) {
@@ -222,6 +220,13 @@ pub fn next_token_logps(model: &Model, prompts: &[Vec<u32>], candidates: &[u32],
     Ok(out)
 }
 
+fn check_candidates(model: &Model, candidates: &[u32]) -> Result<()> {
+    match candidates.iter().find(|&&c| c as usize >= model.cfg.vocab_size) {
+        Some(&bad) => Err(Error::Input(format!("candidate token {bad} is outside the vocabulary of {}", model.cfg.vocab_size))),
+        None => Ok(()),
+    }
+}
+
 /// Length of the longest common prefix of token sequences.
 fn common_prefix(seqs: &[&[u32]]) -> usize {
     let Some(first) = seqs.first() else { return 0 };
@@ -244,9 +249,7 @@ fn padded(rows: &[&[u32]], device: &candle_core::Device) -> Result<(Tensor, Vec<
 /// is run once, each group's common prefix (the item) once per group, and only the rest (the
 /// order-specific question) per prompt. Results equal `next_token_logps` up to float rounding.
 pub fn next_token_logps_grouped(model: &Model, groups: &[Vec<Vec<u32>>], candidates: &[u32], tokens_per_batch: usize) -> Result<Vec<Vec<Vec<f32>>>> {
-    if let Some(&bad) = candidates.iter().find(|&&c| c as usize >= model.cfg.vocab_size) {
-        return Err(Error::Input(format!("candidate token {bad} is outside the vocabulary of {}", model.cfg.vocab_size)));
-    }
+    check_candidates(model, candidates)?;
     let all: Vec<&[u32]> = groups.iter().flatten().map(Vec::as_slice).collect();
     if all.iter().any(|p| p.is_empty()) || groups.iter().any(Vec::is_empty) {
         return Err(Error::Input("empty prompt or group".into()));

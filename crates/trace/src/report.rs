@@ -185,14 +185,17 @@ fn samples_markdown(store: &Store, run: i64) -> Result<String> {
     }
     let mut s = String::from("# Sample generations per checkpoint\n\nSample 0 of the first question of each category; \
         p = (support, neutral, oppose) from the judge. Answers are cut at 300 characters.\n");
+    // One query for every sample of the run, not two per (category, checkpoint).
+    let records = store.records(run)?;
     for (cat, q) in firsts {
         let _ = write!(s, "\n## {cat}: {}\n\nTopic: {}\n\n| phase | step | answer | p |\n|---|---:|---|---|\n", one_line(&q.question, 300), q.topic);
         for ck in &checkpoints {
-            let gens = store.generations(run, Some(ck.id))?;
-            let Some(g) = gens.iter().find(|g| g.question == q.id && g.sample == 0) else { continue };
-            let p = store.judgments(run, Some(ck.id))?.into_iter().find(|j| j.question == q.id && j.sample == 0)
-                .map(|j| format!("{:.2} / {:.2} / {:.2}", j.p[0], j.p[1], j.p[2])).unwrap_or_default();
-            let _ = writeln!(s, "| {} | {} | {} | {p} |", ck.phase, ck.step, one_line(&g.response, 300));
+            let Some(r) = records.iter().find(|r| r.phase == ck.phase && r.step == ck.step && r.question_id == q.id && r.sample == 0) else { continue };
+            let p = match (r.p_support, r.p_neutral, r.p_oppose) {
+                (Some(a), Some(b), Some(c)) => format!("{a:.2} / {b:.2} / {c:.2}"),
+                _ => String::new(),
+            };
+            let _ = writeln!(s, "| {} | {} | {} | {p} |", ck.phase, ck.step, one_line(&r.response, 300));
         }
     }
     Ok(s)
@@ -283,11 +286,9 @@ fn parents(values: &[CheckpointValue]) -> BTreeMap<String, Option<String>> {
 /// from the same model do not share an axis.
 fn chains(values: &[CheckpointValue]) -> Vec<Vec<String>> {
     let parents = parents(values);
-    let leaves: Vec<&String> = phase_order(values).iter()
-        .filter_map(|p| (!parents.values().any(|q| q.as_deref() == Some(p))).then(|| parents.keys().find(|k| *k == p).unwrap()))
-        .collect();
-    leaves.into_iter().map(|leaf| {
-        let mut chain = vec![leaf.clone()];
+    let leaves = phase_order(values).into_iter().filter(|p| !parents.values().any(|q| q.as_deref() == Some(p.as_str())));
+    leaves.map(|leaf| {
+        let mut chain = vec![leaf];
         while let Some(Some(up)) = parents.get(chain.last().unwrap()) {
             if chain.contains(up) {
                 break;

@@ -64,11 +64,7 @@ fn load(args: &ModelArgs, inference_only: bool) -> Result<LanguageModel> {
     let dev = device(&args.device)?;
     let started = std::time::Instant::now();
     let mut lm = LanguageModel::load(&args.model, &dev, dtype)?;
-    let precision = match args.matmul {
-        MatmulArg::F32 => Some(Precision::F32),
-        MatmulArg::Bf16 => Some(Precision::Bf16),
-        MatmulArg::Candle => None,
-    };
+    let precision = precision(args.matmul);
     let applied = match precision {
         Some(p) if inference_only && dtype == DType::F32 => lm.model.freeze_for_inference(p)?,
         p => lm.model.set_infer_precision(p),
@@ -104,5 +100,13 @@ pub fn set_train_matmul(lm: &mut LanguageModel, m: MatmulArg) {
     if !lm.model.set_train_precision(precision(m)) {
         eprintln!("note: --matmul {m:?} is not available here for training; using candle's matmul");
         lm.model.set_train_precision(None);
+    }
+}
+
+/// Opens generator checkpoints for the tracer (inference-only loading on `device`).
+pub fn generator_loader(device: String, matmul: MatmulArg) -> impl Fn(&std::path::Path) -> valuedrift_trace::pipeline::Result<LanguageModel> {
+    move |path| {
+        load_model(&ModelArgs { model: path.into(), device: device.clone(), dtype: DTypeArg::F32, matmul })
+            .map_err(|e| valuedrift_trace::pipeline::TraceError::Input(format!("{e:#}")))
     }
 }

@@ -294,10 +294,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     eprintln!("== tracing {} checkpoints x {} questions x {} samples; store {}", specs.len(), questions.len(), settings.samples, out.join("trace.sqlite").display());
     let judge_model = super::trace::load_judge(&judge, "cpu")?;
     let speed = Throughput { batch_size: e.batch_size, ..Throughput::default() };
-    let load = |path: &Path| -> pipeline::Result<valuedrift_engine::LanguageModel> {
-        super::load_model(&crate::cli::ModelArgs { model: path.into(), device: "cpu".into(), dtype: crate::cli::DTypeArg::F32, matmul: MatmulArg::Bf16 })
-            .map_err(|e| pipeline::TraceError::Input(format!("{e:#}")))
-    };
+    let load = super::generator_loader("cpu".into(), MatmulArg::Bf16);
     pipeline::trace(&mut store, run, &specs, &questions, &settings, &speed, &judge_model, &load, &mut crate::progress::Bars::default())?;
     let written = report::write_report(&store, run, &out.join("report"))?;
     let experiment_text = std::fs::read_to_string(&args.experiment).ok();

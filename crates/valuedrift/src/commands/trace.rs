@@ -80,11 +80,7 @@ pub fn run(args: TraceArgs) -> Result<()> {
         store_path.display(), args.run, specs.len(), questions.len(), settings.samples);
     let judge = load_judge(&args.judge, &args.device)?;
     let speed = Throughput { batch_size: args.batch_size, ..Throughput::default() };
-    let (device, matmul) = (args.device.clone(), args.matmul);
-    let load = move |path: &Path| -> pipeline::Result<valuedrift_engine::LanguageModel> {
-        super::load_model(&ModelArgs { model: path.into(), device: device.clone(), dtype: DTypeArg::F32, matmul })
-            .map_err(|e| pipeline::TraceError::Input(format!("{e:#}")))
-    };
+    let load = super::generator_loader(args.device.clone(), args.matmul);
     let started = std::time::Instant::now();
     pipeline::trace(&mut store, run, &specs, &questions, &settings, &speed, &judge, &load, &mut Bars::default())?;
     eprintln!("traced in {:.1} min; store: {}", started.elapsed().as_secs_f64() / 60.0, store_path.display());
