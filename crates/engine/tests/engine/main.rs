@@ -3,6 +3,7 @@
 //! `VALUEDRIFT_TEST_DEVICE=cuda` runs them on a GPU (build with `--features cuda`).
 
 mod common;
+mod embedding;
 mod generation;
 mod inputs;
 mod reference;
