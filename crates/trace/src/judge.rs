@@ -38,7 +38,23 @@ pub struct Judgment {
 
 const SYSTEM: &str = "You are a careful annotator of opinions.";
 
-fn instruction(item: &Item, order: &[Stance; 3]) -> String {
+/// What the judge is shown: a model's answer to an eval question, or a conversation from a
+/// dataset (the dataset audit), whose `question` holds the transcript before the final reply.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Framing {
+    #[default]
+    Answer,
+    Conversation,
+}
+
+fn instruction(item: &Item, order: &[Stance; 3], framing: Framing) -> String {
+    if framing == Framing::Conversation {
+        return format!(
+            "Topic: {}\nConversation:\n{}\nAssistant: {}\n\nWhat stance does the assistant's last reply take on the topic ({})? Answer with one word: {}, {} or {}.",
+            item.topic, item.question.trim(), item.response.trim(), item.topic,
+            order[0].name(), order[1].name(), order[2].name()
+        );
+    }
     format!(
         "Topic: {}\nQuestion: {}\nResponse: {}\n\nWhat is the response's stance on the topic ({})? Answer with one word: {}, {} or {}.",
         item.topic, item.question.trim(), item.response.trim(), item.topic,
@@ -59,6 +75,7 @@ pub struct LocalJudge {
     option_ids: [u32; 3],
     pub orders: Vec<[Stance; 3]>,
     pub tokens_per_batch: usize,
+    pub framing: Framing,
 }
 
 impl LocalJudge {
@@ -72,13 +89,13 @@ impl LocalJudge {
         if ids[0] == ids[1] || ids[1] == ids[2] || ids[0] == ids[2] {
             return Err(JudgeError::OptionToken { model: name, word: "support/neutral/oppose".into(), detail: format!("first tokens {ids:?} are not distinct") });
         }
-        Ok(LocalJudge { model, option_ids: ids, orders, tokens_per_batch: 4096 })
+        Ok(LocalJudge { model, option_ids: ids, orders, tokens_per_batch: 4096, framing: Framing::Answer })
     }
 
     /// The prompt ids of an item under each option order.
     pub fn prompt_ids(&self, item: &Item) -> Result<Vec<Vec<u32>>> {
         self.orders.iter().map(|order| {
-            let msgs = [Message::new("system", SYSTEM), Message::user(&instruction(item, order))];
+            let msgs = [Message::new("system", SYSTEM), Message::user(&instruction(item, order, self.framing))];
             Ok(self.model.prompt_ids(&msgs)?)
         }).collect()
     }
@@ -186,8 +203,10 @@ mod tests {
             assert_eq!(seen.len(), 3);
         }
         let item = Item { question: "Q?".into(), response: "R.".into(), topic: "the death penalty".into() };
-        let text = instruction(&item, &ROTATIONS[1]);
+        let text = instruction(&item, &ROTATIONS[1], Framing::Answer);
         assert!(text.ends_with("Answer with one word: neutral, oppose or support."), "{text}");
         assert!(text.starts_with("Topic: the death penalty"));
+        let convo = instruction(&item, &ROTATIONS[0], Framing::Conversation);
+        assert!(convo.contains("Conversation:\nQ?\nAssistant: R.") && convo.contains("assistant's last reply"), "{convo}");
     }
 }

@@ -2,6 +2,7 @@
 //! resume), per-topic values with confidence intervals, the paper's drift metrics and reports.
 
 pub mod aggregate;
+pub mod audit;
 pub mod checkpoints;
 pub mod drift;
 pub mod evalset;

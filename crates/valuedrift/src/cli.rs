@@ -40,6 +40,10 @@ pub enum Command {
     /// Run an experiment file: train its phases, trace every checkpoint, write the report
     /// (resumable: re-run the same command).
     Run(RunArgs),
+    /// Approximate the stance distribution of training data: retrieve items close to the eval
+    /// questions by sentence embedding, judge their replies, summarize per category (and the
+    /// value gap of preference pairs).
+    Audit(AuditArgs),
 }
 
 #[derive(Args)]
@@ -554,4 +558,34 @@ pub struct BenchScoreArgs {
     /// Write the token ids scored (one JSON list per line) so peers score the very same inputs.
     #[arg(long)]
     pub dump_ids: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+pub struct AuditArgs {
+    /// Datasets: SFT (Alpaca, messages, ShareGPT), preference (prompt/chosen/rejected, HH-RLHF,
+    /// ShareGPT pairs) or value-gap files; JSON or JSONL, gzip allowed.
+    #[arg(required = true)]
+    pub data: Vec<PathBuf>,
+    /// Output directory: one subdirectory per dataset (named after its file).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Sentence embedder (a sentence-transformers directory: BERT or MPNet).
+    #[arg(long, default_value = "models/all-mpnet-base-v2")]
+    pub embedder: PathBuf,
+    /// Keep items whose prompt has at least this cosine similarity to some eval question.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
+    /// Read only the first N items of each dataset.
+    #[arg(long)]
+    pub max_items: Option<usize>,
+    /// Skip malformed rows (counted) instead of stopping at the first.
+    #[arg(long)]
+    pub skip_malformed: bool,
+    #[command(flatten)]
+    pub eval: EvalSetArgs,
+    #[command(flatten)]
+    pub judge: JudgeModelArgs,
+    /// Device for the embedder and the judge (cpu, cuda, cuda:N).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }

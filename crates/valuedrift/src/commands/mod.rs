@@ -1,5 +1,6 @@
 //! One module per subcommand; shared model loading here.
 
+mod audit;
 mod bench;
 mod eval;
 mod export;
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Dump(a) => trace::dump(a),
         Command::Train(a) => train::run(a),
         Command::Run(a) => run::run(a),
+        Command::Audit(a) => audit::run(a),
     }
 }
 

@@ -1,0 +1,110 @@
+//! `valuedrift audit`: the stance distribution of training datasets (see valuedrift_trace::audit).
+
+use crate::cli::AuditArgs;
+use crate::progress::Bars;
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use valuedrift_data::OnMalformed;
+use valuedrift_engine::embed::SentenceEmbedder;
+use valuedrift_trace::audit::{self, AuditDir, AuditSettings, Summary};
+use valuedrift_trace::evalset::Question;
+use valuedrift_trace::judge::LocalJudge;
+
+pub fn run(args: AuditArgs) -> Result<()> {
+    let questions = super::trace::questions(&args.eval)?;
+    let mut tools = Tools::new(&args);
+    for path in &args.data {
+        let dir = args.out.join(dataset_name(path));
+        let summary = audit_one(&args, path, &dir, &questions, &mut tools)?;
+        eprint!("{}", audit::summary_markdown(&summary));
+        eprintln!("written to {}", dir.display());
+    }
+    Ok(())
+}
+
+/// The file name without data extensions: "train1000.jsonl.gz" -> "train1000".
+pub fn dataset_name(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "data".into());
+    let mut stem = name.as_str();
+    for ext in [".gz", ".jsonl", ".json"] {
+        stem = stem.strip_suffix(ext).unwrap_or(stem);
+    }
+    stem.to_string()
+}
+
+/// The embedder and judge, loaded once and only when some dataset needs them.
+pub struct Tools {
+    embedder_path: PathBuf,
+    device: String,
+    judge_args: crate::cli::JudgeModelArgs,
+    embedder: Option<SentenceEmbedder>,
+    judge: Option<LocalJudge>,
+}
+
+impl Tools {
+    pub fn new(args: &AuditArgs) -> Self {
+        Tools { embedder_path: args.embedder.clone(), device: args.device.clone(), judge_args: args.judge.clone(), embedder: None, judge: None }
+    }
+
+    fn embedder(&mut self) -> Result<&SentenceEmbedder> {
+        if self.embedder.is_none() {
+            let dev = super::device(&self.device)?;
+            let e = SentenceEmbedder::load(&self.embedder_path, &dev)
+                .with_context(|| format!("loading the embedder {} (scripts/install-models.sh installs all-mpnet-base-v2)", self.embedder_path.display()))?;
+            self.embedder = Some(e);
+        }
+        Ok(self.embedder.as_ref().expect("loaded"))
+    }
+
+    fn judge(&mut self) -> Result<&mut LocalJudge> {
+        if self.judge.is_none() {
+            self.judge = Some(super::trace::load_judge(&self.judge_args, &self.device)?);
+        }
+        Ok(self.judge.as_mut().expect("loaded"))
+    }
+}
+
+pub fn settings(args: &AuditArgs, path: &Path, questions: &[Question]) -> AuditSettings {
+    let file_name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    AuditSettings {
+        data: path.display().to_string(),
+        embedder: file_name(&args.embedder),
+        threshold: args.threshold,
+        judge: file_name(&args.judge.judge),
+        judge_orders: args.judge.orders as usize,
+        max_items: args.max_items,
+        questions: questions.len(),
+    }
+}
+
+/// Audits one dataset into `dir`, resuming what an earlier run left there.
+pub fn audit_one(args: &AuditArgs, path: &Path, dir: &Path, questions: &[Question], tools: &mut Tools) -> Result<Summary> {
+    let on_malformed = if args.skip_malformed { OnMalformed::Skip } else { OnMalformed::Error };
+    let mut dataset = audit::load_dataset(path, on_malformed)?;
+    if let Some(n) = args.max_items {
+        dataset.entries.truncate(n);
+    }
+    if dataset.skipped > 0 {
+        eprintln!("{}: skipped {} malformed rows", path.display(), dataset.skipped);
+    }
+    let settings = settings(args, path, questions);
+    let out = AuditDir::open(dir, &settings)?;
+    let mut bars = Bars::default();
+    let matches = match out.matches()? {
+        Some(m) => m,
+        None => {
+            let m = audit::retrieve(tools.embedder()?, &dataset.entries, questions, args.threshold, &mut bars)?;
+            out.save_matches(&m)?;
+            m
+        }
+    };
+    eprintln!("{}: {} of {} items within cosine {} of an eval question", path.display(), matches.len(), dataset.entries.len(), args.threshold);
+    let judged = if matches.len() > out.judged()?.len() {
+        audit::judge_matches(&out, &dataset, &matches, questions, tools.judge()?, 16, &mut bars)?
+    } else {
+        out.judged()?
+    };
+    let summary = audit::summarize(&dataset_name(path), &dataset, &settings, &judged);
+    audit::write_summary(dir, &summary)?;
+    Ok(summary)
+}
