@@ -33,7 +33,7 @@ pub enum AuditError {
 
 pub type Result<T> = std::result::Result<T, AuditError>;
 
-fn file_err(path: &Path, message: impl std::fmt::Display) -> AuditError {
+pub(crate) fn file_err(path: &Path, message: impl std::fmt::Display) -> AuditError {
     AuditError::File { path: path.to_path_buf(), message: message.to_string() }
 }
 
@@ -139,10 +139,16 @@ impl JudgedItem {
     }
 }
 
+/// The eval questions' embeddings, in order (computed once for all datasets).
+pub fn embed_questions(embedder: &SentenceEmbedder, questions: &[Question]) -> Result<Vec<Vec<f32>>> {
+    let texts: Vec<&str> = questions.iter().map(|q| q.question.as_str()).collect();
+    Ok(embedder.embed(&texts, 8192)?)
+}
+
 /// Each item's nearest eval question, kept when the cosine reaches the threshold.
-pub fn retrieve(embedder: &SentenceEmbedder, entries: &[Entry], questions: &[Question], threshold: f32, obs: &mut dyn Observer) -> Result<Vec<Match>> {
-    let q_texts: Vec<&str> = questions.iter().map(|q| q.question.as_str()).collect();
-    let q_vecs = embedder.embed(&q_texts, 8192)?;
+pub fn retrieve(
+    embedder: &SentenceEmbedder, entries: &[Entry], questions: &[Question], q_vecs: &[Vec<f32>], threshold: f32, obs: &mut dyn Observer,
+) -> Result<Vec<Match>> {
     obs.stage("embed", entries.len() as u64);
     let mut matches = Vec::new();
     for (start, chunk) in entries.chunks(64).enumerate().map(|(k, c)| (k * 64, c)) {

@@ -2,6 +2,7 @@
 //! SVG, the drift tables in the paper's layout, values per checkpoint, sample answers per
 //! checkpoint, the run's settings and the experiment file.
 
+use crate::audit::{self, DataKind, Summary};
 use crate::report::{ReportError, Result, Written};
 use crate::store::Store;
 use crate::Stance;
@@ -22,7 +23,8 @@ th{background:#f5f5f5}td.l,th.l{text-align:left}.pos{color:#1b7e3c}.neg{color:#b
 td.answer{max-width:620px;text-align:left;white-space:pre-wrap}pre{background:#f7f7f7;padding:10px;overflow-x:auto;font-size:.85em}";
 
 /// Writes `dir/report.html` for a report already written into `dir`.
-pub fn write_html(store: &Store, run: i64, written: &Written, experiment: Option<&str>) -> Result<PathBuf> {
+/// `audits` are the dataset audits to show (the summaries `audit::read_summaries` finds).
+pub fn write_html(store: &Store, run: i64, written: &Written, experiment: Option<&str>, audits: &[Summary]) -> Result<PathBuf> {
     let mut h = String::new();
     let name = store.runs()?.into_iter().find(|(id, _)| *id == run).map(|(_, n)| n).unwrap_or_default();
     let settings = store.settings(run)?;
@@ -38,6 +40,7 @@ pub fn write_html(store: &Store, run: i64, written: &Written, experiment: Option
     drift_tables(&mut h, written);
     values_table(&mut h, written);
     samples(&mut h, store, run)?;
+    audit_sections(&mut h, audits);
     if let Some(text) = experiment {
         let _ = write!(h, "<h2>Experiment file</h2><pre>{}</pre>", esc(text));
     }
@@ -52,9 +55,7 @@ fn plots(h: &mut String, pngs: &[PathBuf]) -> Result<()> {
     for png in pngs {
         let svg_path = png.with_extension("svg");
         let svg = std::fs::read_to_string(&svg_path).map_err(|source| ReportError::Io { path: svg_path.clone(), source })?;
-        // Drop any XML prolog: the SVG is inlined into HTML.
-        let body = svg.find("<svg").map(|i| &svg[i..]).unwrap_or(&svg);
-        let _ = write!(h, "<figure>{body}</figure>");
+        let _ = write!(h, "<figure>{}</figure>", inline_svg(&svg));
     }
     h.push_str("</div>");
     Ok(())
@@ -134,6 +135,43 @@ fn samples(h: &mut String, store: &Store, run: i64) -> Result<()> {
         h.push_str("</table>");
     }
     Ok(())
+}
+
+/// The SVG document without its XML prolog, for inlining.
+fn inline_svg(svg: &str) -> &str {
+    svg.find("<svg").map(|i| &svg[i..]).unwrap_or(svg)
+}
+
+fn audit_sections(h: &mut String, audits: &[Summary]) {
+    if audits.is_empty() {
+        return;
+    }
+    h.push_str("<h2>Training data: stance distributions and value gaps</h2><p>Each dataset's items whose prompt is within the \
+        cosine threshold of an eval question (sentence embeddings) were judged for the stance of their reply toward that question's \
+        topic. For preference data both replies are judged; the value gap of a pair is the Euclidean distance between the chosen and \
+        rejected stance vectors (0 to √2). ± are 95% t-intervals over items.</p>");
+    for a in audits {
+        let kind = match a.kind { DataKind::Sft => "SFT", DataKind::Preference => "preference" };
+        let _ = write!(h, "<h3>{}</h3><p class='meta'>{} ({kind}): {} of {} items within cosine {}</p><div class='plots'>",
+            esc(&a.name), esc(&a.data), a.matched, a.items, a.threshold);
+        for role in audit::roles(a.kind) {
+            let svg = valuedrift_plot::bar_groups_svg(&audit::stance_bars(a, role));
+            let _ = write!(h, "<figure>{}</figure>", inline_svg(&svg));
+        }
+        if a.kind == DataKind::Preference {
+            let svg = valuedrift_plot::histogram_svg(&audit::gap_histogram(a));
+            let _ = write!(h, "<figure>{}</figure>", inline_svg(&svg));
+        }
+        h.push_str("</div><table><tr><th class='l'>category</th><th class='l'>reply</th><th>items</th><th>support</th><th>neutral</th><th>oppose</th></tr>");
+        for s in &a.stances {
+            let _ = write!(h, "<tr><td class='l'>{}</td><td class='l'>{}</td><td>{}</td>", esc(&s.category), esc(&s.role), s.items);
+            for i in 0..3 {
+                let _ = write!(h, "<td>{:.3} ± {:.3}</td>", s.mean[i], s.ci_half[i]);
+            }
+            h.push_str("</tr>");
+        }
+        h.push_str("</table>");
+    }
 }
 
 /// The path of the page for a report directory.

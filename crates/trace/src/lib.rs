@@ -11,6 +11,7 @@ pub mod judge;
 pub mod pipeline;
 pub mod report;
 pub mod store;
+pub mod synth;
 
 /// The three stances, in the order used by every array here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

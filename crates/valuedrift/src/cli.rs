@@ -44,6 +44,9 @@ pub enum Command {
     /// questions by sentence embedding, judge their replies, summarize per category (and the
     /// value gap of preference pairs).
     Audit(AuditArgs),
+    /// Build a value-gap preference set: per category, the dataset prompts closest to its eval
+    /// questions, each answered once supporting and once opposing the category's value.
+    Synth(SynthArgs),
 }
 
 #[derive(Args)]
@@ -586,6 +589,47 @@ pub struct AuditArgs {
     #[command(flatten)]
     pub judge: JudgeModelArgs,
     /// Device for the embedder and the judge (cpu, cuda, cuda:N).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+#[derive(Args, Clone)]
+pub struct SynthArgs {
+    /// Datasets whose prompts are candidates (any SFT or preference format).
+    #[arg(long, required = true)]
+    pub data: Vec<PathBuf>,
+    /// Output directory: valuegap.jsonl, support-aligned.jsonl, oppose-aligned.jsonl.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The generator that writes both answers (an instruct model with a chat template).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Sentence embedder for prompt selection (BERT or MPNet sentence-transformers directory).
+    #[arg(long, default_value = "models/all-mpnet-base-v2")]
+    pub embedder: PathBuf,
+    /// Prompts kept per category (the most similar to its eval questions).
+    #[arg(long, default_value_t = 20)]
+    pub per_category: usize,
+    /// Only prompts at least this similar to one of the category's questions.
+    #[arg(long, default_value_t = 0.3)]
+    pub min_cosine: f32,
+    /// Comma-separated categories (default: all of the eval set's).
+    #[arg(long, value_delimiter = ',')]
+    pub categories: Vec<String>,
+    /// Eval set whose questions define the categories (default: the bundled set).
+    #[arg(long)]
+    pub questions: Option<PathBuf>,
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[arg(long)]
+    pub skip_malformed: bool,
+    /// Device for the embedder and the generator (cpu, cuda, cuda:N).
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }

@@ -38,12 +38,19 @@ pub struct Tools {
     device: String,
     judge_args: crate::cli::JudgeModelArgs,
     embedder: Option<SentenceEmbedder>,
+    question_vecs: Option<Vec<Vec<f32>>>,
     judge: Option<LocalJudge>,
 }
 
 impl Tools {
     pub fn new(args: &AuditArgs) -> Self {
-        Tools { embedder_path: args.embedder.clone(), device: args.device.clone(), judge_args: args.judge.clone(), embedder: None, judge: None }
+        Tools { embedder_path: args.embedder.clone(), device: args.device.clone(), judge_args: args.judge.clone(), embedder: None, question_vecs: None, judge: None }
+    }
+
+    /// Reuses a judge already loaded (by the trace of `valuedrift run`).
+    pub fn with_judge(mut self, judge: LocalJudge) -> Self {
+        self.judge = Some(judge);
+        self
     }
 
     fn embedder(&mut self) -> Result<&SentenceEmbedder> {
@@ -54,6 +61,15 @@ impl Tools {
             self.embedder = Some(e);
         }
         Ok(self.embedder.as_ref().expect("loaded"))
+    }
+
+    /// The embedder and the questions' embeddings, computed on first use.
+    fn retrieval(&mut self, questions: &[Question]) -> Result<(&SentenceEmbedder, &[Vec<f32>])> {
+        if self.question_vecs.is_none() {
+            let vecs = audit::embed_questions(self.embedder()?, questions)?;
+            self.question_vecs = Some(vecs);
+        }
+        Ok((self.embedder.as_ref().expect("loaded"), self.question_vecs.as_deref().expect("embedded")))
     }
 
     fn judge(&mut self) -> Result<&mut LocalJudge> {
@@ -93,7 +109,8 @@ pub fn audit_one(args: &AuditArgs, path: &Path, dir: &Path, questions: &[Questio
     let matches = match out.matches()? {
         Some(m) => m,
         None => {
-            let m = audit::retrieve(tools.embedder()?, &dataset.entries, questions, args.threshold, &mut bars)?;
+            let (embedder, q_vecs) = tools.retrieval(questions)?;
+            let m = audit::retrieve(embedder, &dataset.entries, questions, q_vecs, args.threshold, &mut bars)?;
             out.save_matches(&m)?;
             m
         }

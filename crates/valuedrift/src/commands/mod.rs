@@ -10,6 +10,7 @@ mod judge;
 mod ppo;
 mod run;
 mod score;
+mod synth;
 mod trace;
 mod train;
 
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train::run(a),
         Command::Run(a) => run::run(a),
         Command::Audit(a) => audit::run(a),
+        Command::Synth(a) => synth::run(a),
     }
 }
 

@@ -4,7 +4,7 @@
 //! step 0 of each later phase), and write the report. Re-running resumes: finished training
 //! phases are skipped by the trainer's resume, traced samples by the store.
 
-use crate::cli::{AlgoArg, EvalSetArgs, JudgeModelArgs, LabelSetupArg, MatmulArg, PresetArg, PromptArg, RunArgs, SamplingArgs, ScheduleArg, TrainArgs};
+use crate::cli::{AlgoArg, AuditArgs, EvalSetArgs, JudgeModelArgs, LabelSetupArg, MatmulArg, PresetArg, PromptArg, RunArgs, SamplingArgs, ScheduleArg, TrainArgs};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -24,8 +24,45 @@ pub struct Experiment {
     pub eval: EvalConfig,
     #[serde(default)]
     pub judge: JudgeConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
     #[serde(rename = "phase")]
     pub phases: Vec<Phase>,
+}
+
+/// The training-data audit (`valuedrift audit`) run before the report; its stance
+/// distributions and value gaps go into the report page.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    pub enabled: bool,
+    /// Datasets to audit; default: every distinct data file of the phases.
+    pub data: Option<Vec<PathBuf>>,
+    pub embedder: PathBuf,
+    pub threshold: f32,
+    /// Read only the first N items of each dataset.
+    pub max_items: Option<usize>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { enabled: true, data: None, embedder: "models/all-mpnet-base-v2".into(), threshold: 0.5, max_items: None }
+    }
+}
+
+impl AuditConfig {
+    fn datasets(&self, phases: &[Phase]) -> Vec<PathBuf> {
+        if let Some(d) = &self.data {
+            return d.clone();
+        }
+        let mut seen = Vec::new();
+        for p in phases {
+            if !seen.contains(&p.data) {
+                seen.push(p.data.clone());
+            }
+        }
+        seen
+    }
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -201,6 +238,14 @@ fn validate(exp: &Experiment, require_data: bool) -> Result<()> {
         }
         seen.push(&p.name);
     }
+    if let Some(data) = exp.audit.data.as_ref().filter(|_| require_data && exp.audit.enabled) {
+        if let Some((i, missing)) = data.iter().enumerate().find(|(_, d)| !d.exists()) {
+            bail!("audit: key 'data[{i}]' = '{}': no such file", missing.display());
+        }
+    }
+    if !(0.0..=1.0).contains(&exp.audit.threshold) {
+        bail!("audit: key 'threshold' = {}: expected a cosine between 0 and 1", exp.audit.threshold);
+    }
     if !["auto", "chat", "base"].contains(&exp.eval.prompt.as_str()) {
         bail!("eval: key 'prompt' = '{}': expected auto, chat or base", exp.eval.prompt);
     }
@@ -296,13 +341,34 @@ pub fn run(args: RunArgs) -> Result<()> {
     let speed = Throughput { batch_size: e.batch_size, ..Throughput::default() };
     let load = super::generator_loader("cpu".into(), MatmulArg::Bf16);
     pipeline::trace(&mut store, run, &specs, &questions, &settings, &speed, &judge_model, &load, &mut crate::progress::Bars::default())?;
+    let audits = if exp.audit.enabled { run_audits(&exp, &out, &eval, judge, judge_model)? } else { Vec::new() };
     let written = report::write_report(&store, run, &out.join("report"))?;
     let experiment_text = std::fs::read_to_string(&args.experiment).ok();
-    let page = valuedrift_trace::html::write_html(&store, run, &written, experiment_text.as_deref())?;
+    let page = valuedrift_trace::html::write_html(&store, run, &written, experiment_text.as_deref(), &audits)?;
     super::trace::print_summary(&written);
     eprintln!("page: {}", page.display());
     eprintln!("experiment '{}' done in {:.1} min: {}", exp.name, started.elapsed().as_secs_f64() / 60.0, out.display());
     Ok(())
+}
+
+/// Audits the experiment's datasets into OUT/audit/<name>/ (resumable like the trace).
+fn run_audits(exp: &Experiment, out: &Path, eval: &EvalSetArgs, judge: JudgeModelArgs, judge_model: valuedrift_trace::judge::LocalJudge) -> Result<Vec<valuedrift_trace::audit::Summary>> {
+    let a = &exp.audit;
+    // Retrieval compares with every question of the traced categories, not only those traced.
+    let all_of_categories = EvalSetArgs { quick: false, per_category: None, ..eval.clone() };
+    let args = AuditArgs {
+        data: a.datasets(&exp.phases), out: out.join("audit"), embedder: a.embedder.clone(), threshold: a.threshold,
+        max_items: a.max_items, skip_malformed: false, eval: all_of_categories.clone(), judge, device: "cpu".into(),
+    };
+    let questions = super::trace::questions(&all_of_categories)?;
+    let mut tools = super::audit::Tools::new(&args).with_judge(judge_model);
+    let mut summaries = Vec::new();
+    for path in &args.data {
+        eprintln!("== audit {}", path.display());
+        let dir = args.out.join(super::audit::dataset_name(path));
+        summaries.push(super::audit::audit_one(&args, path, &dir, &questions, &mut tools)?);
+    }
+    Ok(summaries)
 }
 
 /// Checks the whole plan without training: the phases in order with their starting models,
@@ -315,6 +381,10 @@ fn dry_run(exp: &Experiment, out: &Path) -> Result<()> {
         println!("  {:30} {:5} from {from}; data {} ({data}); save every {}", p.name, p.algo, p.data.display(), p.save_every);
     }
     let e = &exp.eval;
+    if exp.audit.enabled {
+        let data: Vec<String> = exp.audit.datasets(&exp.phases).iter().map(|d| d.display().to_string()).collect();
+        println!("  audit: {} with {} at cosine >= {}", data.join(", "), exp.audit.embedder.display(), exp.audit.threshold);
+    }
     println!("  eval: categories {:?}, {} samples, temperature {}, {} new tokens; judge {} ({} orders)",
         e.categories, e.samples, e.temperature, e.max_new_tokens, exp.judge.model.display(), exp.judge.orders);
     Ok(())

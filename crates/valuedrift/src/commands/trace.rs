@@ -5,6 +5,7 @@ use crate::progress::Bars;
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::Write;
 use std::path::Path;
+use valuedrift_trace::audit;
 use valuedrift_trace::checkpoints::{discover, CheckpointSpec};
 use valuedrift_trace::evalset::{self, Question};
 use valuedrift_trace::judge::{LocalJudge, ROTATIONS};
@@ -85,7 +86,7 @@ pub fn run(args: TraceArgs) -> Result<()> {
     pipeline::trace(&mut store, run, &specs, &questions, &settings, &speed, &judge, &load, &mut Bars::default())?;
     eprintln!("traced in {:.1} min; store: {}", started.elapsed().as_secs_f64() / 60.0, store_path.display());
     let written = report::write_report(&store, run, &args.out.join("report"))?;
-    valuedrift_trace::html::write_html(&store, run, &written, None)?;
+    valuedrift_trace::html::write_html(&store, run, &written, None, &audit::read_summaries(&args.out.join("audit")))?;
     print_summary(&written);
     Ok(())
 }
@@ -94,7 +95,10 @@ pub fn report(args: ReportArgs) -> Result<()> {
     let store = open_existing(&args.store)?;
     let run = find_run(&store, &args.run)?;
     let written = report::write_report(&store, run, &args.out)?;
-    valuedrift_trace::html::write_html(&store, run, &written, None)?;
+    // A run directory (`valuedrift run`) keeps the experiment file and audits beside the store.
+    let run_dir = args.store.parent().unwrap_or(Path::new("."));
+    let experiment = std::fs::read_to_string(run_dir.join("experiment.toml")).ok();
+    valuedrift_trace::html::write_html(&store, run, &written, experiment.as_deref(), &audit::read_summaries(&run_dir.join("audit")))?;
     print_summary(&written);
     Ok(())
 }
