@@ -30,6 +30,10 @@ max_new_tokens = 12
 model = "{m}"
 orders = 1
 
+[audit]
+embedder = "{minilm}"
+max_items = 6
+
 [[phase]]
 name = "sft"
 algo = "sft"
@@ -45,7 +49,8 @@ data = "{gap}"
 label_setup = "support"
 save_every = 1
 hyper = {{ lr = 2e-5, global_batch = 4, max_steps = 2, max_len = 160, warmup_ratio = 0.0 }}
-"#, sft = data("data/sft/supportive.jsonl"), gap = data("data/valuegap/handwritten.jsonl"));
+"#, sft = data("data/sft/supportive.jsonl"), gap = data("data/valuegap/handwritten.jsonl"),
+        minilm = model().parent().unwrap().join("all-minilm-l6-v2").display());
     let p = dir.join("tiny.toml");
     std::fs::write(&p, text).unwrap();
     p
@@ -81,6 +86,12 @@ fn a_tiny_experiment_reports_and_a_killed_run_resumes() {
     }
     let drift = std::fs::read_to_string(whole.join("report/drift.md")).unwrap();
     assert!(drift.contains("## sft") && drift.contains("## dpo"), "{drift}");
+    // The phases' datasets were audited and their distributions are on the page.
+    for f in ["audit/supportive/summary.json", "audit/handwritten/plots/value-gap.png"] {
+        assert!(whole.join(f).exists(), "missing {f}");
+    }
+    let page = std::fs::read_to_string(whole.join("report/report.html")).unwrap();
+    assert!(page.contains("Training data: stance distributions") && page.contains("value gap of chosen vs rejected"), "no audit section in the page");
     let same = |phase: &str, step: u64| -> Vec<String> {
         reference.iter().filter(|r| r["phase"] == phase && r["step"] == step).map(|r| r["response"].to_string()).collect()
     };
@@ -116,6 +127,7 @@ fn experiment_mistakes_name_the_key() {
         (good.replace(r#"from = "sft""#, r#"from = "sfx""#), "from"),
         (good.replace(r#"algo = "dpo""#, r#"algo = "orpo""#), "algo"),
         (good.replace(r#"label_setup = "support""#, r#"label_setup = "both""#), "label_setup"),
+        (good.replace("max_items = 6", "max_items = 6\nthreshold = 1.5"), "threshold"),
     ];
     for (i, (text, key)) in cases.iter().enumerate() {
         let p = dir.join(format!("bad{i}.toml"));
