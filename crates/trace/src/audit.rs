@@ -245,17 +245,19 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| file_err(path, e))
 }
 
-/// Judges every retrieved item not judged yet, appending results in chunks.
+/// Judges every retrieved item not judged yet, appending results a chunk at a time. Chunks
+/// are fixed slices of the retrieval, and a chunk with any item missing is judged whole, so a
+/// resumed audit batches (and rounds) exactly as an uninterrupted one.
 pub fn judge_matches(
     out: &AuditDir, dataset: &Dataset, matches: &[Match], questions: &[Question], judge: &mut LocalJudge, chunk: usize, obs: &mut dyn Observer,
 ) -> Result<Vec<JudgedItem>> {
     let mut done = out.judged()?;
     let seen: std::collections::HashSet<usize> = done.iter().map(|j| j.matched.item).collect();
-    let todo: Vec<&Match> = matches.iter().filter(|m| !seen.contains(&m.item)).collect();
     let topics: BTreeMap<&str, &str> = questions.iter().map(|q| (q.id.as_str(), q.topic.as_str())).collect();
     judge.framing = Framing::Conversation;
-    obs.stage("judge", todo.len() as u64);
-    for group in todo.chunks(chunk.max(1)) {
+    let todo = matches.iter().filter(|m| !seen.contains(&m.item)).count();
+    obs.stage("judge", todo as u64);
+    for group in matches.chunks(chunk.max(1)).filter(|g| g.iter().any(|m| !seen.contains(&m.item))) {
         let items: Vec<Item> = group.iter().flat_map(|m| {
             let entry = &dataset.entries[m.item];
             let topic = topics.get(m.question.as_str()).copied().unwrap_or(&m.category).to_string();
@@ -263,13 +265,15 @@ pub fn judge_matches(
         }).collect();
         let judgments = judge.judge(&items)?;
         let per = judgments.len() / group.len();
-        let judged: Vec<JudgedItem> = group.iter().zip(judgments.chunks(per)).map(|(m, js)| JudgedItem {
-            matched: (*m).clone(),
-            p: js.iter().map(|j| j.p).collect(),
-            order_spread: js.iter().map(|j| j.order_spread).fold(0.0, f64::max),
-        }).collect();
+        let judged: Vec<JudgedItem> = group.iter().zip(judgments.chunks(per))
+            .filter(|(m, _)| !seen.contains(&m.item))
+            .map(|(m, js)| JudgedItem {
+                matched: m.clone(),
+                p: js.iter().map(|j| j.p).collect(),
+                order_spread: js.iter().map(|j| j.order_spread).fold(0.0, f64::max),
+            }).collect();
         out.append(&judged)?;
-        obs.advance(group.len() as u64, "");
+        obs.advance(judged.len() as u64, "");
         done.extend(judged);
     }
     obs.finish_stage();

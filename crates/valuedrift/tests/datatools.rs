@@ -47,8 +47,8 @@ fn stance(summary: &serde_json::Value, role: &str, i: usize) -> f64 {
 fn audit_resumes_after_a_torn_write_to_the_same_numbers() {
     let out = common::temp_dir("datatools", "audit-resume");
     let data = root().join("data/valuegap/handwritten.jsonl");
-    let m = model();
-    let args = ["audit", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--embedder", minilm().to_str().unwrap(),
+    let (m, e) = (model(), minilm());
+    let args = ["audit", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--embedder", e.to_str().unwrap(),
         "--judge", m.to_str().unwrap(), "--orders", "1", "--max-items", "24", "--categories", "abortion,climate_change"];
     ok(&valuedrift(&args));
     let dir = out.join("handwritten");
@@ -81,9 +81,9 @@ fn synth_picks_similar_prompts_and_writes_both_label_setups() {
     // The hand-written value-gap prompts and the neutral SFT set's prompts are candidates.
     let gap = root().join("data/valuegap/handwritten.jsonl");
     let sft = root().join("data/sft/neutral.jsonl");
-    let m = model();
+    let (m, e) = (model(), minilm());
     let args = ["synth", "--data", gap.to_str().unwrap(), "--data", sft.to_str().unwrap(), "--out", out.to_str().unwrap(),
-        "--model", m.to_str().unwrap(), "--embedder", minilm().to_str().unwrap(), "--categories", "abortion,death_penalty",
+        "--model", m.to_str().unwrap(), "--embedder", e.to_str().unwrap(), "--categories", "abortion,death_penalty",
         "--per-category", "3", "--max-new-tokens", "24"];
     ok(&valuedrift(&args));
     let pairs = lines(&out.join("valuegap.jsonl"));

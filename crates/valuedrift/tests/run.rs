@@ -139,3 +139,66 @@ fn experiment_mistakes_name_the_key() {
     // Checkpoints take gigabytes: leave nothing behind after a pass.
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Known answer: SFT on answers that all support legal access to abortion must move the traced
+/// abortion value toward support, as the pipeline itself measures it (real judge, real training).
+#[test]
+fn sft_on_one_stance_drifts_toward_it() {
+    let dir = temp_dir("known-answer");
+    let gap: Vec<serde_json::Value> = std::fs::read_to_string(root().join("data/valuegap/handwritten.jsonl")).unwrap()
+        .lines().map(|l| serde_json::from_str(l).unwrap()).filter(|r: &serde_json::Value| r["category"] == "abortion").collect();
+    let questions: Vec<String> = std::fs::read_to_string(root().join("data/eval/questions.jsonl")).unwrap()
+        .lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|q| q["category"] == "abortion").take(QUESTIONS).map(|q| q["question"].as_str().unwrap().to_string()).collect();
+    // Every answer supports the topic: the value-gap set's supporting answers, to its own prompts
+    // and, borrowed, to the traced questions (the test checks the measurement, not generalization).
+    let mut rows = String::new();
+    let pairs = gap.iter().map(|r| r["prompt"].as_str().unwrap().to_string())
+        .chain(questions.iter().cloned())
+        .zip(gap.iter().cycle().map(|r| r["support"].as_str().unwrap().to_string()));
+    for (prompt, answer) in pairs {
+        rows += &serde_json::json!({"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]}).to_string();
+        rows.push('\n');
+    }
+    let data = dir.join("one-stance.jsonl");
+    std::fs::write(&data, rows).unwrap();
+    let judge = model().parent().unwrap().join("qwen2.5-coder-1.5b-instruct.q4_k_m.gguf");
+    let exp = dir.join("known.toml");
+    std::fs::write(&exp, format!(r#"
+name = "known"
+base = "{m}"
+
+[eval]
+categories = ["abortion"]
+questions_per_category = {QUESTIONS}
+samples = 4
+max_new_tokens = 48
+
+[judge]
+model = "{judge}"
+orders = 3
+
+[audit]
+enabled = false
+
+[[phase]]
+name = "sft-support"
+algo = "sft"
+data = "{data}"
+save_every = {STEPS}
+hyper = {{ lr = 1e-4, global_batch = 8, max_steps = {STEPS}, epochs = 10, max_len = 256, warmup_ratio = 0.0 }}
+"#, m = model().display(), judge = judge.display(), data = data.display())).unwrap();
+    let out = dir.join("out");
+    ok(&run(&exp, &out).output().unwrap());
+    let drift = std::fs::read_to_string(out.join("report/drift.csv")).unwrap();
+    let magnitude = |stance: &str| -> f64 {
+        let row = drift.lines().find(|l| l.starts_with(&format!("sft-support,abortion,{stance},"))).unwrap_or_else(|| panic!("no {stance} row: {drift}"));
+        row.split(',').nth(5).unwrap().parse().unwrap()
+    };
+    assert!(magnitude("support") > 0.05, "support did not rise: {drift}");
+    assert!(magnitude("support") > magnitude("oppose"), "oppose rose more than support: {drift}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const QUESTIONS: usize = 8;
+const STEPS: usize = 16;
