@@ -295,7 +295,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     let judge_model = super::trace::load_judge(&judge, "cpu")?;
     let speed = Throughput { batch_size: e.batch_size, ..Throughput::default() };
     let load = super::generator_loader("cpu".into(), MatmulArg::Bf16);
-    pipeline::trace(&mut store, run, &specs, &questions, &settings, &speed, &judge_model, &load, &mut crate::progress::Bars::default())?;
+    let mut generators = pipeline::LocalGenerators { load: &load, batch_size: speed.batch_size };
+    pipeline::trace(&mut store, run, &specs, &questions, &settings, &speed, &judge_model, &mut generators, &mut crate::progress::Bars::default())?;
     let written = report::write_report(&store, run, &out.join("report"))?;
     let experiment_text = std::fs::read_to_string(&args.experiment).ok();
     let page = valuedrift_trace::html::write_html(&store, run, &written, experiment_text.as_deref())?;

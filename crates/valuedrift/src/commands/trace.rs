@@ -81,8 +81,9 @@ pub fn run(args: TraceArgs) -> Result<()> {
     let judge = load_judge(&args.judge, &args.device)?;
     let speed = Throughput { batch_size: args.batch_size, ..Throughput::default() };
     let load = super::generator_loader(args.device.clone(), args.matmul);
+    let mut generators = pipeline::LocalGenerators { load: &load, batch_size: speed.batch_size };
     let started = std::time::Instant::now();
-    pipeline::trace(&mut store, run, &specs, &questions, &settings, &speed, &judge, &load, &mut Bars::default())?;
+    pipeline::trace(&mut store, run, &specs, &questions, &settings, &speed, &judge, &mut generators, &mut Bars::default())?;
     eprintln!("traced in {:.1} min; store: {}", started.elapsed().as_secs_f64() / 60.0, store_path.display());
     let written = report::write_report(&store, run, &args.out.join("report"))?;
     valuedrift_trace::html::write_html(&store, run, &written, None)?;
