@@ -40,6 +40,9 @@ pub enum Command {
     /// Run an experiment file: train its phases, trace every checkpoint, write the report
     /// (resumable: re-run the same command).
     Run(RunArgs),
+    /// Serve a model over the OpenAI API (/v1/completions, /v1/chat/completions with log-probs,
+    /// /v1/models, /health) for other tools and machines (see docs/remote.md).
+    Serve(ServeArgs),
 }
 
 #[derive(Args)]
@@ -210,6 +213,8 @@ pub struct TraceArgs {
     /// Sequences decoded together.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    #[command(flatten)]
+    pub engines: EngineArgs,
 }
 
 #[derive(Args, Clone)]
@@ -554,4 +559,38 @@ pub struct BenchScoreArgs {
     /// Write the token ids scored (one JSON list per line) so peers score the very same inputs.
     #[arg(long)]
     pub dump_ids: Option<PathBuf>,
+}
+
+/// Which engine does each role: `local` (this machine), an engine named in `--engines` (or the
+/// experiment file), or a server's base URL.
+#[derive(Args, Clone, Debug, Default)]
+pub struct EngineArgs {
+    /// TOML file with `[engine.NAME]` tables (urls, launch, model, api_key_env, ...; docs/remote.md).
+    #[arg(long)]
+    pub engines: Option<PathBuf>,
+    /// Engine that samples the answers: local, NAME, or http://HOST:PORT/v1.
+    #[arg(long)]
+    pub generator_engine: Option<String>,
+    /// Engine that judges the answers: local, NAME, or http://HOST:PORT/v1.
+    #[arg(long)]
+    pub judge_engine: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// The name /v1/models reports (default: the model's file or directory name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Sequences decoded together.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Requests handled at once.
+    #[arg(long, default_value_t = 128)]
+    pub http_threads: usize,
 }

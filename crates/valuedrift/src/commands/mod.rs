@@ -1,6 +1,7 @@
 //! One module per subcommand; shared model loading here.
 
 mod bench;
+mod engines;
 mod eval;
 mod export;
 mod generate;
@@ -9,6 +10,7 @@ mod judge;
 mod ppo;
 mod run;
 mod score;
+mod serve;
 mod trace;
 mod train;
 
@@ -32,6 +34,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Dump(a) => trace::dump(a),
         Command::Train(a) => train::run(a),
         Command::Run(a) => run::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }
 
