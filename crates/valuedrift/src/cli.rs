@@ -58,6 +58,9 @@ pub struct RunArgs {
     /// Training matmuls on the CPU (see `train --matmul`).
     #[arg(long, value_enum, default_value = "f32")]
     pub matmul: MatmulArg,
+    /// Engines per role, over the experiment's `eval.engine` and `judge.engine`.
+    #[command(flatten)]
+    pub engines: EngineArgs,
 }
 
 #[derive(Args)]
