@@ -479,6 +479,29 @@ pub enum BenchCommand {
     Train(BenchTrainArgs),
     /// Judgments per minute of the stance judge, with and without prefix caching.
     Judge(BenchJudgeArgs),
+    /// Load test of an OpenAI-compatible server (e.g. `valuedrift serve`): throughput and
+    /// latency percentiles at each concurrency.
+    Serve(BenchServeArgs),
+}
+
+#[derive(Args)]
+pub struct BenchServeArgs {
+    /// The server's base URL.
+    #[arg(long)]
+    pub url: String,
+    /// Concurrency levels, each measured in turn.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32")]
+    pub concurrency: Vec<usize>,
+    /// Requests per level (chat completions of the bundled questions, in order).
+    #[arg(long, default_value_t = 32)]
+    pub requests: usize,
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: usize,
+    /// A level stops early after this many seconds (the figures cover what finished).
+    #[arg(long, default_value_t = 120.0)]
+    pub max_seconds: f64,
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Args)]
