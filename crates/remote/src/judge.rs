@@ -88,7 +88,10 @@ impl RemoteJudge {
             let (url, answer) = self.client.post(Api::Completions.path(), &body)?;
             let r = Reader::new(&url, &answer);
             let (tokens, token_logps) = r.echoed()?;
-            let prompt_len = r.prompt_tokens().filter(|&n| n <= tokens.len()).ok_or_else(|| r.bad("usage.prompt_tokens is missing or exceeds the echoed tokens"))?;
+            // The echo ends with the generated tokens; servers differ in whether it starts with
+            // the special tokens they add, so the prompt is found from the end.
+            let prompt_len = r.completion_tokens().and_then(|n| tokens.len().checked_sub(n as usize))
+                .ok_or_else(|| r.bad("usage.completion_tokens is missing or exceeds the echoed tokens"))?;
             let first = word_start(&tokens[..prompt_len], word).ok_or_else(|| r.bad(format!(
                 "the echoed prompt does not end in tokens that spell '{word}' (its tokenizer merges the option with the text before it)")))?;
             *slot = token_logps[first].ok_or_else(|| r.bad(format!("no log-prob for the token of '{word}'")))?;
