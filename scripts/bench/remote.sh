@@ -13,7 +13,7 @@ WORK=$(mktemp -d /tmp/valuedrift-bench-remote.XXXXXX)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$BIN" serve --model "$MODEL" --port "$PORT" --matmul f32 2>"$WORK/serve.log" &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'rm -rf "$WORK"; kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
 until curl -sf "http://127.0.0.1:$PORT/health" >/dev/null; do sleep 0.2; done
 URL="http://127.0.0.1:$PORT/v1"
 
