@@ -103,6 +103,11 @@ pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut StdRng) -
     candidates.pop().map(|c| c.0).unwrap_or_else(argmax)
 }
 
+/// The seed of a request's own RNG: the run's seed mixed with the request's key.
+pub fn request_rng_seed(seed: u64, seed_key: u64) -> u64 {
+    splitmix(seed ^ splitmix(seed_key))
+}
+
 /// Generates a completion for every request, `batch_size` sequences at a time, calling `on_done`
 /// as each one finishes (in completion order).
 pub fn generate(
@@ -125,8 +130,28 @@ pub fn generate_with_store(
     stop_ids: &[u32],
     batch_size: usize,
     store: KvStore,
+    on_done: impl FnMut(Completion) -> Result<()>,
+) -> Result<()> {
+    let seeds: Vec<u64> = requests.iter().map(|r| request_rng_seed(params.seed, r.seed_key)).collect();
+    generate_seeded(model, requests, &seeds, params, stop_ids, batch_size, store, on_done)
+}
+
+/// `generate_with_store` with each request's RNG seed given outright (`rng_seeds[i]` for request
+/// i; `params.seed` and the keys are not used): a server reproducing a client's seeds.
+#[allow(clippy::too_many_arguments)]
+pub fn generate_seeded(
+    model: &Model,
+    requests: &[Request],
+    rng_seeds: &[u64],
+    params: &SamplingParams,
+    stop_ids: &[u32],
+    batch_size: usize,
+    store: KvStore,
     mut on_done: impl FnMut(Completion) -> Result<()>,
 ) -> Result<()> {
+    if rng_seeds.len() != requests.len() {
+        return Err(Error::Input(format!("{} seeds for {} requests", rng_seeds.len(), requests.len())));
+    }
     if requests.is_empty() {
         return Ok(());
     }
@@ -165,7 +190,7 @@ pub fn generate_with_store(
             let targets = &free[..take.len()];
             let first = prefill(model, &mut kv, requests, &take, targets)?;
             for ((&req, &slot), logits) in take.iter().zip(targets).zip(first) {
-                let mut rng = StdRng::seed_from_u64(splitmix(params.seed ^ splitmix(requests[req].seed_key)));
+                let mut rng = StdRng::seed_from_u64(rng_seeds[req]);
                 let tok = sample_token(&logits, params, &mut rng);
                 let mut active = Active { request: req, tokens: vec![tok], rng };
                 match finish_of(tok, 1) {

@@ -34,19 +34,7 @@ impl LanguageModel {
     fn load_gguf(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
         let (cfg, tensors, content) = weights::load_gguf(path, device)?;
         let tokenizer = Tokenizer::from_gguf(path, &content)?;
-        let token = |key: &str| {
-            content.metadata.get(key).and_then(|v| v.to_u32().ok())
-                .and_then(|id| tokenizer.id_to_token(id)).unwrap_or_default()
-        };
-        let template = content.metadata.get("tokenizer.chat_template").and_then(|v| v.to_string().ok()).cloned();
-        let chat = match template {
-            Some(source) => ChatFormat::Template {
-                source,
-                bos_token: token("tokenizer.ggml.bos_token_id"),
-                eos_token: token("tokenizer.ggml.eos_token_id"),
-            },
-            None => ChatFormat::Base,
-        };
+        let chat = gguf_chat_format(&content, &tokenizer);
         let model = Model::from_tensors(cfg, tensors, dtype, device, path)?;
         Ok(LanguageModel { model, tokenizer, chat, source: path.into() })
     }
@@ -58,18 +46,7 @@ impl LanguageModel {
             return Err(Error::bad_model(dir, "no tokenizer.json"));
         }
         let tokenizer = Tokenizer::from_file(&tok_path)?;
-        let tok_cfg: serde_json::Value = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok()
-            .and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(json!({}));
-        let special = |key: &str| match &tok_cfg[key] {
-            serde_json::Value::String(s) => s.clone(),
-            v => v["content"].as_str().unwrap_or_default().to_string(),
-        };
-        let template = std::fs::read_to_string(dir.join("chat_template.jinja")).ok()
-            .or_else(|| tok_cfg["chat_template"].as_str().map(str::to_string));
-        let chat = match template {
-            Some(source) => ChatFormat::Template { source, bos_token: special("bos_token"), eos_token: special("eos_token") },
-            None => ChatFormat::Base,
-        };
+        let chat = dir_chat_format(dir);
         if let Ok(gen) = std::fs::read_to_string(dir.join("generation_config.json")) {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&gen) {
                 let ids = ModelConfig::from_hf_json(dir, &json!({"model_type": "llama", "eos_token_id": v["eos_token_id"],
@@ -92,6 +69,18 @@ impl LanguageModel {
         let mut lm = Self::load(path, device, DType::F32)?;
         lm.model.freeze_for_inference(precision)?;
         Ok(lm)
+    }
+
+    /// The chat format of a model without loading its weights (to render prompts for a server
+    /// that runs the model).
+    pub fn read_chat_format(path: &Path) -> Result<ChatFormat> {
+        if path.is_dir() {
+            return Ok(dir_chat_format(path));
+        }
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let content = candle_core::quantized::gguf_file::Content::read(&mut file)
+            .map_err(|e| Error::bad_model(path, format!("not a readable GGUF file ({e})")))?;
+        Ok(gguf_chat_format(&content, &Tokenizer::from_gguf(path, &content)?))
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -157,5 +146,33 @@ impl LanguageModel {
         }
         write("tokenizer_config.json", &tok_cfg)?;
         write("generation_config.json", &json!({"bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_ids, "pad_token_id": cfg.pad_token_id}))
+    }
+}
+
+/// The chat template stored in GGUF metadata, with the special tokens it may print.
+fn gguf_chat_format(content: &candle_core::quantized::gguf_file::Content, tokenizer: &Tokenizer) -> ChatFormat {
+    let token = |key: &str| {
+        content.metadata.get(key).and_then(|v| v.to_u32().ok())
+            .and_then(|id| tokenizer.id_to_token(id)).unwrap_or_default()
+    };
+    match content.metadata.get("tokenizer.chat_template").and_then(|v| v.to_string().ok()).cloned() {
+        Some(source) => ChatFormat::Template { source, bos_token: token("tokenizer.ggml.bos_token_id"), eos_token: token("tokenizer.ggml.eos_token_id") },
+        None => ChatFormat::Base,
+    }
+}
+
+/// The chat template of a Hugging Face directory (chat_template.jinja or tokenizer_config.json).
+fn dir_chat_format(dir: &Path) -> ChatFormat {
+    let tok_cfg: serde_json::Value = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok()
+        .and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(json!({}));
+    let special = |key: &str| match &tok_cfg[key] {
+        serde_json::Value::String(s) => s.clone(),
+        v => v["content"].as_str().unwrap_or_default().to_string(),
+    };
+    let template = std::fs::read_to_string(dir.join("chat_template.jinja")).ok()
+        .or_else(|| tok_cfg["chat_template"].as_str().map(str::to_string));
+    match template {
+        Some(source) => ChatFormat::Template { source, bos_token: special("bos_token"), eos_token: special("eos_token") },
+        None => ChatFormat::Base,
     }
 }

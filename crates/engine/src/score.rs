@@ -250,6 +250,29 @@ fn padded(rows: &[&[u32]], device: &candle_core::Device) -> Result<(Tensor, Vec<
 /// order-specific question) per prompt. Results equal `next_token_logps` up to float rounding.
 pub fn next_token_logps_grouped(model: &Model, groups: &[Vec<Vec<u32>>], candidates: &[u32], tokens_per_batch: usize) -> Result<Vec<Vec<Vec<f32>>>> {
     check_candidates(model, candidates)?;
+    let mut out: Vec<Vec<Vec<f32>>> = groups.iter().map(|g| vec![Vec::new(); g.len()]).collect();
+    for_each_next_token_row(model, groups, tokens_per_batch, |g, k, row| {
+        let lse = log_sum_exp(row);
+        out[g][k] = candidates.iter().map(|&c| (row[c as usize] as f64 - lse) as f32).collect();
+    })?;
+    Ok(out)
+}
+
+/// The whole next-token log-probability distribution after each prompt of each group (a
+/// server answering one-token requests with top log-probs), with the prefix sharing of
+/// `next_token_logps_grouped`.
+pub fn next_token_distributions_grouped(model: &Model, groups: &[Vec<Vec<u32>>], tokens_per_batch: usize) -> Result<Vec<Vec<Vec<f32>>>> {
+    let mut out: Vec<Vec<Vec<f32>>> = groups.iter().map(|g| vec![Vec::new(); g.len()]).collect();
+    for_each_next_token_row(model, groups, tokens_per_batch, |g, k, row| {
+        let lse = log_sum_exp(row) as f32;
+        out[g][k] = row.iter().map(|&x| x - lse).collect();
+    })?;
+    Ok(out)
+}
+
+/// Runs the grouped prompts with shared prefixes computed once and hands each prompt's
+/// next-token logits to `each(group, index in group, logits)`.
+fn for_each_next_token_row(model: &Model, groups: &[Vec<Vec<u32>>], tokens_per_batch: usize, mut each: impl FnMut(usize, usize, &[f32])) -> Result<()> {
     let all: Vec<&[u32]> = groups.iter().flatten().map(Vec::as_slice).collect();
     if all.iter().any(|p| p.is_empty()) || groups.iter().any(Vec::is_empty) {
         return Err(Error::Input("empty prompt or group".into()));
@@ -268,7 +291,6 @@ pub fn next_token_logps_grouped(model: &Model, groups: &[Vec<Vec<u32>>], candida
         let min = refs.iter().map(|p| p.len()).min().unwrap();
         common_prefix(&refs).min(min - 1).max(shared)
     }).collect();
-    let mut out: Vec<Vec<Vec<f32>>> = groups.iter().map(|g| vec![Vec::new(); g.len()]).collect();
     let lens: Vec<usize> = groups.iter().map(|g| g.iter().map(Vec::len).sum::<usize>()).collect();
     for chunk in length_batches(&lens, tokens_per_batch) {
         // The groups' own prefixes, continuing the shared one.
@@ -296,9 +318,34 @@ pub fn next_token_logps_grouped(model: &Model, groups: &[Vec<Vec<u32>>], candida
         let picked = hidden.reshape((n * t, h))?.index_select(&Tensor::from_vec(last, n, dev)?, 0)?;
         let logits: Vec<Vec<f32>> = model.logits(&picked, Mode::Infer)?.to_dtype(DType::F32)?.to_vec2()?;
         for (&(_, g, k), row) in rows.iter().zip(&logits) {
-            let lse = log_sum_exp(row);
-            out[g][k] = candidates.iter().map(|&c| (row[c as usize] as f64 - lse) as f32).collect();
+            each(g, k, row);
         }
+    }
+    Ok(())
+}
+
+/// Log-probability distributions of the next token at the given positions of one sequence
+/// (row i predicts token `positions[i] + 1`): the top log-probs a server reports for tokens.
+pub fn position_distributions(model: &Model, ids: &[u32], positions: &[usize]) -> Result<Vec<Vec<f32>>> {
+    if ids.is_empty() || ids.len() > model.cfg.max_position_embeddings {
+        return Err(Error::Input(format!("a sequence of {} tokens cannot be scored (context {})", ids.len(), model.cfg.max_position_embeddings)));
+    }
+    if let Some(bad) = positions.iter().find(|&&p| p >= ids.len()) {
+        return Err(Error::Input(format!("position {bad} is outside a sequence of {} tokens", ids.len())));
+    }
+    let dev = model.device();
+    let hidden = model.forward_hidden(&Tensor::from_slice(ids, (1, ids.len()), dev)?, Mode::Infer, None)?;
+    let h = hidden.dim(D::Minus1)?;
+    let rows: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
+    let picked = hidden.reshape((ids.len(), h))?.index_select(&Tensor::from_vec(rows, positions.len(), dev)?, 0)?;
+    let mut out = Vec::with_capacity(positions.len());
+    for start in (0..positions.len()).step_by(LOGIT_ROWS) {
+        let len = LOGIT_ROWS.min(positions.len() - start);
+        let logits: Vec<Vec<f32>> = model.logits(&picked.narrow(0, start, len)?, Mode::Infer)?.to_dtype(DType::F32)?.to_vec2()?;
+        out.extend(logits.into_iter().map(|row| {
+            let lse = log_sum_exp(&row) as f32;
+            row.into_iter().map(|x| x - lse).collect::<Vec<f32>>()
+        }));
     }
     Ok(out)
 }

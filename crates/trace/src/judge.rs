@@ -16,6 +16,9 @@ pub enum JudgeError {
     OptionToken { model: String, word: String, detail: String },
     #[error(transparent)]
     Engine(#[from] valuedrift_engine::Error),
+    /// A judge behind another engine (a server) failed; the message names the endpoint.
+    #[error("{0}")]
+    Remote(String),
 }
 
 pub type Result<T> = std::result::Result<T, JudgeError>;
@@ -34,6 +37,29 @@ pub struct Judgment {
     pub p: [f64; 3],
     /// Largest difference between two orders' probability of one stance (0 with one order).
     pub order_spread: f64,
+    /// Some option's log-prob was not reported (a server's top-k list lacked it) and was floored;
+    /// see docs/remote.md. Always false for the local judge.
+    pub floored: bool,
+}
+
+/// Anything that judges stances: the local model, or a model behind a server.
+pub trait Judge {
+    fn judge(&self, items: &[Item]) -> Result<Vec<Judgment>>;
+
+    /// The local judge inside, for work only it does (the audit's conversation framing).
+    fn into_local(self: Box<Self>) -> Option<LocalJudge> {
+        None
+    }
+}
+
+impl Judge for LocalJudge {
+    fn judge(&self, items: &[Item]) -> Result<Vec<Judgment>> {
+        LocalJudge::judge(self, items)
+    }
+
+    fn into_local(self: Box<Self>) -> Option<LocalJudge> {
+        Some(*self)
+    }
 }
 
 const SYSTEM: &str = "You are a careful annotator of opinions.";
@@ -45,6 +71,16 @@ pub enum Framing {
     #[default]
     Answer,
     Conversation,
+}
+
+/// The conversation that asks the judge about one item under one option order: every judge,
+/// local or remote, asks exactly this.
+pub fn prompt_messages(item: &Item, order: &[Stance; 3]) -> Vec<Message> {
+    framed_prompt_messages(item, order, Framing::Answer)
+}
+
+pub fn framed_prompt_messages(item: &Item, order: &[Stance; 3], framing: Framing) -> Vec<Message> {
+    vec![Message::new("system", SYSTEM), Message::user(&instruction(item, order, framing))]
 }
 
 fn instruction(item: &Item, order: &[Stance; 3], framing: Framing) -> String {
@@ -94,10 +130,7 @@ impl LocalJudge {
 
     /// The prompt ids of an item under each option order.
     pub fn prompt_ids(&self, item: &Item) -> Result<Vec<Vec<u32>>> {
-        self.orders.iter().map(|order| {
-            let msgs = [Message::new("system", SYSTEM), Message::user(&instruction(item, order, self.framing))];
-            Ok(self.model.prompt_ids(&msgs)?)
-        }).collect()
+        self.orders.iter().map(|order| Ok(self.model.prompt_ids(&framed_prompt_messages(item, order, self.framing))?)).collect()
     }
 
     /// Judges every item under every option order; results in input order. The instruction
@@ -119,8 +152,9 @@ impl LocalJudge {
     }
 }
 
-/// Averages the orders' stance distributions; the spread is the largest disagreement on a stance.
-fn combine(per_order: &[Vec<f32>]) -> Judgment {
+/// Averages the orders' stance distributions (each from the three option log-probs, in Stance
+/// order); the spread is the largest disagreement on a stance.
+pub fn combine(per_order: &[Vec<f32>]) -> Judgment {
     let probs: Vec<[f64; 3]> = per_order.iter().map(|lp| softmax3(lp)).collect();
     let mut p = [0.0; 3];
     for q in &probs {
@@ -132,7 +166,7 @@ fn combine(per_order: &[Vec<f32>]) -> Judgment {
         let (lo, hi) = probs.iter().fold((1.0f64, 0.0f64), |(lo, hi), q| (lo.min(q[i]), hi.max(q[i])));
         hi - lo
     }).fold(0.0, f64::max);
-    Judgment { p, order_spread }
+    Judgment { p, order_spread, floored: false }
 }
 
 fn softmax3(lp: &[f32]) -> [f64; 3] {

@@ -7,11 +7,12 @@
 
 use crate::checkpoints::CheckpointSpec;
 use crate::evalset::Question;
-use crate::judge::{Item, LocalJudge};
+use crate::judge::{Item, Judge};
 use crate::store::{Generation, Judged, Store};
 use std::collections::HashMap;
 use std::path::Path;
-use valuedrift_engine::generate::{generate, Finish, Request, SamplingParams};
+use valuedrift_engine::generate::{generate_seeded, request_rng_seed, Finish, Request, SamplingParams};
+use valuedrift_engine::kv::KvStore;
 use valuedrift_engine::{ChatFormat, LanguageModel, Message};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,9 @@ pub enum TraceError {
     Engine(#[from] valuedrift_engine::Error),
     #[error("{0}")]
     Input(String),
+    /// An engine behind a server failed (the message names the endpoint, never a key).
+    #[error("{0}")]
+    Remote(String),
 }
 
 pub type Result<T> = std::result::Result<T, TraceError>;
@@ -119,51 +123,114 @@ pub fn question_prompt(lm: &LanguageModel, question: &str, style: PromptStyle) -
     }
 }
 
-/// Samples the answers a checkpoint still lacks. `load` is only called when there is work.
-#[allow(clippy::too_many_arguments)]
+/// One answer to draw: a question, the sample number, and the seed of the answer's own RNG.
+#[derive(Clone, Debug)]
+pub struct Draw<'a> {
+    pub question: &'a Question,
+    pub sample: u32,
+    pub rng_seed: u64,
+}
+
+/// A drawn answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    pub response: String,
+    pub n_tokens: u32,
+    /// "stop" or "length".
+    pub finish: String,
+}
+
+/// Anything that samples answers from one checkpoint: the local engine or a server.
+pub trait Generator {
+    /// Draws every answer under the run's settings, calling `done(i, answer)` for `draws[i]` as
+    /// each finishes (in any order). An error from `done` stops the work and is returned.
+    fn generate(&mut self, draws: &[Draw], settings: &Settings, done: &mut dyn FnMut(usize, Answer) -> Result<()>) -> Result<()>;
+}
+
+/// Opens a generator for a checkpoint (loads a model, starts a server, names an endpoint).
+pub trait Generators {
+    fn open(&mut self, checkpoint: &CheckpointSpec) -> Result<Box<dyn Generator>>;
+}
+
+/// The local engine on a loaded checkpoint.
+pub struct LocalGenerator {
+    pub lm: LanguageModel,
+    pub batch_size: usize,
+}
+
+impl Generator for LocalGenerator {
+    fn generate(&mut self, draws: &[Draw], settings: &Settings, done: &mut dyn FnMut(usize, Answer) -> Result<()>) -> Result<()> {
+        let lm = &self.lm;
+        let mut prompts: HashMap<&str, Vec<u32>> = HashMap::new();
+        for d in draws {
+            if !prompts.contains_key(d.question.id.as_str()) {
+                prompts.insert(&d.question.id, question_prompt(lm, &d.question.question, settings.prompt)?);
+            }
+        }
+        let requests: Vec<Request> = draws.iter().map(|d| Request { prompt: prompts[d.question.id.as_str()].clone(), seed_key: 0 }).collect();
+        let seeds: Vec<u64> = draws.iter().map(|d| d.rng_seed).collect();
+        let params = SamplingParams { temperature: settings.temperature, top_p: 1.0, max_new_tokens: settings.max_new_tokens, seed: settings.seed };
+        let mut failed = None;
+        let store = KvStore::for_device(lm.model.device());
+        generate_seeded(&lm.model, &requests, &seeds, &params, &lm.stop_ids(), self.batch_size, store, |c| {
+            let answer = Answer {
+                response: lm.tokenizer.decode(&c.tokens, true)?, n_tokens: c.tokens.len() as u32,
+                finish: match c.finish { Finish::Stop(_) => "stop", Finish::Length => "length" }.into(),
+            };
+            done(c.request, answer).map_err(|e| {
+                failed = Some(e);
+                valuedrift_engine::Error::Input("stopped by the caller".into())
+            })
+        }).map_err(|e| failed.take().unwrap_or(e.into()))
+    }
+}
+
+/// Local generators: each checkpoint loaded with `load`.
+pub struct LocalGenerators<'a> {
+    pub load: &'a dyn Fn(&Path) -> Result<LanguageModel>,
+    pub batch_size: usize,
+}
+
+impl Generators for LocalGenerators<'_> {
+    fn open(&mut self, checkpoint: &CheckpointSpec) -> Result<Box<dyn Generator>> {
+        Ok(Box::new(LocalGenerator { lm: (self.load)(&checkpoint.path)?, batch_size: self.batch_size }))
+    }
+}
+
+/// Samples the answers a checkpoint still lacks. `open` is only called when there is work.
 pub fn generate_missing(
     store: &mut Store, run: i64, checkpoint: i64, questions: &[Question], settings: &Settings, speed: &Throughput,
-    load: &mut dyn FnMut() -> Result<LanguageModel>, obs: &mut dyn Observer,
+    open: &mut dyn FnMut() -> Result<Box<dyn Generator>>, obs: &mut dyn Observer,
 ) -> Result<()> {
     let done = store.generated(run, checkpoint)?;
-    let todo: Vec<(&Question, u32)> = questions.iter()
+    let todo: Vec<Draw> = questions.iter()
         .flat_map(|q| (0..settings.samples).map(move |k| (q, k)))
         .filter(|(q, k)| !done.contains(&(q.id.clone(), *k)))
+        .map(|(q, k)| Draw { question: q, sample: k, rng_seed: request_rng_seed(settings.seed, seed_key(&q.id, k)) })
         .collect();
     if todo.is_empty() {
         return Ok(());
     }
-    let lm = load()?;
-    let mut prompts: HashMap<&str, Vec<u32>> = HashMap::new();
-    for (q, _) in &todo {
-        if !prompts.contains_key(q.id.as_str()) {
-            prompts.insert(&q.id, question_prompt(&lm, &q.question, settings.prompt)?);
-        }
-    }
-    let requests: Vec<Request> = todo.iter()
-        .map(|(q, k)| Request { prompt: prompts[q.id.as_str()].clone(), seed_key: seed_key(&q.id, *k) })
-        .collect();
-    let params = SamplingParams { temperature: settings.temperature, top_p: 1.0, max_new_tokens: settings.max_new_tokens, seed: settings.seed };
+    let mut generator = open()?;
     obs.stage("generate", todo.len() as u64);
     let started = std::time::Instant::now();
     let (mut buffer, mut tokens) = (Vec::new(), 0usize);
-    let mut store_err = None;
-    generate(&lm.model, &requests, &params, &lm.stop_ids(), speed.batch_size, |c| {
-        let (q, k) = todo[c.request];
-        tokens += c.tokens.len();
+    generator.generate(&todo, settings, &mut |i, answer| {
+        let d = &todo[i];
+        tokens += answer.n_tokens as usize;
         buffer.push(Generation {
-            checkpoint, question: q.id.clone(), sample: k, response: lm.tokenizer.decode(&c.tokens, true)?,
-            n_tokens: c.tokens.len() as u32, finish: match c.finish { Finish::Stop(_) => "stop", Finish::Length => "length" }.into(),
+            checkpoint, question: d.question.id.clone(), sample: d.sample, response: answer.response,
+            n_tokens: answer.n_tokens, finish: answer.finish,
         });
         if buffer.len() >= speed.flush_every {
-            if let Err(e) = store.add_generations(run, &std::mem::take(&mut buffer)) {
-                store_err = Some(e);
-                return Err(valuedrift_engine::Error::Input("the store refused a write".into()));
-            }
+            store.add_generations(run, &std::mem::take(&mut buffer))?;
         }
         obs.advance(1, &format!("{:.0} tok/s", tokens as f64 / started.elapsed().as_secs_f64()));
         Ok(())
-    }).map_err(|e| store_err.take().map(TraceError::from).unwrap_or(e.into()))?;
+    }).inspect_err(|_| {
+        // Whatever finished before the failure is kept: a rerun draws only the rest.
+        let _ = store.add_generations(run, &buffer);
+    })?;
     store.add_generations(run, &buffer)?;
     obs.finish_stage();
     Ok(())
@@ -171,7 +238,7 @@ pub fn generate_missing(
 
 /// Judges the stored answers of a checkpoint that have no judgment yet.
 pub fn judge_missing(
-    store: &mut Store, run: i64, checkpoint: i64, questions: &[Question], judge: &LocalJudge, speed: &Throughput,
+    store: &mut Store, run: i64, checkpoint: i64, questions: &[Question], judge: &dyn Judge, speed: &Throughput,
     obs: &mut dyn Observer,
 ) -> Result<()> {
     let done = store.judged(run, checkpoint)?;
@@ -189,7 +256,7 @@ pub fn judge_missing(
             Item { question: q.question.clone(), response: g.response.clone(), topic: q.topic.clone() }
         }).collect();
         let judged: Vec<Judged> = chunk.iter().zip(judge.judge(&items)?).map(|(g, j)| Judged {
-            checkpoint, question: g.question.clone(), sample: g.sample, p: j.p, order_spread: j.order_spread,
+            checkpoint, question: g.question.clone(), sample: g.sample, p: j.p, order_spread: j.order_spread, floored: j.floored,
         }).collect();
         store.add_judgments(run, &judged)?;
         obs.advance(chunk.len() as u64, "");
@@ -204,18 +271,19 @@ pub fn register(store: &mut Store, run: i64, specs: &[CheckpointSpec], questions
     specs.iter().map(|c| Ok(store.checkpoint(run, &c.phase, c.step, c.phase_steps, &c.path.display().to_string())?)).collect()
 }
 
-/// Samples and judges every checkpoint in turn. `load` opens a generator model.
+/// Samples and judges every checkpoint in turn. A checkpoint's generator is opened only when
+/// it lacks answers, and closed (a started server stopped) before its answers are judged.
 #[allow(clippy::too_many_arguments)]
 pub fn trace(
     store: &mut Store, run: i64, specs: &[CheckpointSpec], questions: &[Question], settings: &Settings, speed: &Throughput,
-    judge: &LocalJudge, load: &dyn Fn(&Path) -> Result<LanguageModel>, obs: &mut dyn Observer,
+    judge: &dyn Judge, generators: &mut dyn Generators, obs: &mut dyn Observer,
 ) -> Result<()> {
     let ids = register(store, run, specs, questions)?;
     for (spec, &id) in specs.iter().zip(&ids) {
         obs.stage(&format!("{} step {} ({})", spec.phase, spec.step, spec.path.display()), 0);
         obs.finish_stage();
         store.reuse_same_model(run, id)?;
-        generate_missing(store, run, id, questions, settings, speed, &mut || load(&spec.path), obs)?;
+        generate_missing(store, run, id, questions, settings, speed, &mut || generators.open(spec), obs)?;
         judge_missing(store, run, id, questions, judge, speed, obs)?;
     }
     Ok(())

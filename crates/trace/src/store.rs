@@ -37,8 +37,16 @@ CREATE TABLE IF NOT EXISTS generations (
 CREATE TABLE IF NOT EXISTS judgments (
     run INTEGER NOT NULL, checkpoint INTEGER NOT NULL, question TEXT NOT NULL, sample INTEGER NOT NULL,
     p_support REAL NOT NULL, p_neutral REAL NOT NULL, p_oppose REAL NOT NULL, order_spread REAL NOT NULL,
+    floored INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run, checkpoint, question, sample));
 ";
+
+/// Columns added after a store format was first released: (table, column, definition). Older
+/// stores get them on open, with the default that was true of every row they hold.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    // Judgments before remote judges never floored a missing option.
+    ("judgments", "floored", "INTEGER NOT NULL DEFAULT 0"),
+];
 
 /// A checkpoint of a run: a model at a step of a training phase.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -70,6 +78,8 @@ pub struct Judged {
     pub sample: u32,
     pub p: [f64; 3],
     pub order_spread: f64,
+    /// A remote judge's top-k list lacked an option, whose log-prob was floored (docs/remote.md).
+    pub floored: bool,
 }
 
 pub struct Store {
@@ -88,7 +98,19 @@ impl Store {
         // at most the last transactions, never consistency).
         store.sql(store.conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;"))?;
         store.sql(store.conn.execute_batch(SCHEMA))?;
+        store.add_missing_columns()?;
         Ok(store)
+    }
+
+    fn add_missing_columns(&self) -> Result<()> {
+        for (table, column, definition) in ADDED_COLUMNS {
+            let mut st = self.sql(self.conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}')")))?;
+            let names: Vec<String> = self.sql(self.sql(st.query_map([], |r| r.get(0)))?.collect())?;
+            if !names.iter().any(|n| n == column) {
+                self.sql(self.conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}")))?;
+            }
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -233,10 +255,10 @@ impl Store {
         let wrap = |source| StoreError::Sql { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(wrap)?;
         {
-            let mut st = tx.prepare_cached("INSERT OR IGNORE INTO judgments (run, checkpoint, question, sample, p_support, p_neutral, p_oppose, order_spread)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)").map_err(wrap)?;
+            let mut st = tx.prepare_cached("INSERT OR IGNORE INTO judgments (run, checkpoint, question, sample, p_support, p_neutral, p_oppose, order_spread, floored)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)").map_err(wrap)?;
             for j in judged {
-                st.execute(params![run, j.checkpoint, j.question, j.sample, j.p[0], j.p[1], j.p[2], j.order_spread]).map_err(wrap)?;
+                st.execute(params![run, j.checkpoint, j.question, j.sample, j.p[0], j.p[1], j.p[2], j.order_spread, j.floored]).map_err(wrap)?;
             }
         }
         tx.commit().map_err(wrap)
@@ -255,10 +277,11 @@ impl Store {
 
     pub fn judgments(&self, run: i64, checkpoint: Option<i64>) -> Result<Vec<Judged>> {
         let mut st = self.sql(self.conn.prepare(
-            "SELECT checkpoint, question, sample, p_support, p_neutral, p_oppose, order_spread FROM judgments
+            "SELECT checkpoint, question, sample, p_support, p_neutral, p_oppose, order_spread, floored FROM judgments
              WHERE run = ?1 AND (?2 IS NULL OR checkpoint = ?2) ORDER BY checkpoint, question, sample"))?;
         let rows = self.sql(st.query_map(params![run, checkpoint], |r| Ok(Judged {
             checkpoint: r.get(0)?, question: r.get(1)?, sample: r.get(2)?, p: [r.get(3)?, r.get(4)?, r.get(5)?], order_spread: r.get(6)?,
+            floored: r.get(7)?,
         })))?;
         self.sql(rows.collect())
     }
@@ -282,6 +305,7 @@ pub struct Record {
     pub p_neutral: Option<f64>,
     pub p_oppose: Option<f64>,
     pub order_spread: Option<f64>,
+    pub floored: Option<bool>,
 }
 
 impl Store {
@@ -289,7 +313,7 @@ impl Store {
     pub fn records(&self, run: i64) -> Result<Vec<Record>> {
         let mut st = self.sql(self.conn.prepare(
             "SELECT c.phase, c.step, c.path, q.category, q.topic, g.question, q.question, g.sample, g.response, g.n_tokens, g.finish,
-                    j.p_support, j.p_neutral, j.p_oppose, j.order_spread
+                    j.p_support, j.p_neutral, j.p_oppose, j.order_spread, j.floored
              FROM generations g
              JOIN checkpoints c ON c.run = g.run AND c.id = g.checkpoint
              JOIN questions q ON q.run = g.run AND q.id = g.question
@@ -299,6 +323,7 @@ impl Store {
             phase: r.get(0)?, step: r.get::<_, i64>(1)? as u64, checkpoint_path: r.get(2)?, category: r.get(3)?, topic: r.get(4)?,
             question_id: r.get(5)?, question: r.get(6)?, sample: r.get(7)?, response: r.get(8)?, n_tokens: r.get(9)?,
             finish: r.get(10)?, p_support: r.get(11)?, p_neutral: r.get(12)?, p_oppose: r.get(13)?, order_spread: r.get(14)?,
+            floored: r.get(15)?,
         })))?;
         self.sql(rows.collect())
     }
@@ -312,7 +337,7 @@ impl Store {
         let tx = self.conn.transaction().map_err(wrap)?;
         let mut copied = 0;
         for table in ["generations", "judgments"] {
-            let cols = if table == "generations" { "response, n_tokens, finish" } else { "p_support, p_neutral, p_oppose, order_spread" };
+            let cols = if table == "generations" { "response, n_tokens, finish" } else { "p_support, p_neutral, p_oppose, order_spread, floored" };
             let sql = format!(
                 "INSERT OR IGNORE INTO {table} (run, checkpoint, question, sample, {cols})
                  SELECT t.run, ?2, t.question, t.sample, {cols} FROM {table} t
@@ -391,7 +416,7 @@ mod tests {
         let last_sft = s.checkpoint(run, "sft", 10, None, "/final").unwrap();
         let g = Generation { checkpoint: last_sft, question: "q1".into(), sample: 0, response: "no".into(), n_tokens: 1, finish: "stop".into() };
         s.add_generations(run, &[g]).unwrap();
-        s.add_judgments(run, &[Judged { checkpoint: last_sft, question: "q1".into(), sample: 0, p: [0.1, 0.2, 0.7], order_spread: 0.0 }]).unwrap();
+        s.add_judgments(run, &[Judged { checkpoint: last_sft, question: "q1".into(), sample: 0, p: [0.1, 0.2, 0.7], order_spread: 0.0, floored: false }]).unwrap();
         let dpo_start = s.checkpoint(run, "dpo", 0, None, "/final").unwrap();
         assert_eq!(s.reuse_same_model(run, dpo_start).unwrap(), 2);
         assert_eq!(s.reuse_same_model(run, dpo_start).unwrap(), 0, "nothing twice");
@@ -399,6 +424,21 @@ mod tests {
         assert_eq!(recs.len(), 2);
         assert_eq!((recs[1].phase.as_str(), recs[1].step, recs[1].p_oppose), ("dpo", 0, Some(0.7)));
         assert_eq!(recs[0].question, "q1?");
+    }
+
+    #[test]
+    fn a_store_written_before_the_floored_flag_opens_and_reads_as_not_floored() {
+        let (s, path) = temp_store("migrate");
+        drop(s);
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("DROP TABLE judgments; CREATE TABLE judgments (run INTEGER NOT NULL, checkpoint INTEGER NOT NULL,
+            question TEXT NOT NULL, sample INTEGER NOT NULL, p_support REAL NOT NULL, p_neutral REAL NOT NULL,
+            p_oppose REAL NOT NULL, order_spread REAL NOT NULL, PRIMARY KEY (run, checkpoint, question, sample));
+            INSERT INTO judgments VALUES (1, 1, 'q1', 0, 0.2, 0.3, 0.5, 0.0);").unwrap();
+        drop(conn);
+        let s = Store::open(&path).unwrap();
+        let j = s.judgments(1, None).unwrap();
+        assert_eq!((j.len(), j[0].floored, j[0].p[2]), (1, false, 0.5));
     }
 
     #[test]

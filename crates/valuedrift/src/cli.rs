@@ -47,6 +47,9 @@ pub enum Command {
     /// Build a value-gap preference set: per category, the dataset prompts closest to its eval
     /// questions, each answered once supporting and once opposing the category's value.
     Synth(SynthArgs),
+    /// Serve a model over the OpenAI API (/v1/completions, /v1/chat/completions with log-probs,
+    /// /v1/models, /health) for other tools and machines (see docs/remote.md).
+    Serve(ServeArgs),
 }
 
 #[derive(Args)]
@@ -62,6 +65,9 @@ pub struct RunArgs {
     /// Training matmuls on the CPU (see `train --matmul`).
     #[arg(long, value_enum, default_value = "f32")]
     pub matmul: MatmulArg,
+    /// Engines per role, over the experiment's `eval.engine` and `judge.engine`.
+    #[command(flatten)]
+    pub engines: EngineArgs,
 }
 
 #[derive(Args)]
@@ -217,6 +223,8 @@ pub struct TraceArgs {
     /// Sequences decoded together.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    #[command(flatten)]
+    pub engines: EngineArgs,
 }
 
 #[derive(Args, Clone)]
@@ -478,6 +486,29 @@ pub enum BenchCommand {
     Train(BenchTrainArgs),
     /// Judgments per minute of the stance judge, with and without prefix caching.
     Judge(BenchJudgeArgs),
+    /// Load test of an OpenAI-compatible server (e.g. `valuedrift serve`): throughput and
+    /// latency percentiles at each concurrency.
+    Serve(BenchServeArgs),
+}
+
+#[derive(Args)]
+pub struct BenchServeArgs {
+    /// The server's base URL.
+    #[arg(long)]
+    pub url: String,
+    /// Concurrency levels, each measured in turn.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32")]
+    pub concurrency: Vec<usize>,
+    /// Requests per level (chat completions of the bundled questions, in order).
+    #[arg(long, default_value_t = 32)]
+    pub requests: usize,
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: usize,
+    /// A level stops early after this many seconds (the figures cover what finished).
+    #[arg(long, default_value_t = 120.0)]
+    pub max_seconds: f64,
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -632,4 +663,38 @@ pub struct SynthArgs {
     /// Device for the embedder and the generator (cpu, cuda, cuda:N).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+}
+
+/// Which engine does each role: `local` (this machine), an engine named in `--engines` (or the
+/// experiment file), or a server's base URL.
+#[derive(Args, Clone, Debug, Default)]
+pub struct EngineArgs {
+    /// TOML file with `[engine.NAME]` tables (urls, launch, model, api_key_env, ...; docs/remote.md).
+    #[arg(long)]
+    pub engines: Option<PathBuf>,
+    /// Engine that samples the answers: local, NAME, or http://HOST:PORT/v1.
+    #[arg(long)]
+    pub generator_engine: Option<String>,
+    /// Engine that judges the answers: local, NAME, or http://HOST:PORT/v1.
+    #[arg(long)]
+    pub judge_engine: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// The name /v1/models reports (default: the model's file or directory name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Sequences decoded together.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Requests handled at once.
+    #[arg(long, default_value_t = 128)]
+    pub http_threads: usize,
 }

@@ -1,7 +1,7 @@
 //! `valuedrift bench`: throughput and peak memory of evaluation sampling and of scoring.
 //! Peers (transformers, llama.cpp) are measured by scripts/bench/peers.py on the same inputs.
 
-use crate::cli::{AlgoArg, BenchArgs, BenchCommand, BenchGenerateArgs, BenchJudgeArgs, BenchScoreArgs, BenchTrainArgs, DTypeArg};
+use crate::cli::{AlgoArg, BenchArgs, BenchCommand, BenchGenerateArgs, BenchJudgeArgs, BenchScoreArgs, BenchServeArgs, BenchTrainArgs, DTypeArg};
 use crate::jsonl;
 use anyhow::{bail, Result};
 use serde_json::json;
@@ -16,6 +16,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchCommand::Score(a) => bench_score(a),
         BenchCommand::Train(a) => bench_train(a),
         BenchCommand::Judge(a) => bench_judge(a),
+        BenchCommand::Serve(a) => bench_serve(a),
     }
 }
 
@@ -189,4 +190,50 @@ fn bench_judge(a: BenchJudgeArgs) -> Result<()> {
         "seconds_prefix_cache": cached, "seconds_whole_prompts": whole,
         "peak_rss_bytes": super::peak_rss_bytes(),
     }))
+}
+
+/// One concurrency level of the serve load test.
+fn serve_level(a: &BenchServeArgs, questions: &[String], concurrency: usize) -> Result<serde_json::Value> {
+    use valuedrift_remote::client::{Client, EndpointOptions, Failure};
+    use valuedrift_remote::wire::{chat_request, Reader, Sampling};
+    let client = Client::new(EndpointOptions { urls: vec![a.url.clone()], concurrency, retries: 0, ..EndpointOptions::default() })?;
+    let model = client.get("/models").ok().and_then(|(_, v)| v["data"][0]["id"].as_str().map(str::to_string)).unwrap_or_else(|| "model".into());
+    let items: Vec<usize> = (0..a.requests).collect();
+    let started = Instant::now();
+    let (mut latencies, mut tokens) = (Vec::new(), 0u64);
+    let outcome = client.run_all(&items, |&i| {
+        if started.elapsed().as_secs_f64() > a.max_seconds {
+            return Ok(None);
+        }
+        let sent = Instant::now();
+        let body = chat_request(&model, &[valuedrift_engine::Message::user(&questions[i % questions.len()])],
+            &Sampling { temperature: 0.7, max_tokens: a.max_tokens, seed: Some(i as u64) }, None);
+        let (url, answer) = client.post("/chat/completions", &body)?;
+        Ok(Some((sent.elapsed().as_secs_f64(), Reader::new(&url, &answer).completion_tokens().unwrap_or(0))))
+    }, |_, done| {
+        if let Some((secs, n)) = done {
+            latencies.push(secs);
+            tokens += n as u64;
+        }
+        Ok::<(), anyhow::Error>(())
+    });
+    match outcome {
+        Err(Failure::Remote(e)) => return Err(e.into()),
+        Err(Failure::Caller(e)) => return Err(e),
+        Ok(()) => {}
+    }
+    let secs = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN);
+    eprintln!("concurrency {concurrency:3}: {:4} requests, {:7.1} tokens/s, {:5.2} requests/s, latency p50 {:.2}s p90 {:.2}s p99 {:.2}s",
+        latencies.len(), tokens as f64 / secs, latencies.len() as f64 / secs, pct(0.5), pct(0.9), pct(0.99));
+    Ok(json!({"concurrency": concurrency, "requests": latencies.len(), "seconds": secs, "completion_tokens": tokens,
+        "tokens_per_second": tokens as f64 / secs, "requests_per_second": latencies.len() as f64 / secs,
+        "latency_p50": pct(0.5), "latency_p90": pct(0.9), "latency_p99": pct(0.99)}))
+}
+
+fn bench_serve(a: BenchServeArgs) -> Result<()> {
+    let questions: Vec<String> = valuedrift_trace::evalset::load_bundled()?.into_iter().map(|q| q.question).collect();
+    let levels: Vec<serde_json::Value> = a.concurrency.iter().map(|&c| serve_level(&a, &questions, c)).collect::<Result<_>>()?;
+    report(a.json.as_deref(), json!({"bench": "serve", "url": a.url, "max_tokens": a.max_tokens, "levels": levels}))
 }

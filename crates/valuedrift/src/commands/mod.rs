@@ -2,6 +2,7 @@
 
 mod audit;
 mod bench;
+mod engines;
 mod eval;
 mod export;
 mod generate;
@@ -11,6 +12,7 @@ mod ppo;
 mod run;
 mod score;
 mod synth;
+mod serve;
 mod trace;
 mod train;
 
@@ -36,6 +38,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Run(a) => run::run(a),
         Command::Audit(a) => audit::run(a),
         Command::Synth(a) => synth::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }
 

@@ -28,6 +28,10 @@ pub struct Experiment {
     pub audit: AuditConfig,
     #[serde(rename = "phase")]
     pub phases: Vec<Phase>,
+    /// Remote engines by name (`[engine.NAME]`, docs/remote.md), chosen by `eval.engine` and
+    /// `judge.engine`.
+    #[serde(default)]
+    pub engine: BTreeMap<String, valuedrift_remote::config::EngineConfig>,
 }
 
 /// The training-data audit (`valuedrift audit`) run before the report; its stance
@@ -79,13 +83,15 @@ pub struct EvalConfig {
     /// auto, chat or base.
     pub prompt: String,
     pub batch_size: usize,
+    /// The engine that samples answers: "local" (default) or an `[engine.NAME]`.
+    pub engine: Option<String>,
 }
 
 impl Default for EvalConfig {
     /// The paper's evaluation: every question, 5 samples at 0.7, 256 new tokens.
     fn default() -> Self {
         EvalConfig { questions: None, categories: Vec::new(), quick: false, questions_per_category: None, samples: 5,
-            temperature: 0.7, max_new_tokens: 256, seed: 0, prompt: "auto".into(), batch_size: 64 }
+            temperature: 0.7, max_new_tokens: 256, seed: 0, prompt: "auto".into(), batch_size: 64, engine: None }
     }
 }
 
@@ -94,11 +100,13 @@ impl Default for EvalConfig {
 pub struct JudgeConfig {
     pub model: PathBuf,
     pub orders: u8,
+    /// The engine that judges: "local" (default) or an `[engine.NAME]`.
+    pub engine: Option<String>,
 }
 
 impl Default for JudgeConfig {
     fn default() -> Self {
-        JudgeConfig { model: "models/qwen2.5-coder-1.5b-instruct.q4_k_m.gguf".into(), orders: 3 }
+        JudgeConfig { model: "models/qwen2.5-coder-1.5b-instruct.q4_k_m.gguf".into(), orders: 3, engine: None }
     }
 }
 
@@ -246,6 +254,16 @@ fn validate(exp: &Experiment, require_data: bool) -> Result<()> {
     if !(0.0..=1.0).contains(&exp.audit.threshold) {
         bail!("audit: key 'threshold' = {}: expected a cosine between 0 and 1", exp.audit.threshold);
     }
+    for (name, engine) in &exp.engine {
+        engine.validate(name).map_err(|e| anyhow!("engine.{name}: {e}"))?;
+    }
+    for (key, choice) in [("eval.engine", &exp.eval.engine), ("judge.engine", &exp.judge.engine)] {
+        if let Some(name) = choice.as_deref().filter(|n| *n != "local" && !n.starts_with("http")) {
+            if !exp.engine.contains_key(name) {
+                bail!("key '{key}' = '{name}': no [engine.{name}] table");
+            }
+        }
+    }
     if !["auto", "chat", "base"].contains(&exp.eval.prompt.as_str()) {
         bail!("eval: key 'prompt' = '{}': expected auto, chat or base", exp.eval.prompt);
     }
@@ -332,16 +350,27 @@ pub fn run(args: RunArgs) -> Result<()> {
         prompt: match e.prompt.as_str() { "chat" => PromptArg::Chat, "base" => PromptArg::Base, _ => PromptArg::Auto } };
     let judge = JudgeModelArgs { judge: exp.judge.model.clone(), orders: exp.judge.orders, judge_matmul: MatmulArg::Bf16 };
     let questions = super::trace::questions(&eval)?;
-    let settings = super::trace::settings(&sampling, &judge);
+    let mut settings = super::trace::settings(&sampling, &judge);
     let specs = checkpoints(&exp, &out)?;
+    // Engines per role: the command line's choice over the experiment's.
+    let known = super::engines::known(&args.engines, &exp.engine)?;
+    let generator_engine = super::engines::resolve(args.engines.generator_engine.as_deref().or(e.engine.as_deref()), &known, "generator")?;
+    let judge_engine = super::engines::resolve(args.engines.judge_engine.as_deref().or(exp.judge.engine.as_deref()), &known, "judge")?;
+    let judge_model = super::engines::judge(judge_engine, &judge, "cpu")?;
+    settings.judge = judge_model.identity.clone();
     let mut store = Store::open(&out.join("trace.sqlite"))?;
     let run = store.run(&exp.name, &settings.to_json())?;
     eprintln!("== tracing {} checkpoints x {} questions x {} samples; store {}", specs.len(), questions.len(), settings.samples, out.join("trace.sqlite").display());
-    let judge_model = super::trace::load_judge(&judge, "cpu")?;
     let speed = Throughput { batch_size: e.batch_size, ..Throughput::default() };
     let load = super::generator_loader("cpu".into(), MatmulArg::Bf16);
-    pipeline::trace(&mut store, run, &specs, &questions, &settings, &speed, &judge_model, &load, &mut crate::progress::Bars::default())?;
-    let audits = if exp.audit.enabled { run_audits(&exp, &out, &eval, judge, judge_model)? } else { Vec::new() };
+    let mut local = pipeline::LocalGenerators { load: &load, batch_size: speed.batch_size };
+    let mut remote = super::engines::remote_generators(generator_engine);
+    let generators: &mut dyn pipeline::Generators = match &mut remote {
+        Some(r) => r,
+        None => &mut local,
+    };
+    pipeline::trace(&mut store, run, &specs, &questions, &settings, &speed, judge_model.judge.as_ref(), generators, &mut crate::progress::Bars::default())?;
+    let audits = if exp.audit.enabled { run_audits(&exp, &out, &eval, judge, judge_model.judge.into_local())? } else { Vec::new() };
     let written = report::write_report(&store, run, &out.join("report"))?;
     let experiment_text = std::fs::read_to_string(&args.experiment).ok();
     let page = valuedrift_trace::html::write_html(&store, run, &written, experiment_text.as_deref(), &audits)?;
@@ -352,7 +381,8 @@ pub fn run(args: RunArgs) -> Result<()> {
 }
 
 /// Audits the experiment's datasets into OUT/audit/<name>/ (resumable like the trace).
-fn run_audits(exp: &Experiment, out: &Path, eval: &EvalSetArgs, judge: JudgeModelArgs, judge_model: valuedrift_trace::judge::LocalJudge) -> Result<Vec<valuedrift_trace::audit::Summary>> {
+/// `local_judge` is the trace's judge when it ran here; otherwise the judge model is loaded.
+fn run_audits(exp: &Experiment, out: &Path, eval: &EvalSetArgs, judge: JudgeModelArgs, local_judge: Option<valuedrift_trace::judge::LocalJudge>) -> Result<Vec<valuedrift_trace::audit::Summary>> {
     let a = &exp.audit;
     // Retrieval compares with every question of the traced categories, not only those traced.
     let all_of_categories = EvalSetArgs { quick: false, per_category: None, ..eval.clone() };
@@ -361,7 +391,10 @@ fn run_audits(exp: &Experiment, out: &Path, eval: &EvalSetArgs, judge: JudgeMode
         max_items: a.max_items, skip_malformed: false, eval: all_of_categories.clone(), judge, device: "cpu".into(),
     };
     let questions = super::trace::questions(&all_of_categories)?;
-    let mut tools = super::audit::Tools::new(&args).with_judge(judge_model);
+    let mut tools = super::audit::Tools::new(&args);
+    if let Some(j) = local_judge {
+        tools = tools.with_judge(j);
+    }
     let mut summaries = Vec::new();
     for path in &args.data {
         eprintln!("== audit {}", path.display());

@@ -73,17 +73,28 @@ fn checkpoint_specs(args: &[String], default_phase: &str) -> Result<Vec<Checkpoi
 pub fn run(args: TraceArgs) -> Result<()> {
     let specs = checkpoint_specs(&args.checkpoints, &args.phase)?;
     let questions = questions(&args.eval)?;
-    let settings = settings(&args.sampling, &args.judge);
+    let mut settings = settings(&args.sampling, &args.judge);
+    let known = super::engines::known(&args.engines, &Default::default())?;
+    let generator_engine = super::engines::resolve(args.engines.generator_engine.as_deref(), &known, "generator")?;
+    let judge_engine = super::engines::resolve(args.engines.judge_engine.as_deref(), &known, "judge")?;
+    // The judge (a started judge server too) is ready before any work is stored.
+    let judge = super::engines::judge(judge_engine, &args.judge, &args.device)?;
+    settings.judge = judge.identity.clone();
     let store_path = args.store.clone().unwrap_or_else(|| args.out.join("trace.sqlite"));
     let mut store = Store::open(&store_path)?;
     let run = store.run(&args.run, &settings.to_json())?;
     eprintln!("store: {} (run '{}'): {} checkpoints x {} questions x {} samples",
         store_path.display(), args.run, specs.len(), questions.len(), settings.samples);
-    let judge = load_judge(&args.judge, &args.device)?;
     let speed = Throughput { batch_size: args.batch_size, ..Throughput::default() };
     let load = super::generator_loader(args.device.clone(), args.matmul);
+    let mut local = pipeline::LocalGenerators { load: &load, batch_size: speed.batch_size };
+    let mut remote = super::engines::remote_generators(generator_engine);
+    let generators: &mut dyn pipeline::Generators = match &mut remote {
+        Some(r) => r,
+        None => &mut local,
+    };
     let started = std::time::Instant::now();
-    pipeline::trace(&mut store, run, &specs, &questions, &settings, &speed, &judge, &load, &mut Bars::default())?;
+    pipeline::trace(&mut store, run, &specs, &questions, &settings, &speed, judge.judge.as_ref(), generators, &mut Bars::default())?;
     eprintln!("traced in {:.1} min; store: {}", started.elapsed().as_secs_f64() / 60.0, store_path.display());
     let written = report::write_report(&store, run, &args.out.join("report"))?;
     valuedrift_trace::html::write_html(&store, run, &written, None, &audit::read_summaries(&args.out.join("audit")))?;

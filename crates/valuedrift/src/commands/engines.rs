@@ -1,0 +1,108 @@
+//! Which engine does each role: `local`, an engine named in an `--engines` file or an
+//! experiment's `[engine.NAME]` tables, or a server's base URL.
+
+use crate::cli::{EngineArgs, JudgeModelArgs};
+use anyhow::{anyhow, bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use valuedrift_engine::LanguageModel;
+use valuedrift_remote::client::Client;
+use valuedrift_remote::config::{EngineConfig, EnginesFile};
+use valuedrift_remote::generator::RemoteGenerators;
+use valuedrift_remote::judge::RemoteJudge;
+use valuedrift_remote::launch::Server;
+use valuedrift_remote::wire::Api;
+use valuedrift_trace::judge::{Judge, ROTATIONS};
+
+pub enum Engine {
+    Local,
+    Remote { name: String, config: EngineConfig },
+}
+
+/// The engines of an `--engines` file (none without one).
+pub fn read_file(path: Option<&Path>) -> Result<BTreeMap<String, EngineConfig>> {
+    let Some(path) = path else { return Ok(BTreeMap::new()) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file: EnginesFile = toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    Ok(file.engine)
+}
+
+/// Resolves a role's choice among the known engines.
+pub fn resolve(choice: Option<&str>, known: &BTreeMap<String, EngineConfig>, role: &str) -> Result<Engine> {
+    let engine = match choice {
+        None | Some("local") => return Ok(Engine::Local),
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => Engine::Remote { name: url.into(), config: EngineConfig::at(vec![url.into()]) },
+        Some(name) => match known.get(name) {
+            Some(config) => Engine::Remote { name: name.into(), config: config.clone() },
+            None => bail!("{role} engine '{name}' is not defined (known: local{}{})", if known.is_empty() { "" } else { ", " },
+                known.keys().cloned().collect::<Vec<_>>().join(", ")),
+        },
+    };
+    if let Engine::Remote { name, config } = &engine {
+        config.validate(name).map_err(|e| anyhow!(e))?;
+    }
+    Ok(engine)
+}
+
+/// A judge and the name the store records for it; a judge server started here lives as long
+/// as the returned value.
+pub struct ChosenJudge {
+    pub judge: Box<dyn Judge>,
+    pub identity: String,
+    _server: Option<Server>,
+}
+
+pub fn judge(engine: Engine, args: &JudgeModelArgs, device: &str) -> Result<ChosenJudge> {
+    let orders = ROTATIONS[..args.orders as usize].to_vec();
+    let Engine::Remote { name, config } = engine else {
+        let identity = args.judge.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        return Ok(ChosenJudge { judge: Box::new(super::trace::load_judge(args, device)?), identity, _server: None });
+    };
+    let server = match &config.launch {
+        Some(command) => Some(Server::start(command, &args.judge, config.ready_timeout())?),
+        None => None,
+    };
+    let urls = match &server {
+        Some(s) => vec![s.base_url()],
+        None if !config.urls.is_empty() => config.urls.clone(),
+        None => bail!("judge engine '{name}': give it `urls` or `launch` (`checkpoints` is for generators)"),
+    };
+    let client = Arc::new(Client::new(config.endpoint(urls))?);
+    let model = match &config.model {
+        Some(m) => m.replace("{model}", &args.judge.display().to_string()),
+        None => served_model(&client).with_context(|| format!("judge engine '{name}'"))?,
+    };
+    let format = match config.api {
+        Api::Completions => {
+            let template = config.template.clone().unwrap_or_else(|| args.judge.clone());
+            Some(LanguageModel::read_chat_format(&template).with_context(|| format!("judge engine '{name}': the chat template to render prompts with"))?)
+        }
+        Api::Chat => None,
+    };
+    let mut judge = RemoteJudge::new(client, &model, orders, config.api, config.logprobs, format)?;
+    judge.top_logprobs = config.top_logprobs;
+    let identity = format!("{model} (remote, {:?} log-probs)", config.logprobs).to_lowercase();
+    eprintln!("judge: {model} at engine '{name}' ({:?} API, {:?} log-probs)", config.api, config.logprobs);
+    Ok(ChosenJudge { judge: Box::new(judge), identity, _server: server })
+}
+
+/// The first model a server lists.
+fn served_model(client: &Client) -> Result<String> {
+    let (url, models) = client.get("/models")?;
+    models["data"][0]["id"].as_str().map(str::to_string).ok_or_else(|| anyhow!("{url}: /models lists no model; set `model`"))
+}
+
+pub fn remote_generators(engine: Engine) -> Option<RemoteGenerators> {
+    match engine {
+        Engine::Local => None,
+        Engine::Remote { name, config } => Some(RemoteGenerators { name, config }),
+    }
+}
+
+/// Engines chosen on the command line, over those an experiment defines.
+pub fn known(args: &EngineArgs, defined: &BTreeMap<String, EngineConfig>) -> Result<BTreeMap<String, EngineConfig>> {
+    let mut all = defined.clone();
+    all.extend(read_file(args.engines.as_deref())?);
+    Ok(all)
+}

@@ -1,0 +1,13 @@
+//! `valuedrift serve`: a model behind the OpenAI API (crates/remote/src/serve).
+
+use crate::cli::ServeArgs;
+use anyhow::Result;
+use valuedrift_remote::serve::{serve, ServeOptions};
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let lm = super::load_model(&args.model)?;
+    let name = args.name.clone().unwrap_or_else(|| args.model.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()));
+    let opts = ServeOptions { host: args.host, port: args.port, model_name: name, batch_size: args.batch_size, http_threads: args.http_threads, ..ServeOptions::default() };
+    serve(lm, &opts, |addr| eprintln!("serving {} on http://{addr}/v1 (OpenAI API)", opts.model_name))?;
+    Ok(())
+}
