@@ -36,3 +36,24 @@ fn smollm2_logps_match_trl() {
         assert!((a.sum - b.sum).abs() < 1e-3, "batched {} vs single {}", a.sum, b.sum);
     }
 }
+
+/// The prefix-cached scorer (shared prefix once, each group's common part once, then each
+/// prompt's tail) against whole prompts, on whichever device the tests run (the CUDA path uses
+/// tensor KV contexts, the CPU host memory).
+#[test]
+fn prefix_cached_next_token_logps_equal_whole_prompts() {
+    use valuedrift_engine::score::{next_token_logps, next_token_logps_grouped};
+    let lm = load(SMOLLM2);
+    let ask = |item: &str, order: &str| lm.prompt_ids(&[Message::new("system", "You label opinions."), Message::user(&format!("Text: {item}\nStance ({order})?"))]).unwrap();
+    let items = ["Taxes should be higher for the rich.", "I have no view on this at all, honestly.", "Nuclear power is the cleanest option we have."];
+    let groups: Vec<Vec<Vec<u32>>> = items.iter().map(|i| ["support, neutral or oppose", "oppose, support or neutral"].iter().map(|o| ask(i, o)).collect()).collect();
+    let candidates: Vec<u32> = ["support", "neutral", "oppose"].iter().map(|w| lm.tokenizer.encode(w, false).unwrap()[0]).collect();
+    let cached = next_token_logps_grouped(&lm.model, &groups, &candidates, 64).unwrap();
+    let flat: Vec<Vec<u32>> = groups.iter().flatten().cloned().collect();
+    let whole = next_token_logps(&lm.model, &flat, &candidates, 4096).unwrap();
+    for (a, b) in cached.iter().flatten().zip(&whole) {
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < 1e-3, "cached {a:?} vs whole {b:?}");
+        }
+    }
+}
