@@ -65,6 +65,9 @@ pub struct RunArgs {
     /// Training matmuls on the CPU (see `train --matmul`).
     #[arg(long, value_enum, default_value = "f32")]
     pub matmul: MatmulArg,
+    /// Device for training, local generation, judging and audits (cpu, cuda, cuda:N).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Engines per role, over the experiment's `eval.engine` and `judge.engine`.
     #[command(flatten)]
     pub engines: EngineArgs,

@@ -300,7 +300,7 @@ fn start_model(exp: &Experiment, out: &Path, p: &Phase) -> Result<PathBuf> {
     if p.from == "base" { Ok(exp.base.clone()) } else { final_checkpoint(out, &p.from) }
 }
 
-fn train_args(exp: &Experiment, out: &Path, p: &Phase, matmul: MatmulArg) -> Result<TrainArgs> {
+fn train_args(exp: &Experiment, out: &Path, p: &Phase, matmul: MatmulArg, device: &str) -> Result<TrainArgs> {
     let h = &p.hyper;
     Ok(TrainArgs {
         algo: algo(&p.algo)?, model: start_model(exp, out, p)?, data: p.data.clone(), out: out.join(&p.name),
@@ -312,7 +312,7 @@ fn train_args(exp: &Experiment, out: &Path, p: &Phase, matmul: MatmulArg) -> Res
         beta: h.beta, gamma: h.gamma, kl_coef: h.kl_coef, rollout_tokens: h.rollout_tokens.unwrap_or(64),
         missing_eos_penalty: h.missing_eos_penalty.unwrap_or(1.0), ppo_epochs: h.ppo_epochs.unwrap_or(4),
         micro_tokens: h.micro_tokens.unwrap_or(2048), save_every: p.save_every, seed: h.seed.unwrap_or(0),
-        device: "cpu".into(), matmul,
+        device: device.into(), matmul,
     })
 }
 
@@ -342,7 +342,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let started = std::time::Instant::now();
     for p in &exp.phases {
         eprintln!("== phase {} ({} from {})", p.name, p.algo, p.from);
-        super::train::run(train_args(&exp, &out, p, args.matmul)?)?;
+        super::train::run(train_args(&exp, &out, p, args.matmul, &args.device)?)?;
     }
     let e = &exp.eval;
     let eval = EvalSetArgs { questions: e.questions.clone(), quick: e.quick, categories: e.categories.clone(), per_category: e.questions_per_category };
@@ -356,13 +356,13 @@ pub fn run(args: RunArgs) -> Result<()> {
     let known = super::engines::known(&args.engines, &exp.engine)?;
     let generator_engine = super::engines::resolve(args.engines.generator_engine.as_deref().or(e.engine.as_deref()), &known, "generator")?;
     let judge_engine = super::engines::resolve(args.engines.judge_engine.as_deref().or(exp.judge.engine.as_deref()), &known, "judge")?;
-    let judge_model = super::engines::judge(judge_engine, &judge, "cpu")?;
+    let judge_model = super::engines::judge(judge_engine, &judge, &args.device)?;
     settings.judge = judge_model.identity.clone();
     let mut store = Store::open(&out.join("trace.sqlite"))?;
     let run = store.run(&exp.name, &settings.to_json())?;
     eprintln!("== tracing {} checkpoints x {} questions x {} samples; store {}", specs.len(), questions.len(), settings.samples, out.join("trace.sqlite").display());
     let speed = Throughput { batch_size: e.batch_size, ..Throughput::default() };
-    let load = super::generator_loader("cpu".into(), MatmulArg::Bf16);
+    let load = super::generator_loader(args.device.clone(), MatmulArg::Bf16);
     let mut local = pipeline::LocalGenerators { load: &load, batch_size: speed.batch_size };
     let mut remote = super::engines::remote_generators(generator_engine);
     let generators: &mut dyn pipeline::Generators = match &mut remote {
@@ -370,7 +370,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         None => &mut local,
     };
     pipeline::trace(&mut store, run, &specs, &questions, &settings, &speed, judge_model.judge.as_ref(), generators, &mut crate::progress::Bars::default())?;
-    let audits = if exp.audit.enabled { run_audits(&exp, &out, &eval, judge, judge_model.judge.into_local())? } else { Vec::new() };
+    let audits = if exp.audit.enabled { run_audits(&exp, &out, &eval, judge, judge_model.judge.into_local(), &args.device)? } else { Vec::new() };
     let written = report::write_report(&store, run, &out.join("report"))?;
     let experiment_text = std::fs::read_to_string(&args.experiment).ok();
     let page = valuedrift_trace::html::write_html(&store, run, &written, experiment_text.as_deref(), &audits)?;
@@ -382,13 +382,15 @@ pub fn run(args: RunArgs) -> Result<()> {
 
 /// Audits the experiment's datasets into OUT/audit/<name>/ (resumable like the trace).
 /// `local_judge` is the trace's judge when it ran here; otherwise the judge model is loaded.
-fn run_audits(exp: &Experiment, out: &Path, eval: &EvalSetArgs, judge: JudgeModelArgs, local_judge: Option<valuedrift_trace::judge::LocalJudge>) -> Result<Vec<valuedrift_trace::audit::Summary>> {
+fn run_audits(
+    exp: &Experiment, out: &Path, eval: &EvalSetArgs, judge: JudgeModelArgs, local_judge: Option<valuedrift_trace::judge::LocalJudge>, device: &str,
+) -> Result<Vec<valuedrift_trace::audit::Summary>> {
     let a = &exp.audit;
     // Retrieval compares with every question of the traced categories, not only those traced.
     let all_of_categories = EvalSetArgs { quick: false, per_category: None, ..eval.clone() };
     let args = AuditArgs {
         data: a.datasets(&exp.phases), out: out.join("audit"), embedder: a.embedder.clone(), threshold: a.threshold,
-        max_items: a.max_items, skip_malformed: false, eval: all_of_categories.clone(), judge, device: "cpu".into(),
+        max_items: a.max_items, skip_malformed: false, eval: all_of_categories.clone(), judge, device: device.into(),
     };
     let questions = super::trace::questions(&all_of_categories)?;
     let mut tools = super::audit::Tools::new(&args);
