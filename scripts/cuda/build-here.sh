@@ -2,11 +2,13 @@
 # Builds the engine's test binary with --features cuda on a machine without a GPU or a CUDA
 # installation, from NVIDIA's PyPI wheels (CUDA 13.0: nvcc, nvvm, runtime, cublas, curand, nvrtc,
 # cccl). The driver library is only needed at run time; a stub with the driver's soname and the
-# symbols the binary uses stands in for it at link time. Output: target-cuda/engine-tests.
-# Usage: scripts/cuda/build-here.sh [COMPUTE_CAP] (default 90, Hopper)
+# symbols the binary uses stands in for it at link time. Output: target-cuda/engine-tests, or
+# with `bin` the valuedrift binary itself: target-cuda/valuedrift.
+# Usage: scripts/cuda/build-here.sh [COMPUTE_CAP] [tests|bin] (default 90, Hopper; tests)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cap=${1:-90}
+what=${2:-tests}
 root=${CUDA_WHEELS_DIR:-/tmp/valuedrift-cuda}
 tk=$root/nvidia/cu13
 if [ ! -x "$tk/bin/nvcc" ]; then
@@ -23,7 +25,13 @@ fi
 export CUDA_HOME=$tk CUDA_PATH=$tk CUDA_ROOT=$tk PATH=$tk/bin:$PATH CUDA_COMPUTE_CAP=$cap
 stub=$tk/lib/stubs
 mkdir -p "$stub"
-build() { cargo test --release -p valuedrift-engine --features cuda --target-dir target-cuda --no-run --test engine 2>&1; }
+build() {
+  if [ "$what" = bin ]; then
+    cargo build --release -p valuedrift --features cuda --target-dir target-cuda 2>&1
+  else
+    cargo test --release -p valuedrift-engine --features cuda --target-dir target-cuda --no-run --test engine 2>&1
+  fi
+}
 if [ ! -f "$stub/libcuda.so" ]; then
   # Every driver entry point cudarc declares, as empty functions: enough for the linker.
   cargo fetch -q
@@ -35,6 +43,11 @@ if [ ! -f "$stub/libcuda.so" ]; then
 fi
 export LIBRARY_PATH=$stub:$tk/lib
 build | tail -5
-bin=$(ls -t target-cuda/release/deps/engine-* | grep -v '\.d$' | head -1)
-cp "$bin" target-cuda/engine-tests && strip target-cuda/engine-tests
-ls -la target-cuda/engine-tests
+if [ "$what" = bin ]; then
+  cp target-cuda/release/valuedrift target-cuda/valuedrift && strip target-cuda/valuedrift
+  ls -la target-cuda/valuedrift
+else
+  bin=$(ls -t target-cuda/release/deps/engine-* | grep -v '\.d$' | head -1)
+  cp "$bin" target-cuda/engine-tests && strip target-cuda/engine-tests
+  ls -la target-cuda/engine-tests
+fi

@@ -10,6 +10,7 @@
 
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, IndexOp, Module, Tensor};
+use crate::matmul::{PackedWeight, Precision};
 use candle_nn::{LayerNorm, Linear};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -36,14 +37,43 @@ fn default_buckets() -> usize {
     32
 }
 
+/// A dense layer that uses the engine's packed f32 kernels on CPUs that have them (several
+/// times candle's gemm on these shapes) and candle elsewhere.
+struct Dense {
+    linear: Linear,
+    packed: Option<PackedWeight>,
+}
+
+impl Dense {
+    fn new(linear: Linear) -> Result<Self> {
+        let w = linear.weight();
+        let packed = match w.device() {
+            Device::Cpu if crate::matmul::supported(Precision::F32) => {
+                let (n, k) = w.dims2()?;
+                Some(PackedWeight::pack(&w.flatten_all()?.to_vec1::<f32>()?, n, k, Precision::F32).pinned())
+            }
+            _ => None,
+        };
+        Ok(Dense { linear, packed })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let Some(p) = &self.packed else { return Ok(self.linear.forward(x)?) };
+        let (b, t, _) = x.dims3()?;
+        let y = p.matmul(&x.flatten_all()?.to_vec1::<f32>()?, b * t);
+        let y = Tensor::from_vec(y, (b, t, p.n), x.device())?;
+        Ok(y.broadcast_add(self.linear.bias().expect("encoder layers have biases"))?)
+    }
+}
+
 struct Layer {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
+    q: Dense,
+    k: Dense,
+    v: Dense,
+    out: Dense,
     attn_norm: LayerNorm,
-    up: Linear,
-    down: Linear,
+    up: Dense,
+    down: Dense,
     out_norm: LayerNorm,
 }
 
@@ -239,14 +269,15 @@ fn layer(w: &Weights, kind: EncoderKind, i: usize, eps: f64) -> Result<Layer> {
         EncoderKind::Bert => ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "attention.output.LayerNorm"),
         EncoderKind::Mpnet => ("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o", "attention.LayerNorm"),
     };
+    let dense = |name: String| Dense::new(w.linear(&name)?);
     Ok(Layer {
-        q: w.linear(&format!("{p}.{q}"))?,
-        k: w.linear(&format!("{p}.{k}"))?,
-        v: w.linear(&format!("{p}.{v}"))?,
-        out: w.linear(&format!("{p}.{out}"))?,
+        q: dense(format!("{p}.{q}"))?,
+        k: dense(format!("{p}.{k}"))?,
+        v: dense(format!("{p}.{v}"))?,
+        out: dense(format!("{p}.{out}"))?,
         attn_norm: w.norm(&format!("{p}.{attn_norm}"), eps)?,
-        up: w.linear(&format!("{p}.intermediate.dense"))?,
-        down: w.linear(&format!("{p}.output.dense"))?,
+        up: dense(format!("{p}.intermediate.dense"))?,
+        down: dense(format!("{p}.output.dense"))?,
         out_norm: w.norm(&format!("{p}.output.LayerNorm"), eps)?,
     })
 }
