@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod config;
+pub mod embed;
 pub mod generator;
 pub mod judge;
 pub mod launch;

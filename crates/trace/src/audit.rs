@@ -27,6 +27,8 @@ pub enum AuditError {
     Engine(#[from] valuedrift_engine::Error),
     #[error(transparent)]
     Plot(#[from] valuedrift_plot::PlotError),
+    #[error("embedder: {0}")]
+    Remote(String),
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
 }
@@ -139,22 +141,34 @@ impl JudgedItem {
     }
 }
 
+/// Turns texts into unit-length sentence embeddings: the local encoder, or a server's
+/// `/v1/embeddings` (valuedrift-remote).
+pub trait Embedder {
+    fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
+}
+
+impl Embedder for SentenceEmbedder {
+    fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        Ok(self.embed(texts, 8192)?)
+    }
+}
+
 /// The eval questions' embeddings, in order (computed once for all datasets).
-pub fn embed_questions(embedder: &SentenceEmbedder, questions: &[Question]) -> Result<Vec<Vec<f32>>> {
+pub fn embed_questions(embedder: &dyn Embedder, questions: &[Question]) -> Result<Vec<Vec<f32>>> {
     let texts: Vec<&str> = questions.iter().map(|q| q.question.as_str()).collect();
-    Ok(embedder.embed(&texts, 8192)?)
+    embedder.embed_texts(&texts)
 }
 
 /// Each item's nearest eval question, kept when the cosine reaches the threshold.
 pub fn retrieve(
-    embedder: &SentenceEmbedder, entries: &[Entry], questions: &[Question], q_vecs: &[Vec<f32>], threshold: f32, obs: &mut dyn Observer,
+    embedder: &dyn Embedder, entries: &[Entry], questions: &[Question], q_vecs: &[Vec<f32>], threshold: f32, obs: &mut dyn Observer,
 ) -> Result<Vec<Match>> {
     obs.stage("embed", entries.len() as u64);
     let mut matches = Vec::new();
     for (start, chunk) in entries.chunks(64).enumerate().map(|(k, c)| (k * 64, c)) {
         let texts: Vec<String> = chunk.iter().map(Entry::user_text).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        for (k, v) in embedder.embed(&refs, 8192)?.iter().enumerate() {
+        for (k, v) in embedder.embed_texts(&refs)?.iter().enumerate() {
             let (best, sim) = q_vecs.iter().enumerate()
                 .map(|(j, q)| (j, cosine(v, q)))
                 .fold((0, f32::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });

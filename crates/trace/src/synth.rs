@@ -5,14 +5,14 @@
 //!
 //! Generation is resumable: finished pairs are appended as they complete and skipped on rerun.
 
-use crate::audit::{file_err, AuditError, Entry, Result};
+use crate::audit::{file_err, AuditError, Embedder, Entry, Result};
 use crate::evalset::Question;
 use crate::pipeline::{seed_key, Observer};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 use valuedrift_data::Role;
-use valuedrift_engine::embed::{cosine, SentenceEmbedder};
+use valuedrift_engine::embed::cosine;
 use valuedrift_engine::generate::{generate, Request, SamplingParams};
 use valuedrift_engine::{LanguageModel, Message};
 
@@ -62,9 +62,9 @@ pub fn opener(entry: &Entry) -> Option<&str> {
 /// category, the `per_category` most similar prompts at or above `min_cosine`. Duplicate
 /// prompts count once.
 pub fn select_prompts(
-    embedder: &SentenceEmbedder, prompts: &[&str], questions: &[Question], q_vecs: &[Vec<f32>], per_category: usize, min_cosine: f32,
+    embedder: &dyn Embedder, prompts: &[&str], questions: &[Question], q_vecs: &[Vec<f32>], per_category: usize, min_cosine: f32,
 ) -> Result<Vec<Pick>> {
-    let vecs = embedder.embed(prompts, 8192)?;
+    let vecs = embedder.embed_texts(prompts)?;
     let mut seen = HashSet::new();
     let mut by_category: BTreeMap<&str, Vec<Pick>> = BTreeMap::new();
     for (i, v) in vecs.iter().enumerate() {

@@ -625,6 +625,20 @@ pub struct AuditArgs {
     /// Device for the embedder and the judge (cpu, cuda, cuda:N).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    #[command(flatten)]
+    pub embedder_engine: EmbedderEngineArgs,
+}
+
+/// Where sentence embeddings come from: `local` (the --embedder directory) or a server's
+/// `/v1/embeddings` (a base URL, or an engine named in --engines).
+#[derive(Args, Clone, Debug, Default)]
+pub struct EmbedderEngineArgs {
+    /// Engine that embeds: local, NAME, or http://HOST:PORT/v1.
+    #[arg(long)]
+    pub embedder_engine: Option<String>,
+    /// TOML file with `[engine.NAME]` tables (docs/remote.md).
+    #[arg(long = "engines")]
+    pub embedder_engines: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -666,6 +680,8 @@ pub struct SynthArgs {
     /// Device for the embedder and the generator (cpu, cuda, cuda:N).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    #[command(flatten)]
+    pub embedder_engine: EmbedderEngineArgs,
 }
 
 /// Which engine does each role: `local` (this machine), an engine named in `--engines` (or the
@@ -700,4 +716,7 @@ pub struct ServeArgs {
     /// Requests handled at once.
     #[arg(long, default_value_t = 128)]
     pub http_threads: usize,
+    /// Also serve /v1/embeddings from this sentence-transformers directory (BERT or MPNet).
+    #[arg(long)]
+    pub embedder: Option<PathBuf>,
 }

@@ -37,11 +37,6 @@ fn summary(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
 }
 
-fn stance(summary: &serde_json::Value, role: &str, i: usize) -> f64 {
-    let rows: Vec<&serde_json::Value> = summary["stances"].as_array().unwrap().iter().filter(|s| s["role"] == role).collect();
-    rows.iter().map(|r| r["mean"][i].as_f64().unwrap() * r["items"].as_f64().unwrap()).sum::<f64>()
-        / rows.iter().map(|r| r["items"].as_f64().unwrap()).sum::<f64>()
-}
 
 #[test]
 fn audit_resumes_after_a_torn_write_to_the_same_numbers() {
@@ -120,5 +115,36 @@ fn audit_names_a_malformed_row() {
     let o = valuedrift(&["audit", bad.to_str().unwrap(), "--out", out.join("a").to_str().unwrap(), "--embedder", minilm().to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("bad.jsonl:2") && err.contains("chosen"), "{err}");
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// The embedder role through `valuedrift serve --embedder` (/v1/embeddings) retrieves the same
+/// items with the same similarities as the local encoder.
+#[test]
+fn audit_through_served_embeddings_equals_the_local_audit() {
+    let out = common::temp_dir("datatools", "remote-embed");
+    let data = root().join("data/sft/neutral.jsonl");
+    let (m, e) = (model(), minilm());
+    let port = common::free_port();
+    let _server = common::serve(port, &["--embedder", e.to_str().unwrap()]);
+    let url = format!("http://127.0.0.1:{port}/v1");
+    let audit = |dir: &str, extra: &[&str]| {
+        let d = out.join(dir);
+        let mut args = vec!["audit", data.to_str().unwrap(), "--out", d.to_str().unwrap(), "--embedder", e.to_str().unwrap(),
+            "--judge", m.to_str().unwrap(), "--orders", "1", "--max-items", "40", "--categories", "abortion,immigration"];
+        args.extend_from_slice(extra);
+        ok(&valuedrift(&args));
+        let text = std::fs::read_to_string(d.join("neutral/matches.json")).unwrap();
+        serde_json::from_str::<Vec<serde_json::Value>>(&text).unwrap()
+    };
+    let local = audit("local", &[]);
+    let remote = audit("remote", &["--embedder-engine", &url]);
+    assert!(!local.is_empty());
+    assert_eq!(local.len(), remote.len());
+    for (a, b) in local.iter().zip(&remote) {
+        assert_eq!((&a["item"], &a["question"]), (&b["item"], &b["question"]));
+        let (x, y) = (a["cosine"].as_f64().unwrap(), b["cosine"].as_f64().unwrap());
+        assert!((x - y).abs() < 1e-5, "cosine {x} locally, {y} through the server");
+    }
     std::fs::remove_dir_all(&out).unwrap();
 }

@@ -6,11 +6,11 @@
 
 mod common;
 
-use common::model;
+use common::{free_port, model, Served};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,30 +23,8 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// `valuedrift serve` on a port, stopped when dropped.
-struct Served(Child);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn serve(port: u16) -> Served {
-    let child = bin().args(["serve", "--model", model().to_str().unwrap(), "--port", &port.to_string(), "--batch-size", "8"])
-        .stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let served = Served(child);
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(60), "serve did not listen within a minute");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    served
+    common::serve(port, &[])
 }
 
 fn trace_args(out: &Path) -> Vec<String> {

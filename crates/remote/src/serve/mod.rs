@@ -12,7 +12,9 @@ mod request;
 mod respond;
 
 use crate::{RemoteError, Result};
-use request::{ApiError, Parsed};
+pub use request::ApiError;
+use request::Parsed;
+use valuedrift_engine::embed::SentenceEmbedder;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -52,17 +54,19 @@ struct Job {
 
 /// Serves until the process is stopped. `ready` is called with the bound address once requests
 /// are accepted.
-pub fn serve(lm: LanguageModel, opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
+/// With `embedder`, `/v1/embeddings` answers from that sentence encoder as well.
+pub fn serve(lm: LanguageModel, opts: &ServeOptions, embedder: Option<SentenceEmbedder>, ready: impl FnOnce(SocketAddr)) -> Result<()> {
     let addr = format!("{}:{}", opts.host, opts.port);
     let server = tiny_http::Server::http(&addr).map_err(|e| RemoteError::Config(format!("cannot listen on {addr}: {e}")))?;
     let bound = server.server_addr().to_ip().ok_or_else(|| RemoteError::Config(format!("{addr} is not an IP address")))?;
     let (tx, rx) = mpsc::channel::<Job>();
     let server = std::sync::Arc::new(server);
+    let embedder = embedder.map(|e| std::sync::Arc::new(std::sync::Mutex::new(e)));
     for _ in 0..opts.http_threads.max(1) {
-        let (server, tx, name) = (server.clone(), tx.clone(), opts.model_name.clone());
+        let (server, tx, name, embedder) = (server.clone(), tx.clone(), opts.model_name.clone(), embedder.clone());
         std::thread::spawn(move || {
             while let Ok(req) = server.recv() {
-                handle(req, &tx, &name);
+                handle(req, &tx, &name, embedder.as_deref());
             }
         });
     }
@@ -87,7 +91,7 @@ pub fn serve(lm: LanguageModel, opts: &ServeOptions, ready: impl FnOnce(SocketAd
     Ok(())
 }
 
-fn handle(mut req: tiny_http::Request, engine: &mpsc::Sender<Job>, model_name: &str) {
+fn handle(mut req: tiny_http::Request, engine: &mpsc::Sender<Job>, model_name: &str, embedder: Option<&std::sync::Mutex<SentenceEmbedder>>) {
     let path = req.url().split('?').next().unwrap_or("").trim_end_matches('/').to_string();
     let method = req.method().clone();
     let answer: std::result::Result<Value, ApiError> = match (method, path.as_str()) {
@@ -102,7 +106,11 @@ fn handle(mut req: tiny_http::Request, engine: &mpsc::Sender<Job>, model_name: &
                 answer.recv().map_err(|_| ApiError::server("the engine dropped the request"))?
             })
         }
-        (_, p) => Err(ApiError { status: 404, message: format!("no route {p} (try /v1/models, /v1/completions, /v1/chat/completions, /health)") }),
+        (tiny_http::Method::Post, "/v1/embeddings") => match embedder {
+            Some(e) => read_json(&mut req).and_then(|body| crate::embed::answer(e, model_name, &body)),
+            None => Err(ApiError { status: 404, message: "no embedder is served here (start with --embedder DIR)".into() }),
+        },
+        (_, p) => Err(ApiError { status: 404, message: format!("no route {p} (try /v1/models, /v1/completions, /v1/chat/completions, /v1/embeddings, /health)") }),
     };
     let (status, body) = match answer {
         Ok(v) => (200, v),

@@ -27,7 +27,9 @@ fn cut_at_stop(text: String, stops: &[String]) -> (String, bool) {
 
 pub fn render(lm: &LanguageModel, model: &str, p: &Prepared, choices: Vec<Choice>, echoes: Option<Vec<Vec<Option<TokenLogprob>>>>) -> Value {
     let prompt_tokens: usize = p.ids.iter().map(Vec::len).sum();
-    let completion_tokens: usize = choices.iter().map(|c| c.tokens.len()).sum();
+    // A one-token answer that hit a stop token reports that token's log-probs (the judge's top
+    // list); counting it keeps usage.completion_tokens equal to the generated tokens an echo ends with.
+    let completion_tokens: usize = choices.iter().map(|c| c.logprobs.as_ref().map_or(c.tokens.len(), |l| l.len().max(c.tokens.len()))).sum();
     let rendered: Vec<Value> = choices.into_iter().map(|c| {
         let (text, cut) = cut_at_stop(lm.tokenizer.decode(&c.tokens, true).unwrap_or_default(), &p.parsed.stop);
         let finish = if cut { "stop" } else { c.finish };

@@ -2,11 +2,12 @@
 
 use crate::cli::AuditArgs;
 use crate::progress::Bars;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::{Path, PathBuf};
 use valuedrift_data::OnMalformed;
-use valuedrift_engine::embed::SentenceEmbedder;
-use valuedrift_trace::audit::{self, AuditDir, AuditSettings, Summary};
+use std::collections::BTreeMap;
+use valuedrift_remote::config::EngineConfig;
+use valuedrift_trace::audit::{self, AuditDir, AuditSettings, Embedder, Summary};
 use valuedrift_trace::evalset::Question;
 use valuedrift_trace::judge::LocalJudge;
 
@@ -35,16 +36,27 @@ pub fn dataset_name(path: &Path) -> String {
 /// The embedder and judge, loaded once and only when some dataset needs them.
 pub struct Tools {
     embedder_path: PathBuf,
+    embedder_engine: crate::cli::EmbedderEngineArgs,
+    extra_engines: BTreeMap<String, EngineConfig>,
     device: String,
     judge_args: crate::cli::JudgeModelArgs,
-    embedder: Option<SentenceEmbedder>,
+    embedder: Option<Box<dyn Embedder>>,
     question_vecs: Option<Vec<Vec<f32>>>,
     judge: Option<LocalJudge>,
 }
 
 impl Tools {
     pub fn new(args: &AuditArgs) -> Self {
-        Tools { embedder_path: args.embedder.clone(), device: args.device.clone(), judge_args: args.judge.clone(), embedder: None, question_vecs: None, judge: None }
+        Tools {
+            embedder_path: args.embedder.clone(), embedder_engine: args.embedder_engine.clone(), extra_engines: BTreeMap::new(),
+            device: args.device.clone(), judge_args: args.judge.clone(), embedder: None, question_vecs: None, judge: None,
+        }
+    }
+
+    /// Engines an experiment file defines, for `--embedder-engine NAME`.
+    pub fn with_engines(mut self, engines: BTreeMap<String, EngineConfig>) -> Self {
+        self.extra_engines = engines;
+        self
     }
 
     /// Reuses a judge already loaded (by the trace of `valuedrift run`).
@@ -53,23 +65,23 @@ impl Tools {
         self
     }
 
-    fn embedder(&mut self) -> Result<&SentenceEmbedder> {
+    fn embedder(&mut self) -> Result<&dyn Embedder> {
         if self.embedder.is_none() {
-            let dev = super::device(&self.device)?;
-            let e = SentenceEmbedder::load(&self.embedder_path, &dev)
-                .with_context(|| format!("loading the embedder {} (scripts/install-models.sh installs all-mpnet-base-v2)", self.embedder_path.display()))?;
-            self.embedder = Some(e);
+            let mut known = super::engines::read_file(self.embedder_engine.embedder_engines.as_deref())?;
+            known.extend(self.extra_engines.clone());
+            let engine = super::engines::resolve(self.embedder_engine.embedder_engine.as_deref(), &known, "embedder")?;
+            self.embedder = Some(super::engines::embedder(engine, &self.embedder_path, &self.device)?);
         }
-        Ok(self.embedder.as_ref().expect("loaded"))
+        Ok(self.embedder.as_deref().expect("loaded"))
     }
 
     /// The embedder and the questions' embeddings, computed on first use.
-    fn retrieval(&mut self, questions: &[Question]) -> Result<(&SentenceEmbedder, &[Vec<f32>])> {
+    fn retrieval(&mut self, questions: &[Question]) -> Result<(&dyn Embedder, &[Vec<f32>])> {
         if self.question_vecs.is_none() {
             let vecs = audit::embed_questions(self.embedder()?, questions)?;
             self.question_vecs = Some(vecs);
         }
-        Ok((self.embedder.as_ref().expect("loaded"), self.question_vecs.as_deref().expect("embedded")))
+        Ok((self.embedder.as_deref().expect("loaded"), self.question_vecs.as_deref().expect("embedded")))
     }
 
     fn judge(&mut self) -> Result<&mut LocalJudge> {
@@ -84,7 +96,10 @@ pub fn settings(args: &AuditArgs, path: &Path, questions: &[Question]) -> AuditS
     let file_name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     AuditSettings {
         data: path.display().to_string(),
-        embedder: file_name(&args.embedder),
+        embedder: match args.embedder_engine.embedder_engine.as_deref() {
+            None | Some("local") => file_name(&args.embedder),
+            Some(remote) => format!("{remote} (remote)"),
+        },
         threshold: args.threshold,
         judge: file_name(&args.judge.judge),
         judge_orders: args.judge.orders as usize,

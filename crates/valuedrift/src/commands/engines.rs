@@ -106,3 +106,24 @@ pub fn known(args: &EngineArgs, defined: &BTreeMap<String, EngineConfig>) -> Res
     all.extend(read_file(args.engines.as_deref())?);
     Ok(all)
 }
+
+/// The sentence embedder of the audit and synth: the local encoder in `local_dir`, or a
+/// server's `/v1/embeddings` (a fixed pool: `urls`).
+pub fn embedder(engine: Engine, local_dir: &Path, device: &str) -> Result<Box<dyn valuedrift_trace::audit::Embedder>> {
+    let Engine::Remote { name, config } = engine else {
+        let dev = super::device(device)?;
+        let local = valuedrift_engine::embed::SentenceEmbedder::load(local_dir, &dev)
+            .with_context(|| format!("loading the embedder {} (scripts/install-models.sh installs all-mpnet-base-v2)", local_dir.display()))?;
+        return Ok(Box::new(local));
+    };
+    if config.urls.is_empty() {
+        bail!("embedder engine '{name}': give it `urls` (servers are started per checkpoint only for generators)");
+    }
+    let client = Arc::new(Client::new(config.endpoint(config.urls.clone()))?);
+    let model = match &config.model {
+        Some(m) => m.clone(),
+        None => served_model(&client).with_context(|| format!("embedder engine '{name}'"))?,
+    };
+    eprintln!("embedder: {model} at engine '{name}'");
+    Ok(Box::new(valuedrift_remote::embed::RemoteEmbedder { client, model }))
+}

@@ -43,6 +43,8 @@ pub struct AuditConfig {
     /// Datasets to audit; default: every distinct data file of the phases.
     pub data: Option<Vec<PathBuf>>,
     pub embedder: PathBuf,
+    /// `local` (the `embedder` directory), an `[engine.NAME]`, or a base URL serving /v1/embeddings.
+    pub engine: Option<String>,
     pub threshold: f32,
     /// Read only the first N items of each dataset.
     pub max_items: Option<usize>,
@@ -50,7 +52,7 @@ pub struct AuditConfig {
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        AuditConfig { enabled: true, data: None, embedder: "models/all-mpnet-base-v2".into(), threshold: 0.5, max_items: None }
+        AuditConfig { enabled: true, data: None, embedder: "models/all-mpnet-base-v2".into(), engine: None, threshold: 0.5, max_items: None }
     }
 }
 
@@ -257,7 +259,7 @@ fn validate(exp: &Experiment, require_data: bool) -> Result<()> {
     for (name, engine) in &exp.engine {
         engine.validate(name).map_err(|e| anyhow!("engine.{name}: {e}"))?;
     }
-    for (key, choice) in [("eval.engine", &exp.eval.engine), ("judge.engine", &exp.judge.engine)] {
+    for (key, choice) in [("eval.engine", &exp.eval.engine), ("judge.engine", &exp.judge.engine), ("audit.engine", &exp.audit.engine)] {
         if let Some(name) = choice.as_deref().filter(|n| *n != "local" && !n.starts_with("http")) {
             if !exp.engine.contains_key(name) {
                 bail!("key '{key}' = '{name}': no [engine.{name}] table");
@@ -391,9 +393,10 @@ fn run_audits(
     let args = AuditArgs {
         data: a.datasets(&exp.phases), out: out.join("audit"), embedder: a.embedder.clone(), threshold: a.threshold,
         max_items: a.max_items, skip_malformed: false, eval: all_of_categories.clone(), judge, device: device.into(),
+        embedder_engine: crate::cli::EmbedderEngineArgs { embedder_engine: a.engine.clone(), embedder_engines: None },
     };
     let questions = super::trace::questions(&all_of_categories)?;
-    let mut tools = super::audit::Tools::new(&args);
+    let mut tools = super::audit::Tools::new(&args).with_engines(exp.engine.clone());
     if let Some(j) = local_judge {
         tools = tools.with_judge(j);
     }

@@ -5,7 +5,6 @@ use crate::cli::{DTypeArg, EvalSetArgs, MatmulArg, ModelArgs, SynthArgs};
 use crate::progress::Bars;
 use anyhow::{bail, Context, Result};
 use valuedrift_data::OnMalformed;
-use valuedrift_engine::embed::SentenceEmbedder;
 use valuedrift_engine::generate::SamplingParams;
 use valuedrift_trace::audit::{self, Entry};
 use valuedrift_trace::synth::{self, SynthSettings};
@@ -25,11 +24,11 @@ pub fn run(args: SynthArgs) -> Result<()> {
     if prompts.is_empty() {
         bail!("{}: no user prompts found", sources.join(", "));
     }
-    let dev = super::device(&args.device)?;
-    let embedder = SentenceEmbedder::load(&args.embedder, &dev)
-        .with_context(|| format!("loading the embedder {}", args.embedder.display()))?;
-    let q_vecs = audit::embed_questions(&embedder, &questions)?;
-    let mut picks = synth::select_prompts(&embedder, &prompts, &questions, &q_vecs, args.per_category, args.min_cosine)?;
+    let known = super::engines::read_file(args.embedder_engine.embedder_engines.as_deref())?;
+    let engine = super::engines::resolve(args.embedder_engine.embedder_engine.as_deref(), &known, "embedder")?;
+    let embedder = super::engines::embedder(engine, &args.embedder, &args.device)?;
+    let q_vecs = audit::embed_questions(embedder.as_ref(), &questions)?;
+    let mut picks = synth::select_prompts(embedder.as_ref(), &prompts, &questions, &q_vecs, args.per_category, args.min_cosine)?;
     for p in &mut picks {
         p.item = kept[p.item];
     }

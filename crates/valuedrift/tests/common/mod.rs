@@ -1,7 +1,10 @@
 //! Helpers shared by the binary's integration tests.
 #![allow(dead_code)]
 
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -21,4 +24,32 @@ pub fn temp_dir(suite: &str, name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `valuedrift serve` (SmolLM2) on a port, stopped when dropped.
+pub struct Served(pub Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `valuedrift serve` with SmolLM2 and `extra` arguments; returns once it listens.
+pub fn serve(port: u16, extra: &[&str]) -> Served {
+    let child = Command::new(env!("CARGO_BIN_EXE_valuedrift"))
+        .args(["serve", "--model", model().to_str().unwrap(), "--port", &port.to_string(), "--batch-size", "8"]).args(extra)
+        .stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let served = Served(child);
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(60), "serve did not listen within a minute");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    served
 }

@@ -1,0 +1,79 @@
+//! Sentence embeddings through a server's `/v1/embeddings` (the audit's and synth's embedder role),
+//! and the same endpoint's handler for `valuedrift serve --embedder`.
+
+use crate::client::Client;
+use crate::{RemoteError, Result};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use valuedrift_engine::embed::SentenceEmbedder;
+use valuedrift_trace::audit::{AuditError, Embedder};
+
+/// Texts sent per request.
+const CHUNK: usize = 64;
+
+pub struct RemoteEmbedder {
+    pub client: Arc<Client>,
+    pub model: String,
+}
+
+impl RemoteEmbedder {
+    /// Unit-length embeddings in input order (servers differ on whether they normalize).
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(CHUNK) {
+            let (url, answer) = self.client.post("/embeddings", &json!({"model": self.model, "input": chunk}))?;
+            out.extend(parse_embeddings(&url, &answer, chunk.len())?);
+        }
+        Ok(out)
+    }
+}
+
+impl Embedder for RemoteEmbedder {
+    fn embed_texts(&self, texts: &[&str]) -> std::result::Result<Vec<Vec<f32>>, AuditError> {
+        self.embed(texts).map_err(|e| AuditError::Remote(e.to_string()))
+    }
+}
+
+/// The `data` of an embeddings answer, ordered by `index` and normalized.
+fn parse_embeddings(url: &str, answer: &Value, expected: usize) -> Result<Vec<Vec<f32>>> {
+    let bad = |message: String| RemoteError::BadAnswer { url: url.into(), message };
+    let data = answer["data"].as_array().ok_or_else(|| bad("no 'data' list in the embeddings answer".into()))?;
+    if data.len() != expected {
+        return Err(bad(format!("{} embeddings for {expected} inputs", data.len())));
+    }
+    let mut rows: Vec<(usize, Vec<f32>)> = data.iter().enumerate().map(|(i, d)| {
+        let index = d["index"].as_u64().map(|x| x as usize).unwrap_or(i);
+        let v: Option<Vec<f32>> = d["embedding"].as_array().map(|a| a.iter().filter_map(|x| x.as_f64().map(|x| x as f32)).collect());
+        match v {
+            Some(v) if !v.is_empty() => Ok((index, normalized(v))),
+            _ => Err(bad(format!("data[{i}] has no numeric 'embedding'"))),
+        }
+    }).collect::<Result<_>>()?;
+    rows.sort_by_key(|r| r.0);
+    Ok(rows.into_iter().map(|r| r.1).collect())
+}
+
+fn normalized(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
+    v
+}
+
+/// Answers `POST /v1/embeddings` (`input`: a string or a list of strings). Requests take turns
+/// on the encoder, which uses every core by itself.
+pub fn answer(embedder: &Mutex<SentenceEmbedder>, model: &str, body: &Value) -> std::result::Result<Value, crate::serve::ApiError> {
+    use crate::serve::ApiError;
+    let texts: Vec<&str> = match &body["input"] {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(items) => items.iter().map(|x| x.as_str().ok_or_else(|| ApiError::bad("field 'input': expected strings"))).collect::<std::result::Result<_, _>>()?,
+        _ => return Err(ApiError::bad("field 'input': expected a string or a list of strings")),
+    };
+    let encoder = embedder.lock().map_err(|_| ApiError::server("the embedder failed earlier"))?;
+    let vectors = encoder.embed(&texts, 8192).map_err(|e| ApiError::server(e.to_string()))?;
+    let tokens: usize = texts.iter().map(|t| encoder.encode(t).map(|ids| ids.len()).unwrap_or(0)).sum();
+    Ok(json!({
+        "object": "list", "model": model,
+        "data": vectors.iter().enumerate().map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v})).collect::<Vec<_>>(),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }))
+}
