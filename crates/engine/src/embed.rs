@@ -119,9 +119,12 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 }
 
 /// sentence-transformers' max_seq_length, or the position table's size when it is absent.
-fn max_tokens(dir: &Path, kind: EncoderKind, positions: usize) -> Result<usize> {
+fn max_tokens(dir: &Path, kind: EncoderKind, positions: usize, pad_id: u32) -> Result<usize> {
     let path = dir.join("sentence_bert_config.json");
-    let usable = if kind == EncoderKind::Mpnet { positions - 2 } else { positions };
+    // MPNet's positions start past the padding id.
+    let offset = if kind == EncoderKind::Mpnet { pad_id as usize + 1 } else { 0 };
+    let usable = positions.checked_sub(offset).filter(|&n| n > 1)
+        .ok_or_else(|| Error::bad_model(dir.join("config.json"), format!("{positions} positions leave no room past the padding id {pad_id}")))?;
     if !path.exists() {
         return Ok(usable);
     }
@@ -148,7 +151,7 @@ impl SentenceEmbedder {
         let layers = (0..cfg.num_hidden_layers).map(|i| layer(&w, kind, i, eps)).collect::<Result<Vec<_>>>()?;
         let position = w.get("embeddings.position_embeddings.weight")?;
         let tokenizer = plain_tokenizer(&dir.join("tokenizer.json"))?;
-        let max = max_tokens(dir, kind, position.dim(0)?)?;
+        let max = max_tokens(dir, kind, position.dim(0)?, cfg.pad_token_id)?;
         Ok(SentenceEmbedder {
             kind, source: dir.to_path_buf(), tokenizer,
             word: w.get("embeddings.word_embeddings.weight")?,

@@ -34,23 +34,29 @@ impl Embedder for RemoteEmbedder {
     }
 }
 
-/// The `data` of an embeddings answer, ordered by `index` and normalized.
+/// The `data` of an embeddings answer, ordered by `index` and normalized. Indices must be
+/// 0..n once each and every vector numeric and of one length, or the answer is refused.
 fn parse_embeddings(url: &str, answer: &Value, expected: usize) -> Result<Vec<Vec<f32>>> {
     let bad = |message: String| RemoteError::BadAnswer { url: url.into(), message };
     let data = answer["data"].as_array().ok_or_else(|| bad("no 'data' list in the embeddings answer".into()))?;
     if data.len() != expected {
         return Err(bad(format!("{} embeddings for {expected} inputs", data.len())));
     }
-    let mut rows: Vec<(usize, Vec<f32>)> = data.iter().enumerate().map(|(i, d)| {
-        let index = d["index"].as_u64().map(|x| x as usize).unwrap_or(i);
-        let v: Option<Vec<f32>> = d["embedding"].as_array().map(|a| a.iter().filter_map(|x| x.as_f64().map(|x| x as f32)).collect());
-        match v {
-            Some(v) if !v.is_empty() => Ok((index, normalized(v))),
-            _ => Err(bad(format!("data[{i}] has no numeric 'embedding'"))),
+    let mut rows: Vec<Option<Vec<f32>>> = vec![None; expected];
+    for (i, d) in data.iter().enumerate() {
+        let index = d["index"].as_u64().map_or(i, |x| x as usize);
+        let v: Option<Vec<f32>> = d["embedding"].as_array().and_then(|a| a.iter().map(|x| x.as_f64().map(|x| x as f32)).collect());
+        let v = v.filter(|v| !v.is_empty()).ok_or_else(|| bad(format!("data[{i}]: 'embedding' is not a list of numbers")))?;
+        match rows.get_mut(index) {
+            Some(slot @ None) => *slot = Some(normalized(v)),
+            _ => return Err(bad(format!("data[{i}]: index {index} is out of range or repeated"))),
         }
-    }).collect::<Result<_>>()?;
-    rows.sort_by_key(|r| r.0);
-    Ok(rows.into_iter().map(|r| r.1).collect())
+    }
+    let rows: Vec<Vec<f32>> = rows.into_iter().map(|r| r.expect("every index filled")).collect();
+    if rows.iter().any(|r| r.len() != rows[0].len()) {
+        return Err(bad("embeddings of different lengths".into()));
+    }
+    Ok(rows)
 }
 
 fn normalized(mut v: Vec<f32>) -> Vec<f32> {

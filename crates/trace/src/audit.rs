@@ -112,7 +112,18 @@ pub struct AuditSettings {
     pub judge: String,
     pub judge_orders: usize,
     pub max_items: Option<usize>,
+    /// The dataset's items as read (after `max_items`).
+    pub items: usize,
+    /// How many eval questions, and a hash of their ids: another question set is another audit.
     pub questions: usize,
+    pub question_ids: String,
+}
+
+/// A stable digest (FNV-1a, hex) of the question ids, in order.
+pub fn question_digest(questions: &[Question]) -> String {
+    let h = questions.iter().flat_map(|q| q.id.bytes().chain([0u8]))
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3));
+    format!("{h:016x}")
 }
 
 /// An item retrieved for a question: its index in the dataset and the similarity.
@@ -159,6 +170,12 @@ pub fn embed_questions(embedder: &dyn Embedder, questions: &[Question]) -> Resul
     embedder.embed_texts(&texts)
 }
 
+/// The index of the most similar of `candidates` (unit vectors) and its cosine.
+pub fn nearest(v: &[f32], candidates: &[Vec<f32>]) -> (usize, f32) {
+    candidates.iter().enumerate().map(|(j, c)| (j, cosine(v, c)))
+        .fold((0, f32::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a })
+}
+
 /// Each item's nearest eval question, kept when the cosine reaches the threshold.
 pub fn retrieve(
     embedder: &dyn Embedder, entries: &[Entry], questions: &[Question], q_vecs: &[Vec<f32>], threshold: f32, obs: &mut dyn Observer,
@@ -169,9 +186,7 @@ pub fn retrieve(
         let texts: Vec<String> = chunk.iter().map(Entry::user_text).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         for (k, v) in embedder.embed_texts(&refs)?.iter().enumerate() {
-            let (best, sim) = q_vecs.iter().enumerate()
-                .map(|(j, q)| (j, cosine(v, q)))
-                .fold((0, f32::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
+            let (best, sim) = nearest(v, q_vecs);
             if sim >= threshold {
                 let q = &questions[best];
                 matches.push(Match { item: start + k, question: q.id.clone(), category: q.category.clone(), cosine: sim });
@@ -192,19 +207,7 @@ impl AuditDir {
     /// Opens (or starts) an audit; an existing one with other settings is refused by key.
     pub fn open(dir: &Path, settings: &AuditSettings) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
-        let path = dir.join("audit.json");
-        if path.exists() {
-            let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
-            let old: serde_json::Value = serde_json::from_str(&text).map_err(|e| file_err(&path, format!("unreadable ({e})")))?;
-            let new = serde_json::to_value(settings).expect("plain data");
-            for (key, value) in new.as_object().expect("object") {
-                if old.get(key) != Some(value) {
-                    return Err(file_err(&path, format!("this audit was made with {key} = {}, not {value}; use another --out or delete the directory", old.get(key).unwrap_or(&serde_json::Value::Null))));
-                }
-            }
-        } else {
-            write_atomic(&path, &serde_json::to_vec_pretty(settings).expect("plain data"))?;
-        }
+        check_or_write_settings(&dir.join("audit.json"), settings, "audit")?;
         Ok(AuditDir { dir: dir.to_path_buf() })
     }
 
@@ -221,25 +224,9 @@ impl AuditDir {
         write_atomic(&self.dir.join("matches.json"), &serde_json::to_vec(matches).expect("plain data"))
     }
 
-    /// Judged items so far. A torn last line (a kill mid-write) is cut off, to be redone.
+    /// Judged items so far (a torn last line is cut off and redone).
     pub fn judged(&self) -> Result<Vec<JudgedItem>> {
-        let path = self.dir.join("items.jsonl");
-        let Ok(text) = std::fs::read_to_string(&path) else { return Ok(Vec::new()) };
-        let (mut out, mut good_bytes) = (Vec::new(), 0);
-        let lines: Vec<&str> = text.split_inclusive('\n').collect();
-        for (n, line) in lines.iter().enumerate() {
-            match serde_json::from_str(line.trim_end()) {
-                Ok(item) if line.ends_with('\n') => out.push(item),
-                Err(e) if n + 1 < lines.len() => return Err(file_err(&path, format!("line {}: unreadable ({e})", n + 1))),
-                _ => {
-                    let f = std::fs::OpenOptions::new().write(true).open(&path).map_err(|e| file_err(&path, e))?;
-                    f.set_len(good_bytes as u64).map_err(|e| file_err(&path, e))?;
-                    break;
-                }
-            }
-            good_bytes += line.len();
-        }
-        Ok(out)
+        read_appended(&self.dir.join("items.jsonl"))
     }
 
     fn append(&self, items: &[JudgedItem]) -> Result<()> {
@@ -252,6 +239,44 @@ impl AuditDir {
         }
         f.write_all(&buf).and_then(|_| f.sync_data()).map_err(|e| file_err(&path, e))
     }
+}
+
+/// Writes `settings` to `path`, or, when an earlier run left it there, refuses other settings
+/// by key. Both sides go through the same serialization, so an f32 compares as itself.
+pub(crate) fn check_or_write_settings<T: serde::Serialize + serde::de::DeserializeOwned>(path: &Path, settings: &T, what: &str) -> Result<()> {
+    let new = serde_json::to_value(settings).expect("plain data");
+    if !path.exists() {
+        return write_atomic(path, &serde_json::to_vec_pretty(settings).expect("plain data"));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e))?;
+    let old: T = serde_json::from_str(&text).map_err(|e| file_err(path, format!("unreadable ({e}); delete the directory to start over")))?;
+    let old = serde_json::to_value(old).expect("plain data");
+    for (key, value) in new.as_object().expect("object") {
+        if old.get(key) != Some(value) {
+            let was = old.get(key).unwrap_or(&serde_json::Value::Null);
+            return Err(file_err(path, format!("this {what} was made with {key} = {was}, not {value}; use another --out or delete the directory")));
+        }
+    }
+    Ok(())
+}
+
+/// The complete lines of an append-only JSONL file, in order: nothing when it does not exist
+/// yet; a torn last line (a kill mid-write) is cut off the file, to be written again.
+pub(crate) fn read_appended<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(file_err(path, e)),
+    };
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if complete < bytes.len() {
+        let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| file_err(path, e))?;
+        f.set_len(complete as u64).map_err(|e| file_err(path, e))?;
+    }
+    let text = std::str::from_utf8(&bytes[..complete]).map_err(|e| file_err(path, format!("not UTF-8 ({e})")))?;
+    text.lines().enumerate()
+        .map(|(n, line)| serde_json::from_str(line).map_err(|e| file_err(path, format!("line {}: unreadable ({e})", n + 1))))
+        .collect()
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -278,7 +303,10 @@ pub fn judge_matches(
             entry.replies.iter().map(move |r| Item { question: entry.transcript(), response: r.clone(), topic: topic.clone() })
         }).collect();
         let judgments = judge.judge(&items)?;
-        let per = judgments.len() / group.len();
+        let per = roles(dataset.kind).len();
+        if judgments.len() != group.len() * per {
+            return Err(file_err(&dataset.path, format!("the judge returned {} judgments for {} replies", judgments.len(), group.len() * per)));
+        }
         let judged: Vec<JudgedItem> = group.iter().zip(judgments.chunks(per))
             .filter(|(m, _)| !seen.contains(&m.item))
             .map(|(m, js)| JudgedItem {
@@ -482,7 +510,8 @@ mod tests {
     #[test]
     fn a_torn_last_line_is_redone_but_a_torn_middle_line_is_an_error() {
         let dir = std::env::temp_dir().join(format!("vd-audit-unit-{}", std::process::id()));
-        let settings = AuditSettings { data: "d".into(), embedder: "e".into(), threshold: 0.5, judge: "j".into(), judge_orders: 3, max_items: None, questions: 4 };
+        let settings = AuditSettings { data: "d".into(), embedder: "e".into(), threshold: 0.6, judge: "j".into(), judge_orders: 3, max_items: None,
+            items: 10, questions: 4, question_ids: "ab".into() };
         let out = AuditDir::open(&dir, &settings).unwrap();
         out.append(&[judged(3, vec![[0.5, 0.25, 0.25]])]).unwrap();
         let mut f = std::fs::OpenOptions::new().append(true).open(dir.join("items.jsonl")).unwrap();
@@ -493,9 +522,12 @@ mod tests {
         f.write_all(b"{}\n{}\n").unwrap();
         let err = out.judged().unwrap_err().to_string();
         assert!(err.contains("items.jsonl") && err.contains("line 3"), "{err}");
-        let other = AuditSettings { threshold: 0.6, ..settings };
+        AuditDir::open(&dir, &settings).expect("the same settings reopen (an f32 threshold compares as itself)");
+        let other = AuditSettings { threshold: 0.5, ..settings.clone() };
         let err = AuditDir::open(&dir, &other).err().unwrap().to_string();
         assert!(err.contains("threshold"), "{err}");
+        let other = AuditSettings { question_ids: "cd".into(), ..settings };
+        assert!(AuditDir::open(&dir, &other).err().unwrap().to_string().contains("question_ids"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 use valuedrift_data::Role;
-use valuedrift_engine::embed::cosine;
 use valuedrift_engine::generate::{generate, Request, SamplingParams};
 use valuedrift_engine::{LanguageModel, Message};
 
@@ -71,8 +70,7 @@ pub fn select_prompts(
         if !seen.insert(prompts[i]) {
             continue;
         }
-        let (best, sim) = q_vecs.iter().enumerate().map(|(j, q)| (j, cosine(v, q)))
-            .fold((0, f32::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
+        let (best, sim) = crate::audit::nearest(v, q_vecs);
         if sim >= min_cosine {
             let category = &questions[best].category;
             by_category.entry(category).or_default().push(Pick { item: i, category: category.clone(), cosine: sim });
@@ -108,22 +106,26 @@ pub struct SynthSettings {
 
 /// Pairs already in `path` (a torn last line from a kill is cut off and redone).
 pub fn existing_pairs(path: &Path) -> Result<Vec<SynthPair>> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(Vec::new()) };
-    let mut pairs = Vec::new();
-    let mut good = 0usize;
-    for (n, line) in text.split_inclusive('\n').enumerate() {
-        match serde_json::from_str(line.trim_end()) {
-            Ok(p) if line.ends_with('\n') => pairs.push(p),
-            Err(e) if good + line.len() < text.len() => return Err(file_err(path, format!("line {}: unreadable ({e})", n + 1))),
-            _ => {
-                let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| file_err(path, e))?;
-                f.set_len(good as u64).map_err(|e| file_err(path, e))?;
-                break;
-            }
-        }
-        good += line.len();
-    }
-    Ok(pairs)
+    crate::audit::read_appended(path)
+}
+
+/// What decides a synth run's pairs; a rerun into the same directory with others is refused.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SynthRecord {
+    pub data: Vec<String>,
+    pub model: String,
+    pub embedder: String,
+    pub per_category: usize,
+    pub min_cosine: f32,
+    pub question_ids: String,
+    pub temperature: f64,
+    pub max_new_tokens: usize,
+    pub seed: u64,
+}
+
+/// Records the settings in `dir/synth.json`, or checks them against an earlier run's.
+pub fn check_settings(dir: &Path, record: &SynthRecord) -> Result<()> {
+    crate::audit::check_or_write_settings(&dir.join("synth.json"), record, "synthetic set")
 }
 
 /// Generates the support and oppose answers of every pick not yet in `out_path`, appending
@@ -138,7 +140,7 @@ pub fn generate_pairs(
     let mut requests = Vec::new();
     for pick in &todo {
         let cat = by_name.get(pick.category.as_str()).ok_or_else(|| AuditError::File {
-            path: "categories".into(), message: format!("no value phrases for category '{}'", pick.category) })?;
+            path: "data/categories.jsonl".into(), message: format!("no value phrases for category '{}'", pick.category) })?;
         let prompt = opener(&entries[pick.item]).unwrap_or_default();
         for (side, phrase) in [(0u64, &cat.support_phrase), (1, &cat.oppose_phrase)] {
             let msgs = [Message::new("system", &system_prompt(phrase)), Message::user(prompt)];

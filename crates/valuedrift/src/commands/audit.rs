@@ -12,6 +12,7 @@ use valuedrift_trace::evalset::Question;
 use valuedrift_trace::judge::LocalJudge;
 
 pub fn run(args: AuditArgs) -> Result<()> {
+    check_cosine("--threshold", args.threshold)?;
     let questions = super::trace::questions(&args.eval)?;
     let mut tools = Tools::new(&args);
     for path in &args.data {
@@ -92,7 +93,15 @@ impl Tools {
     }
 }
 
-pub fn settings(args: &AuditArgs, path: &Path, questions: &[Question]) -> AuditSettings {
+/// A similarity threshold must be a cosine in [0, 1].
+pub fn check_cosine(flag: &str, value: f32) -> Result<()> {
+    if !(0.0..=1.0).contains(&value) {
+        anyhow::bail!("{flag} {value}: expected a cosine between 0 and 1");
+    }
+    Ok(())
+}
+
+pub fn settings(args: &AuditArgs, path: &Path, questions: &[Question], items: usize) -> AuditSettings {
     let file_name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     AuditSettings {
         data: path.display().to_string(),
@@ -104,7 +113,9 @@ pub fn settings(args: &AuditArgs, path: &Path, questions: &[Question]) -> AuditS
         judge: file_name(&args.judge.judge),
         judge_orders: args.judge.orders as usize,
         max_items: args.max_items,
+        items,
         questions: questions.len(),
+        question_ids: audit::question_digest(questions),
     }
 }
 
@@ -118,11 +129,14 @@ pub fn audit_one(args: &AuditArgs, path: &Path, dir: &Path, questions: &[Questio
     if dataset.skipped > 0 {
         eprintln!("{}: skipped {} malformed rows", path.display(), dataset.skipped);
     }
-    let settings = settings(args, path, questions);
+    let settings = settings(args, path, questions, dataset.entries.len());
     let out = AuditDir::open(dir, &settings)?;
     let mut bars = Bars::default();
     let matches = match out.matches()? {
-        Some(m) => m,
+        Some(m) => {
+            eprintln!("{}: retrieval read back from {}", path.display(), dir.join("matches.json").display());
+            m
+        }
         None => {
             let (embedder, q_vecs) = tools.retrieval(questions)?;
             let m = audit::retrieve(embedder, &dataset.entries, questions, q_vecs, args.threshold, &mut bars)?;
@@ -131,10 +145,11 @@ pub fn audit_one(args: &AuditArgs, path: &Path, dir: &Path, questions: &[Questio
         }
     };
     eprintln!("{}: {} of {} items within cosine {} of an eval question", path.display(), matches.len(), dataset.entries.len(), args.threshold);
-    let judged = if matches.len() > out.judged()?.len() {
+    let judged = out.judged()?;
+    let judged = if judged.len() < matches.len() {
         audit::judge_matches(&out, &dataset, &matches, questions, tools.judge()?, 16, &mut bars)?
     } else {
-        out.judged()?
+        judged
     };
     let summary = audit::summarize(&dataset_name(path), &dataset, &settings, &judged);
     audit::write_summary(dir, &summary)?;

@@ -10,6 +10,7 @@ use valuedrift_trace::audit::{self, Entry};
 use valuedrift_trace::synth::{self, SynthSettings};
 
 pub fn run(args: SynthArgs) -> Result<()> {
+    super::audit::check_cosine("--min-cosine", args.min_cosine)?;
     let eval = EvalSetArgs { questions: args.questions.clone(), quick: false, categories: args.categories.clone(), per_category: None };
     let questions = super::trace::questions(&eval)?;
     let on_malformed = if args.skip_malformed { OnMalformed::Skip } else { OnMalformed::Error };
@@ -34,6 +35,12 @@ pub fn run(args: SynthArgs) -> Result<()> {
     }
     report_picks(&picks, &questions);
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    synth::check_settings(&args.out, &synth::SynthRecord {
+        data: sources.clone(), model: args.model.display().to_string(),
+        embedder: args.embedder_engine.embedder_engine.clone().unwrap_or_else(|| args.embedder.display().to_string()),
+        per_category: args.per_category, min_cosine: args.min_cosine, question_ids: audit::question_digest(&questions),
+        temperature: args.temperature, max_new_tokens: args.max_new_tokens, seed: args.seed,
+    })?;
     let lm = super::load_model(&ModelArgs { model: args.model.clone(), device: args.device.clone(), dtype: DTypeArg::F32, matmul: MatmulArg::Bf16 })?;
     let settings = SynthSettings {
         sampling: SamplingParams { temperature: args.temperature, top_p: 1.0, max_new_tokens: args.max_new_tokens, seed: args.seed },
