@@ -395,7 +395,10 @@ pub fn stance_bars(summary: &Summary, role: &str) -> valuedrift_plot::BarGroups 
         values: rows.iter().map(|r| r.mean[i]).collect(),
     }).collect();
     valuedrift_plot::BarGroups {
-        title: format!("{}: stance of the {role} replies", summary.name),
+        title: match role {
+            "reply" => format!("{}: stance of the replies", summary.name),
+            chosen_or_rejected => format!("{}: stance of the {chosen_or_rejected} replies", summary.name),
+        },
         subtitle: Some(format!("{} of {} items within cosine {} of an eval question", summary.matched, summary.items, summary.threshold)),
         x_label: "category".into(),
         y_label: "mean p(stance)".into(),
