@@ -185,6 +185,11 @@ impl SentenceEmbedder {
     /// that padding stays small; `tokens_per_batch` bounds a batch's padded size.
     pub fn embed(&self, texts: &[&str], tokens_per_batch: usize) -> Result<Vec<Vec<f32>>> {
         let ids: Vec<Vec<u32>> = texts.iter().map(|t| self.encode(t)).collect::<Result<_>>()?;
+        self.embed_ids(&ids, tokens_per_batch)
+    }
+
+    /// As `embed`, for texts already encoded with `encode`.
+    pub fn embed_ids(&self, ids: &[Vec<u32>], tokens_per_batch: usize) -> Result<Vec<Vec<f32>>> {
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(ids[i].len()));
         let mut out = vec![Vec::new(); ids.len()];

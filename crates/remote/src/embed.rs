@@ -75,8 +75,9 @@ pub fn answer(embedder: &Mutex<SentenceEmbedder>, model: &str, body: &Value) -> 
         _ => return Err(ApiError::bad("field 'input': expected a string or a list of strings")),
     };
     let encoder = embedder.lock().map_err(|_| ApiError::server("the embedder failed earlier"))?;
-    let vectors = encoder.embed(&texts, 8192).map_err(|e| ApiError::server(e.to_string()))?;
-    let tokens: usize = texts.iter().map(|t| encoder.encode(t).map(|ids| ids.len()).unwrap_or(0)).sum();
+    let ids: Vec<Vec<u32>> = texts.iter().map(|t| encoder.encode(t)).collect::<std::result::Result<_, _>>().map_err(|e| ApiError::bad(e.to_string()))?;
+    let vectors = encoder.embed_ids(&ids, 8192).map_err(|e| ApiError::server(e.to_string()))?;
+    let tokens: usize = ids.iter().map(Vec::len).sum();
     Ok(json!({
         "object": "list", "model": model,
         "data": vectors.iter().enumerate().map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v})).collect::<Vec<_>>(),

@@ -48,6 +48,15 @@ pub enum DataKind {
     Preference,
 }
 
+impl DataKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            DataKind::Sft => "SFT",
+            DataKind::Preference => "preference",
+        }
+    }
+}
+
 /// A dataset item reduced to what the audit reads: the conversation before the final reply,
 /// and the final reply (SFT) or the chosen and rejected replies (preference).
 #[derive(Clone, Debug)]
@@ -463,7 +472,7 @@ fn write_stances_csv(dir: &Path, summary: &Summary) -> Result<PathBuf> {
 
 pub fn summary_markdown(summary: &Summary) -> String {
     let mut md = format!("# Dataset audit: {}\n\n{} ({}): {} items, {} within cosine {} of an eval question.\n\n",
-        summary.name, summary.data, match summary.kind { DataKind::Sft => "SFT", DataKind::Preference => "preference" },
+        summary.name, summary.data, summary.kind.label(),
         summary.items, summary.matched, summary.threshold);
     md += "| category | role | items | support | neutral | oppose |\n|---|---|---|---|---|---|\n";
     for s in &summary.stances {

@@ -151,9 +151,8 @@ fn audit_sections(h: &mut String, audits: &[Summary]) {
         topic. For preference data both replies are judged; the value gap of a pair is the Euclidean distance between the chosen and \
         rejected stance vectors (0 to √2). ± are 95% t-intervals over items.</p>");
     for a in audits {
-        let kind = match a.kind { DataKind::Sft => "SFT", DataKind::Preference => "preference" };
-        let _ = write!(h, "<h3>{}</h3><p class='meta'>{} ({kind}): {} of {} items within cosine {}</p><div class='plots'>",
-            esc(&a.name), esc(&a.data), a.matched, a.items, a.threshold);
+        let _ = write!(h, "<h3>{}</h3><p class='meta'>{} ({}): {} of {} items within cosine {}</p><div class='plots'>",
+            esc(&a.name), esc(&a.data), a.kind.label(), a.matched, a.items, a.threshold);
         for role in audit::roles(a.kind) {
             let svg = valuedrift_plot::bar_groups_svg(&audit::stance_bars(a, role));
             let _ = write!(h, "<figure>{}</figure>", inline_svg(&svg));

@@ -7,7 +7,7 @@ mod common;
 use common::{model, root};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn temp_dir(name: &str) -> PathBuf {
     common::temp_dir("run", name)
@@ -99,15 +99,8 @@ fn a_tiny_experiment_reports_and_a_killed_run_resumes() {
 
     // Kill once the SFT phase is done and DPO is under way, then resume.
     let broken = dir.join("broken");
-    let mut child = run(&exp, &broken).stderr(std::process::Stdio::null()).stdout(std::process::Stdio::null()).spawn().unwrap();
-    let started = Instant::now();
-    while !broken.join("dpo/checkpoint-1").is_dir() {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
-        assert!(started.elapsed() < Duration::from_secs(600));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let child = run(&exp, &broken).stderr(std::process::Stdio::null()).stdout(std::process::Stdio::null()).spawn().unwrap();
+    common::kill_once_exists(child, &broken.join("dpo/checkpoint-1"), Duration::from_secs(600));
     ok(&run(&exp, &broken).output().unwrap());
     let resumed = dump(&broken);
     assert_eq!(resumed.len(), reference.len());

@@ -10,7 +10,7 @@ use common::{model, root};
 use candle_core::{DType, Device};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use valuedrift_data::valuegap::{load_value_gap, LabelSetup};
 use valuedrift_data::{load_sft, OnMalformed, SftFormat};
 use valuedrift_engine::LanguageModel;
@@ -96,16 +96,9 @@ fn sft_learns_and_a_killed_run_resumes_with_the_same_losses() {
     // Kill as soon as checkpoint-2 is complete, then resume.
     let broken = dir.join("broken");
     let m = model();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_valuedrift")).arg("train").args(["--model", m.to_str().unwrap()])
+    let child = Command::new(env!("CARGO_BIN_EXE_valuedrift")).arg("train").args(["--model", m.to_str().unwrap()])
         .args(args(&broken)).stderr(std::process::Stdio::null()).spawn().unwrap();
-    let started = Instant::now();
-    while !broken.join("checkpoint-2").is_dir() {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
-        assert!(started.elapsed() < Duration::from_secs(300));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    common::kill_once_exists(child, &broken.join("checkpoint-2"), Duration::from_secs(300));
     assert!(!broken.join("checkpoint-5").exists());
     ok(&train(&args(&broken).iter().map(String::as_str).collect::<Vec<_>>()));
     let resumed = losses(&broken);

@@ -53,3 +53,16 @@ pub fn serve(port: u16, extra: &[&str]) -> Served {
     }
     served
 }
+
+/// Kills `child` as soon as `path` exists (a checkpoint written), failing if the process ends
+/// first or `limit` passes.
+pub fn kill_once_exists(mut child: Child, path: &std::path::Path, limit: Duration) {
+    let started = Instant::now();
+    while !path.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        assert!(started.elapsed() < limit, "{} did not appear within {limit:?}", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
