@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod config;
+pub mod decoder_grad;
 pub mod embed;
 pub mod error;
 pub mod generate;
@@ -20,6 +21,7 @@ pub mod weights;
 
 pub use chat::{ChatFormat, Message};
 pub use config::{Family, ModelConfig};
+pub use decoder_grad::backward;
 pub use error::{Error, Result};
 pub use load::LanguageModel;
 pub use model::{KvContext, Mode, Model};

@@ -110,6 +110,46 @@ impl PackedWeight {
         PackedWeight { n, k, epoch, data }
     }
 
+    /// Packs W = srcᵀ for src (rows × cols, row-major): W is (cols × rows). Backward passes need
+    /// the transpose of a weight (dx = dy W) or of an activation (dW = dyᵀ x); each panel row of
+    /// the transpose is a contiguous slice of src, so packing it directly skips the transpose.
+    pub fn pack_transposed(src: &[f32], rows: usize, cols: usize, precision: Precision) -> Self {
+        assert_eq!(src.len(), rows * cols);
+        let (n, k) = (cols, rows);
+        let epoch = weights_epoch();
+        let panels = n.div_ceil(NR);
+        let data = match precision {
+            Precision::F32 => {
+                let mut p = vec![0f32; panels * k * NR];
+                p.par_chunks_mut(k * NR).enumerate().for_each(|(pi, panel)| {
+                    let (c0, width) = (pi * NR, NR.min(n - pi * NR));
+                    for kk in 0..k {
+                        panel[kk * NR..kk * NR + width].copy_from_slice(&src[kk * cols + c0..][..width]);
+                    }
+                });
+                Packed::F32(p)
+            }
+            Precision::Bf16 => {
+                let k2 = k.div_ceil(2);
+                let mut p = vec![0u32; panels * k2 * NR];
+                p.par_chunks_mut(k2 * NR).enumerate().for_each(|(pi, panel)| {
+                    let (c0, width) = (pi * NR, NR.min(n - pi * NR));
+                    for kk in 0..k2 {
+                        let lo = &src[2 * kk * cols + c0..][..width];
+                        let out = &mut panel[kk * NR..kk * NR + width];
+                        if 2 * kk + 1 < k {
+                            interleave_bf16(lo, &src[(2 * kk + 1) * cols + c0..][..width], out);
+                        } else {
+                            out.iter_mut().zip(lo).for_each(|(o, &v)| *o = bf16_bits(v) as u32);
+                        }
+                    }
+                });
+                Packed::Bf16(p)
+            }
+        };
+        PackedWeight { n, k, epoch, data }
+    }
+
     /// Marks the packed copy as the only copy (the original weight was dropped).
     pub fn pinned(mut self) -> Self {
         self.epoch = PINNED;
@@ -195,6 +235,36 @@ fn row_to_bf16_pairs(row: &[f32], out: &mut [u32]) {
         out[pairs] = bf16_bits(row[row.len() - 1]) as u32;
     }
 }
+}
+
+crate::multiversion! {
+/// out[c] = bf16(lo[c]) | bf16(hi[c]) << 16: one packed pair per column.
+fn interleave_bf16(lo: &[f32], hi: &[f32], out: &mut [u32]) {
+    for ((o, &a), &b) in out.iter_mut().zip(lo).zip(hi) {
+        *o = bf16_bits(a) as u32 | ((bf16_bits(b) as u32) << 16);
+    }
+}
+}
+
+/// The transpose of a row-major (rows × cols) matrix, in cache-sized tiles.
+pub fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const TILE: usize = 32;
+    let mut out = vec![0f32; rows * cols];
+    if rows == 0 || cols == 0 {
+        return out;
+    }
+    out.par_chunks_mut(TILE * rows).enumerate().for_each(|(tc, block)| {
+        let c0 = tc * TILE;
+        let cn = TILE.min(cols - c0);
+        for r0 in (0..rows).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in 0..cn {
+                    block[c * rows + r] = a[r * cols + c0 + c];
+                }
+            }
+        }
+    });
+    out
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -333,6 +403,8 @@ mod tests {
                     continue;
                 }
                 let got = PackedWeight::pack(&w, n, k, p).matmul(&x, m);
+                let from_transpose = PackedWeight::pack_transposed(&transpose(&w, n, k), k, n, p).matmul(&x, m);
+                assert_eq!(got, from_transpose, "{p:?}: packing Wᵀ's transpose packs W");
                 // bf16 keeps 8 bits of mantissa: allow a relative error that grows with sqrt(k).
                 let tol = if p == Precision::F32 { 1e-4 } else { 2e-2 } * (k as f32).sqrt();
                 for (a, b) in got.iter().zip(&want) {

@@ -8,7 +8,7 @@
 //! candle's own CPU matmul runs AVX2 kernels and the full logits of a 256-token batch of four
 //! take hundreds of megabytes per copy; these two ops are most of a training step.
 
-use crate::matmul::{PackedWeight, Precision};
+use crate::matmul::{transpose, PackedWeight, Precision};
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -18,24 +18,6 @@ fn gemm_nt(a: &[f32], m: usize, k: usize, b: &[f32], n: usize, p: Precision) -> 
         return vec![0.0; m * n];
     }
     PackedWeight::pack(b, n, k, p).matmul(a, m)
-}
-
-/// The transpose of a row-major (rows × cols) matrix, in cache-sized tiles.
-fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    const TILE: usize = 32;
-    let mut out = vec![0f32; rows * cols];
-    out.par_chunks_mut(TILE * rows).enumerate().for_each(|(tc, block)| {
-        let c0 = tc * TILE;
-        let cn = TILE.min(cols - c0);
-        for r0 in (0..rows).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                for c in 0..cn {
-                    block[c * rows + r] = a[r * cols + c0 + c];
-                }
-            }
-        }
-    });
-    out
 }
 
 fn host(t: &Tensor) -> candle_core::Result<Vec<f32>> {

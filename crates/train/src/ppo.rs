@@ -206,13 +206,13 @@ pub fn update(
         let new = logps_at(&m.policy.model, &pairs, Mode::Grad, cfg.temperature)?;
         let (pg_loss, cf) = policy_loss(&new, &old, &adv_t, cfg.cliprange)?;
         approx_kl += 0.5 * (&new - &old)?.sqr()?.mean_all()?.to_scalar::<f32>()? as f64;
-        let grads = pg_loss.backward()?;
+        let grads = valuedrift_engine::backward(&pg_loss)?;
         let norm = grad_norm(&policy_params, &grads)?;
         policy_opt.step(&grads, clip_scale(norm, max_grad_norm))?;
         m.policy.model.weights_updated();
         let v = token_values(&m.value.model, m.value_head.as_tensor(), &pairs, Mode::Grad)?;
         let v_loss = (value_loss(&v, &old_v, &ret_t, cfg.cliprange_value)? * cfg.vf_coef)?;
-        let grads = v_loss.backward()?;
+        let grads = valuedrift_engine::backward(&v_loss)?;
         let norm = grad_norm(&value_params, &grads)?;
         value_opt.step(&grads, clip_scale(norm, max_grad_norm))?;
         m.value.model.weights_updated();

@@ -190,7 +190,7 @@ pub fn update_step(
     for micro in micro_batches(batch, |i| objective.tokens(i), micro_tokens) {
         let (l, metrics) = objective.micro_loss(&lm.model, &micro, denominator)?;
         loss += l.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
-        acc.add(params, l.backward()?)?;
+        acc.add(params, valuedrift_engine::backward(&l)?)?;
         for (k, v) in metrics {
             match sums.iter_mut().find(|(name, _)| *name == k) {
                 Some(slot) => slot.1 += v,

@@ -88,7 +88,7 @@ fn sft_loss_gradient_and_sgd_step_match_pytorch() {
     for micro in [&batch[..2], &batch[2..]] {
         let (l, _) = objective.micro_loss(&lm.model, micro, denominator).unwrap();
         loss += l.to_scalar::<f32>().unwrap() as f64;
-        acc.add(&params(&lm), l.backward().unwrap()).unwrap();
+        acc.add(&params(&lm), valuedrift_engine::backward(&l).unwrap()).unwrap();
     }
     close(loss, fx["sft"]["loss"].as_f64().unwrap(), 1e-5, "SFT loss");
     let norm = grad_norm(&params(&lm), acc.grads()).unwrap();
@@ -122,7 +122,7 @@ fn reward_model_bradley_terry_matches_pytorch() {
     let (chosen, rejected) = (rewards.index_select(&idx(0), 0).unwrap(), rewards.index_select(&idx(1), 0).unwrap());
     let loss = losses::bradley_terry(&chosen, &rejected).unwrap().mean_all().unwrap();
     close(loss.to_scalar::<f32>().unwrap() as f64, r["loss"].as_f64().unwrap(), 1e-5, "Bradley-Terry loss");
-    let grads = loss.backward().unwrap();
+    let grads = valuedrift_engine::backward(&loss).unwrap();
     close(grad_norm(std::slice::from_ref(&head), &grads).unwrap(), r["grad_norm_head"].as_f64().unwrap(), 1e-4, "head gradient norm");
     close(grad_norm(&params(&lm), &grads).unwrap(), r["grad_norm_backbone"].as_f64().unwrap(), 1e-4, "backbone gradient norm");
 }
@@ -208,7 +208,7 @@ fn dpo_and_simpo_objectives_match_trl() {
     let (loss, metrics) = dpo.micro_loss(&lm.model, &batch, batch.len() as f64).unwrap();
     close(loss.to_scalar::<f32>().unwrap() as f64, std::f64::consts::LN_2, 1e-5, "DPO loss at init (ln 2)");
     assert!(metrics.iter().any(|(k, v)| *k == "rewards/margin" && v.abs() < 1e-3));
-    let grads = loss.backward().unwrap();
+    let grads = valuedrift_engine::backward(&loss).unwrap();
     close(grad_norm(&params(&lm), &grads).unwrap(), fx["sgd_step_grad_norm_l2"].as_f64().unwrap(), 1e-4, "DPO gradient norm");
     sgd_step(&params(&lm), &grads, fx["sgd_lr"].as_f64().unwrap()).unwrap();
     let (after, _, _) = dpo.losses(&lm.model, &batch, Mode::Infer).unwrap();

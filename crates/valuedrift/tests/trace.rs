@@ -43,7 +43,7 @@ fn make_run_dir(dir: &Path) -> PathBuf {
     let vars: Vec<Var> = lm.model.params().iter().map(|(_, v)| v.clone()).collect();
     let mut opt = AdamW::new(vars, AdamWConfig { lr: 3e-5, ..Default::default() }).unwrap();
     for _ in 0..3 {
-        let grads = response_nll(&lm.model, &[(&prompt, &answer)], Mode::Grad).unwrap().backward().unwrap();
+        let grads = valuedrift_engine::backward(&response_nll(&lm.model, &[(&prompt, &answer)], Mode::Grad).unwrap()).unwrap();
         opt.step(&grads, 1.0).unwrap();
     }
     lm.model.weights_updated();

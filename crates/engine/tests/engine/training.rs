@@ -12,7 +12,7 @@ fn every_weight_gets_a_gradient(lm: &LanguageModel) {
     let prompt = lm.prompt_ids(&[Message::user("Should cities ban cars from their centres?")]).unwrap();
     let response = lm.tokenizer.encode("Cities could try it gradually, with good public transport first.", false).unwrap();
     let loss = response_nll(&lm.model, &[(&prompt, &response)], Mode::Grad).unwrap();
-    let grads = loss.backward().unwrap();
+    let grads = valuedrift_engine::backward(&loss).unwrap();
     let mut missing = Vec::new();
     for (name, var) in lm.model.params() {
         let nonzero = grads.get(var.as_tensor())
@@ -69,7 +69,7 @@ fn dpo_gradient_and_sgd_step_match_trl() {
     // The reference sums come from the fused inference path, the policy from the autograd path:
     // they agree to float rounding, so the loss equals ln 2 to well within 1e-4 relative.
     assert!((loss0 - std::f64::consts::LN_2).abs() / std::f64::consts::LN_2 < 1e-5, "DPO loss at init {loss0} must be ln 2");
-    let grads = loss.backward().unwrap();
+    let grads = valuedrift_engine::backward(&loss).unwrap();
     let vars: Vec<Var> = lm.model.params().iter().map(|(_, v)| v.clone()).collect();
     let norm = grad_norm(&vars, &grads).unwrap();
     let want_norm = fx["sgd_step_grad_norm_l2"].as_f64().unwrap();
@@ -97,7 +97,7 @@ fn adamw_and_clipping_match_torch() {
             let g = Tensor::from_vec(floats(g).iter().map(|&x| x as f32).collect::<Vec<_>>(), v.shape(), &device()).unwrap();
             (v.as_tensor() * g).unwrap().sum_all().unwrap()
         }).reduce(|a, b| (a + b).unwrap()).unwrap();
-        let grads = loss.backward().unwrap();
+        let grads = valuedrift_engine::backward(&loss).unwrap();
         let norm = grad_norm(&vars, &grads).unwrap();
         assert!((norm - step["norm"].as_f64().unwrap()).abs() < 1e-4);
         opt.step(&grads, clip_scale(norm, fx["max_norm"].as_f64())).unwrap();
@@ -125,9 +125,113 @@ fn bf16_weights_score_close_to_f32_and_train() {
     let nll = |m: &LanguageModel, mode| response_nll(&m.model, &[(&prompt, &resp)], mode).unwrap();
     let before = nll(&bf16_lm, Mode::Infer).to_dtype(DType::F32).unwrap().to_scalar::<f32>().unwrap();
     for _ in 0..3 {
-        let grads = nll(&bf16_lm, Mode::Grad).backward().unwrap();
+        let grads = valuedrift_engine::backward(&nll(&bf16_lm, Mode::Grad)).unwrap();
         opt.step(&grads, 1.0).unwrap();
     }
     let after = nll(&bf16_lm, Mode::Infer).to_dtype(DType::F32).unwrap().to_scalar::<f32>().unwrap();
     assert!(after < before, "three AdamW steps on one example lower its loss: {before} -> {after}");
+}
+
+/// A loss over two rows of different lengths (the shorter one padded) that weights every
+/// scored token differently, so each position's gradient matters.
+fn weighted_logp_loss(model: &valuedrift_engine::Model, seqs: &[(Vec<u32>, Vec<bool>)]) -> Tensor {
+    let refs: Vec<(&[u32], &[bool])> = seqs.iter().map(|(i, t)| (i.as_slice(), t.as_slice())).collect();
+    let (logps, _) = valuedrift_engine::score::masked_token_logps(model, &refs, Mode::Grad).unwrap();
+    let n = logps.dim(0).unwrap();
+    let weights: Vec<f32> = (0..n).map(|i| 0.5 + (i % 7) as f32 / 7.0).collect();
+    (logps * Tensor::from_vec(weights, n, &device()).unwrap()).unwrap().sum_all().unwrap().neg().unwrap()
+}
+
+/// Every weight's gradient from the hand-written decoder pass against candle's autograd graph
+/// of the same model: relative L2 difference per weight.
+fn hand_pass_matches_graph(model: &mut valuedrift_engine::Model, seqs: &[(Vec<u32>, Vec<bool>)], tol: f64) {
+    let vars: Vec<(String, Var)> = model.params().to_vec();
+    let mut run = |hand: bool| {
+        model.set_hand_grad(hand);
+        let loss = weighted_logp_loss(model, seqs);
+        (loss.to_scalar::<f32>().unwrap(), valuedrift_engine::backward(&loss).unwrap())
+    };
+    let (graph_loss, graph) = run(false);
+    let (hand_loss, hand) = run(true);
+    assert!((graph_loss - hand_loss).abs() <= 1e-4 * graph_loss.abs(), "loss {hand_loss} vs graph {graph_loss}");
+    for (name, v) in &vars {
+        let (a, b) = (hand.get(v.as_tensor()).unwrap_or_else(|| panic!("{name}: no gradient")), graph.get(v.as_tensor()).unwrap());
+        let diff = (a - b).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap().sqrt() as f64;
+        let size = b.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap().sqrt() as f64;
+        assert!(diff <= tol * size.max(1e-12), "{name}: relative gradient difference {}", diff / size);
+    }
+}
+
+#[test]
+fn hand_written_training_pass_matches_candle_graph_on_smollm2() {
+    if !valuedrift_engine::matmul::supported(valuedrift_engine::matmul::Precision::F32) {
+        eprintln!("SKIP: the hand-written pass needs the packed AVX-512 kernels");
+        return;
+    }
+    let mut lm = load(SMOLLM2);
+    let seq = |text: &str, answer: &str| {
+        let mut ids = lm.prompt_ids(&[Message::user(text)]).unwrap();
+        let prompt = ids.len();
+        ids.extend(lm.tokenizer.encode(answer, false).unwrap());
+        let targets = (0..ids.len()).map(|j| j >= prompt).collect();
+        (ids, targets)
+    };
+    let seqs = vec![
+        seq("Should voting be compulsory?", "Compulsory voting raises turnout, but some see it as coercive."),
+        seq("Is nuclear power a good idea?", "It is low-carbon."),
+    ];
+    hand_pass_matches_graph(&mut lm.model, &seqs, 1e-4);
+}
+
+#[test]
+fn hand_written_training_pass_matches_candle_graph_with_biases_and_grouped_heads() {
+    use valuedrift_engine::{Family, Model, ModelConfig};
+    if !valuedrift_engine::matmul::supported(valuedrift_engine::matmul::Precision::F32) {
+        eprintln!("SKIP: the hand-written pass needs the packed AVX-512 kernels");
+        return;
+    }
+    // A small Qwen2-shaped decoder (q/k/v biases, 4 query heads per key/value head, untied
+    // head, pad id 0) with seeded weights: the shapes the SmolLM2 test does not cover.
+    let cfg = ModelConfig {
+        family: Family::Qwen2, vocab_size: 97, hidden_size: 64, intermediate_size: 96, num_layers: 2, num_heads: 8,
+        num_kv_heads: 2, head_dim: 8, rms_norm_eps: 1e-6, rope_theta: 1e6, rope_local_theta: 1e6,
+        max_position_embeddings: 128, tie_word_embeddings: false, attention_bias: true, sliding_window: None,
+        sliding_layers: vec![false; 2], query_pre_attn_scalar: 8.0, bos_token_id: None, eos_token_ids: vec![1], pad_token_id: Some(0),
+    };
+    let mut state = 12345u64;
+    let mut tensor = |shape: &[usize], scale: f32| {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * scale
+        }).collect();
+        Tensor::from_vec(v, shape, &device()).unwrap()
+    };
+    let (h, i, kv) = (64, 96, 16);
+    let mut map = std::collections::HashMap::new();
+    map.insert("model.embed_tokens.weight".to_string(), tensor(&[97, h], 1.0));
+    map.insert("lm_head.weight".to_string(), tensor(&[97, h], 0.5));
+    map.insert("model.norm.weight".to_string(), (tensor(&[h], 0.2) + 1.0).unwrap());
+    for l in 0..2 {
+        let p = format!("model.layers.{l}.");
+        for (name, shape, scale) in [
+            ("self_attn.q_proj.weight", vec![h, h], 0.4), ("self_attn.q_proj.bias", vec![h], 0.2),
+            ("self_attn.k_proj.weight", vec![kv, h], 0.4), ("self_attn.k_proj.bias", vec![kv], 0.2),
+            ("self_attn.v_proj.weight", vec![kv, h], 0.4), ("self_attn.v_proj.bias", vec![kv], 0.2),
+            ("self_attn.o_proj.weight", vec![h, h], 0.3), ("mlp.gate_proj.weight", vec![i, h], 0.3),
+            ("mlp.up_proj.weight", vec![i, h], 0.3), ("mlp.down_proj.weight", vec![h, i], 0.3),
+        ] {
+            map.insert(format!("{p}{name}"), tensor(&shape, scale));
+        }
+        for norm in ["input_layernorm", "post_attention_layernorm"] {
+            map.insert(format!("{p}{norm}.weight"), (tensor(&[h], 0.2) + 1.0).unwrap());
+        }
+    }
+    let mut model = Model::from_tensors(cfg, map, DType::F32, &device(), std::path::Path::new("seeded")).unwrap();
+    // Token 0 (the pad id) appears inside a row too: its embedding gets no input-side gradient.
+    let seqs = vec![
+        ((2..40).map(|t| (t * 7 % 97) as u32).chain([0, 5, 9]).collect::<Vec<_>>(), (0..41).map(|j| j > 3).collect::<Vec<_>>()),
+        ((3..20).map(|t| (t * 11 % 97) as u32).collect(), (0..17).map(|j| j > 0).collect()),
+    ];
+    hand_pass_matches_graph(&mut model, &seqs, 1e-4);
 }
