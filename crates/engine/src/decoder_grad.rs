@@ -500,16 +500,16 @@ fn rms_backward(dy: &[f32], x: &[f32], r: &[f32], w: &[f32], width: usize) -> (V
     let mut dx = vec![0f32; x.len()];
     dx.par_chunks_mut(width).zip(dy.par_chunks(width)).zip(x.par_chunks(width)).zip(r)
         .for_each(|(((dxr, dyr), xr), &ri)| rms_row_backward(dxr, dyr, xr, ri, w));
-    let dw = dy.par_chunks(width).zip(x.par_chunks(width)).zip(r)
-        .fold(|| vec![0f32; width], |mut acc, ((dyr, xr), &ri)| {
-            accumulate_scaled_product(&mut acc, dyr, xr, ri);
+    let block = SUM_ROWS * width;
+    let partials: Vec<Vec<f32>> = dy.par_chunks(block).zip(x.par_chunks(block)).zip(r.par_chunks(SUM_ROWS))
+        .map(|((dyb, xb), rb)| {
+            let mut acc = vec![0f32; width];
+            for ((dyr, xr), &ri) in dyb.chunks(width).zip(xb.chunks(width)).zip(rb) {
+                accumulate_scaled_product(&mut acc, dyr, xr, ri);
+            }
             acc
-        })
-        .reduce(|| vec![0f32; width], |mut a, b| {
-            add_into(&mut a, &b);
-            a
-        });
-    (dx, dw)
+        }).collect();
+    (dx, sum_in_order(partials, width))
 }
 
 crate::multiversion! {
@@ -538,14 +538,25 @@ fn add_into(acc: &mut [f32], x: &[f32]) {
 }
 }
 
-fn column_sums(x: &[f32], width: usize) -> Vec<f32> {
-    x.par_chunks(width).fold(|| vec![0f32; width], |mut acc, row| {
-        add_into(&mut acc, row);
+/// Rows per partial sum of a reduction over rows. Sums run over fixed blocks, added in order,
+/// so gradients are bit-identical from run to run (a resumed run repeats the uninterrupted
+/// one's losses); rayon's fold would split by work stealing.
+const SUM_ROWS: usize = 64;
+
+fn sum_in_order(partials: Vec<Vec<f32>>, width: usize) -> Vec<f32> {
+    partials.into_iter().fold(vec![0f32; width], |mut acc, p| {
+        add_into(&mut acc, &p);
         acc
-    }).reduce(|| vec![0f32; width], |mut a, b| {
-        add_into(&mut a, &b);
-        a
     })
+}
+
+fn column_sums(x: &[f32], width: usize) -> Vec<f32> {
+    let partials = x.par_chunks(SUM_ROWS * width).map(|block| {
+        let mut acc = vec![0f32; width];
+        block.chunks(width).for_each(|row| add_into(&mut acc, row));
+        acc
+    }).collect();
+    sum_in_order(partials, width)
 }
 
 /// silu(gate) · up, elementwise.

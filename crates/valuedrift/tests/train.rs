@@ -1,7 +1,7 @@
 //! `valuedrift train` on real data and SmolLM2, small but real runs: learning happens (SFT lowers
 //! held-out loss on its kind of answers, DPO raises the held-out chosen-minus-rejected margin, the
 //! reward model beats chance on held-out pairs, PPO raises the mean reward with bounded KL), and a
-//! run killed with SIGKILL resumes from its newest checkpoint with the same losses.
+//! run killed with SIGKILL (SFT, PPO) resumes from its newest checkpoint with the same losses.
 
 mod common;
 
@@ -163,11 +163,19 @@ fn reward_model_beats_chance_and_ppo_raises_its_reward() {
     // PPO against that reward model on 8 prompts: short rollouts, no EOS penalty (answers this
     // short never end), a high learning rate so that a few updates show the direction.
     let prompts = slice("data/valuegap/handwritten.jsonl", 0, 8, &dir, "prompts.jsonl");
+    let reward_model = rm.join("checkpoint-6");
+    let ppo_args = |out: &Path| -> Vec<String> {
+        ["--algo", "ppo", "--data", prompts.to_str().unwrap(), "--reward-model", reward_model.to_str().unwrap(),
+         "--out", out.to_str().unwrap(), "--global-batch", "8", "--epochs", "6", "--save-every", "2", "--lr", "5e-5",
+         "--rollout-tokens", "16", "--ppo-epochs", "2", "--warmup-ratio", "0", "--schedule", "constant", "--missing-eos-penalty", "0"]
+            .iter().map(|s| s.to_string()).collect()
+    };
     let ppo = dir.join("ppo");
-    ok(&train(&["--algo", "ppo", "--data", prompts.to_str().unwrap(), "--reward-model", rm.join("checkpoint-6").to_str().unwrap(),
-        "--out", ppo.to_str().unwrap(), "--global-batch", "8", "--epochs", "6", "--save-every", "6", "--lr", "5e-5",
-        "--rollout-tokens", "16", "--ppo-epochs", "2", "--warmup-ratio", "0", "--schedule", "constant", "--missing-eos-penalty", "0"]));
-    let log: Vec<serde_json::Value> = std::fs::read_to_string(ppo.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    ok(&train(&ppo_args(&ppo).iter().map(String::as_str).collect::<Vec<_>>()));
+    let read_log = |out: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let log = read_log(&ppo);
     assert_eq!(log.len(), 6);
     let reward = |range: std::ops::Range<usize>| log[range.clone()].iter().map(|e| e["reward"].as_f64().unwrap()).sum::<f64>() / range.len() as f64;
     let (early, late) = (reward(0..2), reward(4..6));
@@ -177,6 +185,24 @@ fn reward_model_beats_chance_and_ppo_raises_its_reward() {
             assert!(e[k].as_f64().is_some_and(f64::is_finite), "{k} missing in {e}");
         }
         assert!(e["kl"].as_f64().unwrap().abs() < 20.0, "KL per response stays bounded: {e}");
+    }
+
+    // Killed once checkpoint-2 is complete, then resumed: rollouts are seeded by step and the
+    // policy, value model and both optimizers come back, so steps 3-6 repeat exactly.
+    let broken = dir.join("ppo-broken");
+    let m = model();
+    let child = Command::new(env!("CARGO_BIN_EXE_valuedrift")).arg("train").args(["--model", m.to_str().unwrap()])
+        .args(ppo_args(&broken)).stderr(std::process::Stdio::null()).spawn().unwrap();
+    common::kill_once_exists(child, &broken.join("checkpoint-2"), Duration::from_secs(600));
+    assert!(!broken.join("checkpoint-6").exists());
+    ok(&train(&ppo_args(&broken).iter().map(String::as_str).collect::<Vec<_>>()));
+    let resumed = read_log(&broken);
+    assert_eq!(resumed.len(), 6, "the log holds each step once");
+    for (a, b) in log.iter().zip(&resumed) {
+        for k in ["reward", "policy_loss", "value_loss", "kl"] {
+            let (x, y) = (a[k].as_f64().unwrap(), b[k].as_f64().unwrap());
+            assert!((x - y).abs() <= 1e-6 * x.abs().max(1e-3), "{k} differs after resume: {a} vs {b}");
+        }
     }
     // Checkpoints take gigabytes: leave nothing behind after a pass.
     let _ = std::fs::remove_dir_all(&dir);
