@@ -16,10 +16,10 @@
 //! through `Mode::Grad` use `backward` in place of `Tensor::backward`.
 
 use crate::config::ModelConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::matmul::{transpose, PackedWeight, Precision};
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, Device, Storage, Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -134,14 +134,8 @@ pub fn backward(loss: &Tensor) -> Result<GradStore> {
     Ok(grads)
 }
 
-/// Runs `f` on the f32 contents of a contiguous CPU tensor.
 fn with_host<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
-        return Err(Error::Input("the hand-written training pass needs f32 weights on the CPU".into()));
-    };
-    let (start, end) = layout.contiguous_offsets().ok_or_else(|| Error::Input("the hand-written training pass needs contiguous weights".into()))?;
-    Ok(f(&data[start..end]))
+    Ok(crate::train_ops::with_host(t, f)?)
 }
 
 /// The final hidden states (B, T, H) of right-padded rows, as a leaf whose gradient `backward`

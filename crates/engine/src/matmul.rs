@@ -115,39 +115,50 @@ impl PackedWeight {
     /// the transpose is a contiguous slice of src, so packing it directly skips the transpose.
     pub fn pack_transposed(src: &[f32], rows: usize, cols: usize, precision: Precision) -> Self {
         assert_eq!(src.len(), rows * cols);
-        let (n, k) = (cols, rows);
-        let epoch = weights_epoch();
+        let mut w = Self::zeros(cols, rows, precision);
+        w.fill_transposed(src, 0, rows);
+        w
+    }
+
+    /// An all-zero W (n × k), to be filled by `fill_transposed`.
+    pub fn zeros(n: usize, k: usize, precision: Precision) -> Self {
         let panels = n.div_ceil(NR);
         let data = match precision {
-            Precision::F32 => {
-                let mut p = vec![0f32; panels * k * NR];
-                p.par_chunks_mut(k * NR).enumerate().for_each(|(pi, panel)| {
-                    let (c0, width) = (pi * NR, NR.min(n - pi * NR));
-                    for kk in 0..k {
-                        panel[kk * NR..kk * NR + width].copy_from_slice(&src[kk * cols + c0..][..width]);
-                    }
-                });
-                Packed::F32(p)
-            }
-            Precision::Bf16 => {
+            Precision::F32 => Packed::F32(vec![0f32; panels * k * NR]),
+            Precision::Bf16 => Packed::Bf16(vec![0u32; panels * k.div_ceil(2) * NR]),
+        };
+        PackedWeight { n, k, epoch: weights_epoch(), data }
+    }
+
+    /// Writes columns k0..k0+rows of W = srcᵀ from `part`, rows k0..k0+rows of src (each n
+    /// long). For bf16, k0 must be even (columns are packed in pairs).
+    pub fn fill_transposed(&mut self, part: &[f32], k0: usize, rows: usize) {
+        let (n, k) = (self.n, self.k);
+        assert!(part.len() == rows * n && k0 + rows <= k);
+        match &mut self.data {
+            Packed::F32(p) => p.par_chunks_mut(k * NR).enumerate().for_each(|(pi, panel)| {
+                let (c0, width) = (pi * NR, NR.min(n - pi * NR));
+                for r in 0..rows {
+                    panel[(k0 + r) * NR..][..width].copy_from_slice(&part[r * n + c0..][..width]);
+                }
+            }),
+            Packed::Bf16(p) => {
+                assert!(k0 % 2 == 0, "bf16 columns are packed in pairs");
                 let k2 = k.div_ceil(2);
-                let mut p = vec![0u32; panels * k2 * NR];
                 p.par_chunks_mut(k2 * NR).enumerate().for_each(|(pi, panel)| {
                     let (c0, width) = (pi * NR, NR.min(n - pi * NR));
-                    for kk in 0..k2 {
-                        let lo = &src[2 * kk * cols + c0..][..width];
-                        let out = &mut panel[kk * NR..kk * NR + width];
-                        if 2 * kk + 1 < k {
-                            interleave_bf16(lo, &src[(2 * kk + 1) * cols + c0..][..width], out);
+                    for r in (0..rows).step_by(2) {
+                        let lo = &part[r * n + c0..][..width];
+                        let out = &mut panel[(k0 + r) / 2 * NR..][..width];
+                        if r + 1 < rows {
+                            interleave_bf16(lo, &part[(r + 1) * n + c0..][..width], out);
                         } else {
                             out.iter_mut().zip(lo).for_each(|(o, &v)| *o = bf16_bits(v) as u32);
                         }
                     }
                 });
-                Packed::Bf16(p)
             }
-        };
-        PackedWeight { n, k, epoch, data }
+        }
     }
 
     /// Marks the packed copy as the only copy (the original weight was dropped).

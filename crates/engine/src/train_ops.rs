@@ -47,11 +47,11 @@ impl CustomOp2 for Linear {
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _: &Tensor, dy: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let ((m, k), (n, _)) = (x.dims2()?, w.dims2()?);
-        let (xv, wv, dyv) = (host(x)?, host(w)?, host(dy)?);
-        // dx (M × K) = dy (M × N) · W (N × K) = dy · (Wᵀ)ᵀ
-        let dx = gemm_nt(&dyv, m, n, &transpose(&wv, n, k), k, self.0);
-        // dW (N × K) = dyᵀ (N × M) · x (M × K) = dyᵀ · (xᵀ)ᵀ
-        let dw = gemm_nt(&transpose(&dyv, m, n), n, m, &transpose(&xv, m, k), k, self.0);
+        let (xv, dyv) = (host(x)?, host(dy)?);
+        // dx (M × K) = dy · W, with Wᵀ packed straight from W
+        let dx = with_host(w, |wv| PackedWeight::pack_transposed(wv, n, k, self.0).matmul(&dyv, m))?;
+        // dW (N × K) = dyᵀ · x
+        let dw = PackedWeight::pack_transposed(&xv, m, k, self.0).matmul(&transpose(&dyv, m, n), n);
         Ok((Some(Tensor::from_vec(dx, (m, k), x.device())?), Some(Tensor::from_vec(dw, (n, k), w.device())?)))
     }
 }
@@ -61,7 +61,7 @@ pub fn linear(x: &Tensor, w: &Tensor, p: Precision) -> candle_core::Result<Tenso
     x.contiguous()?.apply_op2(&w.contiguous()?, Linear(p))
 }
 
-/// Rows of logits materialized at a time.
+/// Rows of logits materialized at a time (even, so bf16 row pairs never straddle chunks).
 const HEAD_ROWS: usize = 128;
 
 /// log p(targets[i]) under softmax(hidden[i] · Wᵀ · scale).
@@ -69,11 +69,17 @@ struct HeadLogps {
     targets: Vec<u32>,
     scale: f32,
     precision: Precision,
+    /// The head packed by the forward, reused by the backward (weights do not change between).
+    packed: std::sync::Mutex<Option<std::sync::Arc<PackedWeight>>>,
 }
 
 impl HeadLogps {
-    /// Calls `each(first_row, rows, logits)` per chunk of rows, logits scaled, with the packed
-    /// head shared by the chunks.
+    fn head(&self, w: &[f32], vocab: usize, hidden: usize) -> std::sync::Arc<PackedWeight> {
+        let mut slot = self.packed.lock().unwrap();
+        slot.get_or_insert_with(|| std::sync::Arc::new(PackedWeight::pack(w, vocab, hidden, self.precision))).clone()
+    }
+
+    /// Calls `each(first_row, rows, logits)` per chunk of rows, logits scaled.
     fn chunks(&self, h: &[f32], hidden: usize, head: &PackedWeight, mut each: impl FnMut(usize, usize, &mut [f32])) {
         let n = h.len() / hidden;
         for r0 in (0..n).step_by(HEAD_ROWS) {
@@ -87,10 +93,39 @@ impl HeadLogps {
     }
 }
 
-/// (max, log-sum-exp) of a row.
+crate::multiversion! {
+/// The log-sum-exp of a row (f32 with the vectorized exp: rows are vocabulary-long).
 fn log_sum_exp(row: &[f32]) -> f32 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    max + row.iter().map(|&v| ((v - max) as f64).exp()).sum::<f64>().ln() as f32
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    // Sixteen partial sums, one per lane, keep the rounding of a long sum small.
+    let mut lanes = [0f32; 16];
+    let mut chunks = row.chunks_exact(16);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += crate::simd::exp_fast(v - max);
+        }
+    }
+    let tail: f32 = chunks.remainder().iter().map(|&v| crate::simd::exp_fast(v - max)).sum();
+    max + (lanes.iter().sum::<f32>() + tail).ln()
+}
+}
+
+crate::multiversion! {
+/// The row's logits replaced by d logp(target) / d logits, times the incoming gradient `g`
+/// and the logit scale: g·scale·(onehot - softmax).
+fn logp_grad_row(row: &mut [f32], target: usize, lse: f32, g: f32) {
+    for v in row.iter_mut() {
+        *v = -g * crate::simd::exp_fast(*v - lse);
+    }
+    row[target] += g;
+}
+}
+
+/// Runs `f` on the contents of a contiguous f32 CPU tensor, without copying it.
+pub(crate) fn with_host<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else { candle_core::bail!("packed training ops run on the CPU") };
+    Ok(f(slice(cpu, layout, "tensor")?))
 }
 
 impl CustomOp2 for HeadLogps {
@@ -101,7 +136,7 @@ impl CustomOp2 for HeadLogps {
     fn cpu_fwd(&self, hs: &CpuStorage, hl: &Layout, ws: &CpuStorage, wl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, hidden) = hl.shape().dims2()?;
         let (vocab, _) = wl.shape().dims2()?;
-        let head = PackedWeight::pack(slice(ws, wl, "head")?, vocab, hidden, self.precision);
+        let head = self.head(slice(ws, wl, "head")?, vocab, hidden);
         let mut out = vec![0f32; n];
         self.chunks(slice(hs, hl, "hidden")?, hidden, &head, |r0, rows, logits| {
             let lp: Vec<f32> = logits.par_chunks(vocab).zip(&self.targets[r0..r0 + rows])
@@ -111,27 +146,25 @@ impl CustomOp2 for HeadLogps {
         Ok((CpuStorage::F32(out), Shape::from(n)))
     }
 
+    /// dh = dlogits · W chunk by chunk; dW = dlogitsᵀ · h as one product over all rows, with
+    /// dlogits gathered into the packed layout as the chunks go (its transpose is never built).
     fn bwd(&self, h: &Tensor, w: &Tensor, _: &Tensor, dlp: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let ((n, hidden), (vocab, _)) = (h.dims2()?, w.dims2()?);
-        let (hv, wv, g) = (host(h)?, host(w)?, host(dlp)?);
-        let head = PackedWeight::pack(&wv, vocab, hidden, self.precision);
-        let head_t = transpose(&wv, vocab, hidden);
+        let (hv, g) = (host(h)?, host(dlp)?);
+        let (head, head_t) = with_host(w, |wv| (self.head(wv, vocab, hidden), PackedWeight::pack_transposed(wv, vocab, hidden, self.precision)))?;
         let mut dh = vec![0f32; n * hidden];
-        let mut dw = vec![0f32; vocab * hidden];
+        let mut dlogits_t = PackedWeight::zeros(vocab, n, self.precision);
         self.chunks(&hv, hidden, &head, |r0, rows, logits| {
-            // d logp / d logits = onehot - softmax, times the incoming gradient and the scale.
             logits.par_chunks_mut(vocab).zip(&self.targets[r0..r0 + rows]).zip(&g[r0..r0 + rows]).for_each(|((row, &t), &gi)| {
                 let lse = log_sum_exp(row);
-                for v in row.iter_mut() {
-                    *v = -gi * self.scale * (*v - lse).exp();
-                }
-                row[t as usize] += gi * self.scale;
+                logp_grad_row(row, t as usize, lse, gi * self.scale);
             });
-            let part = gemm_nt(logits, rows, vocab, &head_t, hidden, self.precision);
-            dh[r0 * hidden..(r0 + rows) * hidden].copy_from_slice(&part);
-            let dw_part = gemm_nt(&transpose(logits, rows, vocab), vocab, rows, &transpose(&hv[r0 * hidden..(r0 + rows) * hidden], rows, hidden), hidden, self.precision);
-            dw.par_iter_mut().zip(&dw_part).for_each(|(a, b)| *a += b);
+            dh[r0 * hidden..(r0 + rows) * hidden].copy_from_slice(&head_t.matmul(logits, rows));
+            dlogits_t.fill_transposed(logits, r0, rows);
         });
+        *self.packed.lock().unwrap() = None;
+        // dWᵀ (hidden × vocab) = hᵀ · dlogits, then transposed once.
+        let dw = transpose(&dlogits_t.matmul(&transpose(&hv, n, hidden), hidden), hidden, vocab);
         Ok((Some(Tensor::from_vec(dh, (n, hidden), h.device())?), Some(Tensor::from_vec(dw, (vocab, hidden), w.device())?)))
     }
 }
@@ -139,7 +172,7 @@ impl CustomOp2 for HeadLogps {
 /// log p(targets) of each row of `hidden` (N, H) under the head `w` (V, H) at temperature
 /// 1 / `scale`, differentiable in both, without materializing all logits.
 pub fn head_logps(hidden: &Tensor, w: &Tensor, targets: Vec<u32>, scale: f64, p: Precision) -> candle_core::Result<Tensor> {
-    hidden.contiguous()?.apply_op2(&w.contiguous()?, HeadLogps { targets, scale: scale as f32, precision: p })
+    hidden.contiguous()?.apply_op2(&w.contiguous()?, HeadLogps { targets, scale: scale as f32, precision: p, packed: Default::default() })
 }
 
 #[cfg(test)]
