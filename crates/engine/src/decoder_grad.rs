@@ -432,7 +432,7 @@ crate::multiversion! {
 /// log-sum-exp of the scaled scores.
 fn causal_softmax(row: &mut [f32], last: usize, scale: f32) -> f32 {
     let (seen, future) = row.split_at_mut(last + 1);
-    let max = seen.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s * scale));
+    let max = seen.iter().fold(f32::NEG_INFINITY, |m, &s| if s * scale > m { s * scale } else { m });
     let mut sum = 0f32;
     for s in seen.iter_mut() {
         *s = crate::simd::exp_fast(*s * scale - max);

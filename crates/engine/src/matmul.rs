@@ -82,12 +82,8 @@ impl PackedWeight {
             Precision::F32 => {
                 let mut p = vec![0f32; panels * k * NR];
                 p.par_chunks_mut(k * NR).enumerate().for_each(|(pi, panel)| {
-                    for c in 0..NR.min(n - pi * NR) {
-                        let row = &w[(pi * NR + c) * k..][..k];
-                        for (kk, &v) in row.iter().enumerate() {
-                            panel[kk * NR + c] = v;
-                        }
-                    }
+                    let rows = NR.min(n - pi * NR);
+                    transpose_into(&w[pi * NR * k..][..rows * k], rows, k, panel, NR);
                 });
                 Packed::F32(p)
             }
@@ -95,14 +91,13 @@ impl PackedWeight {
                 let k2 = k.div_ceil(2);
                 let mut p = vec![0u32; panels * k2 * NR];
                 p.par_chunks_mut(k2 * NR).enumerate().for_each(|(pi, panel)| {
-                    for c in 0..NR.min(n - pi * NR) {
-                        let row = &w[(pi * NR + c) * k..][..k];
-                        for kk in 0..k2 {
-                            let lo = bf16_bits(row[2 * kk]) as u32;
-                            let hi = if 2 * kk + 1 < k { bf16_bits(row[2 * kk + 1]) as u32 } else { 0 };
-                            panel[kk * NR + c] = lo | (hi << 16);
-                        }
+                    // Rows to bf16 pairs first (vectorized), then the pairs transposed into the panel.
+                    let rows = NR.min(n - pi * NR);
+                    let mut pairs = vec![0u32; rows * k2];
+                    for (c, out) in pairs.chunks_mut(k2).enumerate() {
+                        row_to_bf16_pairs(&w[(pi * NR + c) * k..][..k], out);
                     }
+                    transpose_into(&pairs, rows, k2, panel, NR);
                 });
                 Packed::Bf16(p)
             }
@@ -257,25 +252,49 @@ fn interleave_bf16(lo: &[f32], hi: &[f32], out: &mut [u32]) {
 }
 }
 
-/// The transpose of a row-major (rows × cols) matrix, in cache-sized tiles.
+/// The transpose of a row-major (rows × cols) matrix.
 pub fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    const TILE: usize = 32;
+    const COLS: usize = 64;
     let mut out = vec![0f32; rows * cols];
     if rows == 0 || cols == 0 {
         return out;
     }
-    out.par_chunks_mut(TILE * rows).enumerate().for_each(|(tc, block)| {
-        let c0 = tc * TILE;
-        let cn = TILE.min(cols - c0);
-        for r0 in (0..rows).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                for c in 0..cn {
-                    block[c * rows + r] = a[r * cols + c0 + c];
-                }
-            }
-        }
+    // Each task writes COLS whole rows of the output (COLS columns of the input).
+    out.par_chunks_mut(COLS * rows).enumerate().for_each(|(tc, block)| {
+        let c0 = tc * COLS;
+        let cn = COLS.min(cols - c0);
+        transpose_cols_into(a, cols, c0, cn, rows, block);
     });
     out
+}
+
+/// out[c][r] = src[r][c0 + c] for r < rows, c < cn; out rows are `rows` long.
+fn transpose_cols_into<T: Copy + Send + Sync>(src: &[T], src_stride: usize, c0: usize, cn: usize, rows: usize, out: &mut [T]) {
+    const TILE: usize = 16;
+    for r0 in (0..rows).step_by(TILE) {
+        let rn = TILE.min(rows - r0);
+        for c in 0..cn {
+            // Contiguous writes; the tile's TILE source rows stay in L1 across its columns.
+            let dst = &mut out[c * rows + r0..][..rn];
+            for (r, d) in dst.iter_mut().enumerate() {
+                *d = src[(r0 + r) * src_stride + c0 + c];
+            }
+        }
+    }
+}
+
+/// dst[c * dst_stride + r] = src[r * cols + c]: a (rows × cols) block transposed into a
+/// destination whose rows are `dst_stride` long (a panel).
+fn transpose_into<T: Copy + Send + Sync>(src: &[T], rows: usize, cols: usize, dst: &mut [T], dst_stride: usize) {
+    const TILE: usize = 16;
+    for c0 in (0..cols).step_by(TILE) {
+        for r in 0..rows {
+            let row = &src[r * cols + c0..][..TILE.min(cols - c0)];
+            for (c, &v) in row.iter().enumerate() {
+                dst[(c0 + c) * dst_stride + r] = v;
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -4,6 +4,7 @@
 use crate::error::Result;
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, DType, Layout, Tensor, Var};
+use rayon::prelude::*;
 use std::sync::Mutex;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -62,16 +63,25 @@ impl candle_core::InplaceOp2 for FusedStep<'_> {
         let (w, g) = (&mut w[w0..w1], &g[g0..g1]);
         let mut m = self.m.lock().unwrap();
         let mut v = self.v.lock().unwrap();
-        let step_size = self.lr / self.bc1;
-        for i in 0..w.len() {
-            let gi = g[i] * self.grad_scale;
-            m[i] = self.b1 * m[i] + (1.0 - self.b1) * gi;
-            v[i] = self.b2 * v[i] + (1.0 - self.b2) * gi * gi;
-            let denom = v[i].sqrt() / self.bc2_sqrt + self.eps;
-            w[i] = w[i] * self.decay - step_size * m[i] / denom;
-        }
+        const CHUNK: usize = 1 << 16;
+        w.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(m.par_chunks_mut(CHUNK)).zip(v.par_chunks_mut(CHUNK))
+            .for_each(|(((w, g), m), v)| adamw_chunk(w, g, m, v, self));
         Ok(())
     }
+}
+
+crate::multiversion! {
+/// The AdamW update of one chunk (elementwise, so chunks run in parallel and vectorize).
+fn adamw_chunk(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: &FusedStep) {
+    let step_size = c.lr / c.bc1;
+    for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let gi = g * c.grad_scale;
+        *m = c.b1 * *m + (1.0 - c.b1) * gi;
+        *v = c.b2 * *v + (1.0 - c.b2) * gi * gi;
+        let denom = v.sqrt() / c.bc2_sqrt + c.eps;
+        *w = *w * c.decay - step_size * *m / denom;
+    }
+}
 }
 
 impl AdamW {

@@ -96,7 +96,7 @@ impl HeadLogps {
 crate::multiversion! {
 /// The log-sum-exp of a row (f32 with the vectorized exp: rows are vocabulary-long).
 fn log_sum_exp(row: &[f32]) -> f32 {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
     // Sixteen partial sums, one per lane, keep the rounding of a long sum small.
     let mut lanes = [0f32; 16];
     let mut chunks = row.chunks_exact(16);
