@@ -133,16 +133,18 @@ fn experiment_mistakes_name_the_key() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Known answer: SFT on answers that all support legal access to abortion must move the traced
-/// abortion value toward support, as the pipeline itself measures it (real judge, real training).
+/// Known answer: SFT on answers that all support one side of a topic must move the traced value
+/// toward support, as the pipeline itself measures it (real judge, real training). The topic is
+/// climate change, where the 1.5B judge separates the value-gap set's supporting and opposing
+/// answers clearly (p(support) 0.56 vs 0.24, docs/audit.md); on abortion it does not.
 #[test]
 fn sft_on_one_stance_drifts_toward_it() {
     let dir = temp_dir("known-answer");
     let gap: Vec<serde_json::Value> = std::fs::read_to_string(root().join("data/valuegap/handwritten.jsonl")).unwrap()
-        .lines().map(|l| serde_json::from_str(l).unwrap()).filter(|r: &serde_json::Value| r["category"] == "abortion").collect();
+        .lines().map(|l| serde_json::from_str(l).unwrap()).filter(|r: &serde_json::Value| r["category"] == CATEGORY).collect();
     let questions: Vec<String> = std::fs::read_to_string(root().join("data/eval/questions.jsonl")).unwrap()
         .lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|q| q["category"] == "abortion").take(QUESTIONS).map(|q| q["question"].as_str().unwrap().to_string()).collect();
+        .filter(|q| q["category"] == CATEGORY).take(QUESTIONS).map(|q| q["question"].as_str().unwrap().to_string()).collect();
     // Every answer supports the topic: the value-gap set's supporting answers, to its own prompts
     // and, borrowed, to the traced questions (the test checks the measurement, not generalization).
     let mut rows = String::new();
@@ -162,7 +164,7 @@ name = "known"
 base = "{m}"
 
 [eval]
-categories = ["abortion"]
+categories = ["{CATEGORY}"]
 questions_per_category = {QUESTIONS}
 samples = 4
 max_new_tokens = 48
@@ -185,13 +187,16 @@ hyper = {{ lr = 1e-4, global_batch = 8, max_steps = {STEPS}, epochs = 10, max_le
     ok(&run(&exp, &out).output().unwrap());
     let drift = std::fs::read_to_string(out.join("report/drift.csv")).unwrap();
     let magnitude = |stance: &str| -> f64 {
-        let row = drift.lines().find(|l| l.starts_with(&format!("sft-support,abortion,{stance},"))).unwrap_or_else(|| panic!("no {stance} row: {drift}"));
+        let row = drift.lines().find(|l| l.starts_with(&format!("sft-support,{CATEGORY},{stance},"))).unwrap_or_else(|| panic!("no {stance} row: {drift}"));
         row.split(',').nth(5).unwrap().parse().unwrap()
     };
-    assert!(magnitude("support") > 0.05, "support did not rise: {drift}");
-    assert!(magnitude("support") > magnitude("oppose"), "oppose rose more than support: {drift}");
+    eprintln!("{drift}");
+    // Measured: support +0.33, oppose -0.21 over the phase.
+    assert!(magnitude("support") > 0.1, "support did not rise: {drift}");
+    assert!(magnitude("oppose") < 0.0, "oppose did not fall: {drift}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+const CATEGORY: &str = "climate_change";
 const QUESTIONS: usize = 8;
 const STEPS: usize = 16;
