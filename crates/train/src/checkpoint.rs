@@ -31,10 +31,12 @@ pub fn checkpoint_dir(out: &Path, step: u64) -> PathBuf {
 }
 
 /// What a checkpoint carries besides the model: named extra tensors (a reward or value head) and,
-/// for resuming, the optimizer.
+/// for resuming, the optimizer and any further training state (PPO's value model), written into
+/// the checkpoint's `training/` before it is renamed into place.
 pub struct Extras<'a> {
     pub heads: Vec<(&'a str, Tensor)>,
     pub optimizer: Option<&'a AdamW>,
+    pub more_training_state: Option<&'a dyn Fn(&Path) -> Result<()>>,
 }
 
 pub fn save(out: &Path, lm: &LanguageModel, state: &TrainerState, extras: Extras) -> Result<PathBuf> {
@@ -58,6 +60,11 @@ pub fn save(out: &Path, lm: &LanguageModel, state: &TrainerState, extras: Extras
         save_tensors(&training.join("optimizer.safetensors"), &tensors)?;
         write_json(&training.join("optimizer.json"), &serde_json::json!({"steps_taken": opt.steps_taken()}))?;
     }
+    if let Some(write) = extras.more_training_state {
+        write(&training)?;
+    }
+    // Only a complete checkpoint appears under its name (a kill before this leaves the
+    // previous one, with its training state, as the newest).
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&tmp, &dir).map_err(|e| file_err(&dir, e))?;
     drop_older_training_state(out, state.global_step);

@@ -296,14 +296,18 @@ pub fn train(
 }
 
 fn save(m: &PpoModels, state: &TrainerState, policy_opt: &AdamW, value_opt: &AdamW, out: &Path, progress: &mut dyn Progress) -> Result<()> {
-    let dir = checkpoint::save(out, m.policy, state, Extras { heads: Vec::new(), optimizer: Some(policy_opt) })?;
-    // The value model is training state: it lives (and is dropped) with training/.
-    let value_dir = dir.join("training/value");
+    // The value model is training state: it lives (and is dropped) with training/, and is
+    // written inside the policy checkpoint before that appears, so no kill can part them.
     let value_state = TrainerState { log_history: Vec::new(), ..state.clone() };
-    let tmp_out = dir.join("training/.value");
-    let saved = checkpoint::save(&tmp_out, m.value, &value_state, Extras { heads: vec![(HEAD_NAME, m.value_head.as_tensor().clone())], optimizer: Some(value_opt) })?;
-    std::fs::rename(&saved, &value_dir).map_err(|e| file_err(&value_dir, e))?;
-    let _ = std::fs::remove_dir_all(&tmp_out);
+    let write_value = |training: &Path| -> Result<()> {
+        let staging = training.join(".value");
+        let extras = Extras { heads: vec![(HEAD_NAME, m.value_head.as_tensor().clone())], optimizer: Some(value_opt), more_training_state: None };
+        let saved = checkpoint::save(&staging, m.value, &value_state, extras)?;
+        let value_dir = training.join("value");
+        std::fs::rename(&saved, &value_dir).map_err(|e| file_err(&value_dir, e))?;
+        std::fs::remove_dir_all(&staging).map_err(|e| file_err(&staging, e))
+    };
+    let dir = checkpoint::save(out, m.policy, state, Extras { heads: Vec::new(), optimizer: Some(policy_opt), more_training_state: Some(&write_value) })?;
     progress.saved(&dir);
     Ok(())
 }

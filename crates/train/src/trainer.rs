@@ -171,7 +171,7 @@ pub fn train(
 
 fn save(lm: &LanguageModel, objective: &dyn Objective, state: &TrainerState, opt: &AdamW, out: &Path, progress: &mut dyn Progress) -> Result<()> {
     let heads = objective.heads().into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect();
-    let dir = checkpoint::save(out, lm, state, Extras { heads, optimizer: Some(opt) })?;
+    let dir = checkpoint::save(out, lm, state, Extras { heads, optimizer: Some(opt), more_training_state: None })?;
     progress.saved(&dir);
     Ok(())
 }

@@ -52,6 +52,17 @@ fn value_gap_split(dir: &Path) -> (PathBuf, PathBuf) {
     (pick(SRC, |i| i % 20 < 2, dir, "train.jsonl"), pick(SRC, |i| i % 20 == 10, dir, "held_out.jsonl"))
 }
 
+/// Runs `valuedrift train ARGS` writing to `out`, kills it (SIGKILL) once `out/checkpoint-2` is
+/// complete, checks it had not reached `last`, then runs the same command to the end.
+fn kill_after_second_checkpoint_then_resume(args: &[String], out: &Path, last: &str) {
+    let m = model();
+    let child = Command::new(env!("CARGO_BIN_EXE_valuedrift")).arg("train").args(["--model", m.to_str().unwrap()])
+        .args(args).stderr(std::process::Stdio::null()).spawn().unwrap();
+    common::kill_once_exists(child, &out.join("checkpoint-2"), Duration::from_secs(600));
+    assert!(!out.join(last).exists(), "the run was killed before its end");
+    ok(&train(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+}
+
 fn losses(out: &Path) -> Vec<f64> {
     std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect()
@@ -95,12 +106,7 @@ fn sft_learns_and_a_killed_run_resumes_with_the_same_losses() {
 
     // Kill as soon as checkpoint-2 is complete, then resume.
     let broken = dir.join("broken");
-    let m = model();
-    let child = Command::new(env!("CARGO_BIN_EXE_valuedrift")).arg("train").args(["--model", m.to_str().unwrap()])
-        .args(args(&broken)).stderr(std::process::Stdio::null()).spawn().unwrap();
-    common::kill_once_exists(child, &broken.join("checkpoint-2"), Duration::from_secs(300));
-    assert!(!broken.join("checkpoint-5").exists());
-    ok(&train(&args(&broken).iter().map(String::as_str).collect::<Vec<_>>()));
+    kill_after_second_checkpoint_then_resume(&args(&broken), &broken, "checkpoint-5");
     let resumed = losses(&broken);
     assert_eq!(resumed.len(), 5, "the log holds each step once");
     for (a, b) in reference.iter().zip(&resumed) {
@@ -190,12 +196,7 @@ fn reward_model_beats_chance_and_ppo_raises_its_reward() {
     // Killed once checkpoint-2 is complete, then resumed: rollouts are seeded by step and the
     // policy, value model and both optimizers come back, so steps 3-6 repeat exactly.
     let broken = dir.join("ppo-broken");
-    let m = model();
-    let child = Command::new(env!("CARGO_BIN_EXE_valuedrift")).arg("train").args(["--model", m.to_str().unwrap()])
-        .args(ppo_args(&broken)).stderr(std::process::Stdio::null()).spawn().unwrap();
-    common::kill_once_exists(child, &broken.join("checkpoint-2"), Duration::from_secs(600));
-    assert!(!broken.join("checkpoint-6").exists());
-    ok(&train(&ppo_args(&broken).iter().map(String::as_str).collect::<Vec<_>>()));
+    kill_after_second_checkpoint_then_resume(&ppo_args(&broken), &broken, "checkpoint-6");
     let resumed = read_log(&broken);
     assert_eq!(resumed.len(), 6, "the log holds each step once");
     for (a, b) in log.iter().zip(&resumed) {
