@@ -578,6 +578,8 @@ impl Model {
     /// Final hidden states (B, T, H) of right-padded rows starting at position 0.
     /// Padding needs no mask: with a causal mask, real tokens never attend to later padding.
     /// With `cache`, the rows' keys and values are also written to the given cache slots.
+    /// In `Mode::Grad` a loss built on the result must be differentiated with
+    /// `crate::backward`, which also runs the hand-written decoder pass where it applies.
     pub fn forward_hidden(&self, ids: &Tensor, mode: Mode, mut cache: Option<(&mut KvBatch, &[usize], &[usize])>) -> Result<Tensor> {
         if let (Mode::Grad, None, Some(p)) = (mode, cache.as_ref(), self.hand_grad_precision()) {
             return crate::decoder_grad::forward(self.decoder_vars(), &self.cfg, ids, p);
