@@ -138,7 +138,7 @@ impl PackedWeight {
                 }
             }),
             Packed::Bf16(p) => {
-                assert!(k0 % 2 == 0, "bf16 columns are packed in pairs");
+                assert!(k0.is_multiple_of(2), "bf16 columns are packed in pairs");
                 let k2 = k.div_ceil(2);
                 p.par_chunks_mut(k2 * NR).enumerate().for_each(|(pi, panel)| {
                     let (c0, width) = (pi * NR, NR.min(n - pi * NR));

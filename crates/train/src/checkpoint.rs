@@ -36,8 +36,11 @@ pub fn checkpoint_dir(out: &Path, step: u64) -> PathBuf {
 pub struct Extras<'a> {
     pub heads: Vec<(&'a str, Tensor)>,
     pub optimizer: Option<&'a AdamW>,
-    pub more_training_state: Option<&'a dyn Fn(&Path) -> Result<()>>,
+    pub more_training_state: Option<&'a WriteTrainingState<'a>>,
 }
+
+/// Writes further training state into the checkpoint's `training/` directory it is given.
+pub type WriteTrainingState<'a> = dyn Fn(&Path) -> Result<()> + 'a;
 
 pub fn save(out: &Path, lm: &LanguageModel, state: &TrainerState, extras: Extras) -> Result<PathBuf> {
     let dir = checkpoint_dir(out, state.global_step);
