@@ -46,12 +46,11 @@ pub(crate) struct DecoderVars {
     pub layers: Vec<LayerVars>,
 }
 
-/// Sizes of one pass: `b` rows of `t` tokens, `n` = b·t.
+/// Sizes of one pass: `b` rows of `t` tokens.
 #[derive(Clone, Copy)]
 struct Dims {
     b: usize,
     t: usize,
-    n: usize,
     hidden: usize,
     heads: usize,
     kv_heads: usize,
@@ -65,6 +64,11 @@ struct Dims {
 }
 
 impl Dims {
+    /// Token rows in all.
+    fn n(&self) -> usize {
+        self.b * self.t
+    }
+
     fn q_width(&self) -> usize {
         self.heads * self.head_dim
     }
@@ -121,16 +125,13 @@ pub fn backward(loss: &Tensor) -> Result<GradStore> {
     let mut grads = loss.backward()?;
     let tapes = PENDING.with(|p| std::mem::take(&mut *p.borrow_mut()));
     let mut unused = Vec::new();
-    for tape in tapes.into_iter().rev() {
+    for tape in tapes {
         match grads.remove(tape.leaf.as_tensor()) {
             Some(d_hidden) => tape.backward(&d_hidden, &mut grads)?,
             None => unused.push(tape),
         }
     }
-    unused.reverse();
-    PENDING.with(|p| {
-        p.borrow_mut().splice(0..0, unused);
-    });
+    PENDING.with(|p| *p.borrow_mut() = unused);
     Ok(grads)
 }
 
@@ -144,7 +145,7 @@ pub(crate) fn forward(vars: DecoderVars, cfg: &ModelConfig, ids: &Tensor, precis
     let (b, t) = ids.dims2()?;
     let ids: Vec<u32> = ids.flatten_all()?.to_vec1()?;
     let dims = Dims {
-        b, t, n: b * t, hidden: cfg.hidden_size, heads: cfg.num_heads, kv_heads: cfg.num_kv_heads, head_dim: cfg.head_dim,
+        b, t, hidden: cfg.hidden_size, heads: cfg.num_heads, kv_heads: cfg.num_kv_heads, head_dim: cfg.head_dim,
         groups: cfg.num_heads / cfg.num_kv_heads, eps: cfg.rms_norm_eps as f32,
         scale: (1.0 / cfg.query_pre_attn_scalar.sqrt()) as f32, pad: cfg.pad_token_id,
     };
@@ -168,23 +169,24 @@ pub(crate) fn forward(vars: DecoderVars, cfg: &ModelConfig, ids: &Tensor, precis
 }
 
 fn layer_forward(lv: &LayerVars, d: &Dims, x: Vec<f32>, rope: &Rope, p: Precision) -> Result<(Vec<f32>, LayerTape)> {
+    let n = d.n();
     let r1 = inv_rms(&x, d.hidden, d.eps);
     let h1 = with_host(lv.attn_norm.as_tensor(), |w| scale_rows(&x, &r1, w))?;
-    let mut q = project(&h1, d.n, &lv.q, lv.q_bias.as_ref(), p)?;
-    let mut k = project(&h1, d.n, &lv.k, lv.k_bias.as_ref(), p)?;
-    let v = project(&h1, d.n, &lv.v, lv.v_bias.as_ref(), p)?;
+    let mut q = project(&h1, n, &lv.q, lv.q_bias.as_ref(), p)?;
+    let mut k = project(&h1, n, &lv.k, lv.k_bias.as_ref(), p)?;
+    let v = project(&h1, n, &lv.v, lv.v_bias.as_ref(), p)?;
     drop(h1);
     rope.rotate(&mut q, d.heads, d.head_dim, false);
     rope.rotate(&mut k, d.kv_heads, d.head_dim, false);
     let (o, lse) = attention_forward(&q, &k, &v, d, p);
-    let mut x2 = project(&o, d.n, &lv.o, None, p)?;
+    let mut x2 = project(&o, n, &lv.o, None, p)?;
     add_into(&mut x2, &x);
     let r2 = inv_rms(&x2, d.hidden, d.eps);
     let h2 = with_host(lv.ffn_norm.as_tensor(), |w| scale_rows(&x2, &r2, w))?;
-    let gate = project(&h2, d.n, &lv.gate, None, p)?;
-    let up = project(&h2, d.n, &lv.up, None, p)?;
+    let gate = project(&h2, n, &lv.gate, None, p)?;
+    let up = project(&h2, n, &lv.up, None, p)?;
     drop(h2);
-    let mut out = project(&swiglu(&gate, &up), d.n, &lv.down, None, p)?;
+    let mut out = project(&swiglu(&gate, &up), n, &lv.down, None, p)?;
     add_into(&mut out, &x2);
     Ok((out, LayerTape { x, r1, q, k, v, o, lse, x2, r2, gate, up }))
 }
@@ -215,16 +217,20 @@ impl Tape {
 
 #[allow(clippy::too_many_arguments)]
 fn layer_backward(lv: &LayerVars, d: &Dims, s: LayerTape, dy: Vec<f32>, rope: &Rope, p: Precision, sink: &mut GradSink) -> Result<Vec<f32>> {
-    let (n, h, inter) = (d.n, d.hidden, s.gate.len() / d.n);
+    let (n, h) = (d.n(), d.hidden);
+    let inter = s.gate.len() / n;
     // MLP: out = x2 + down(silu(gate) · up)
-    sink.add(&lv.down, weight_grad(&dy, &swiglu(&s.gate, &s.up), n, h, inter, p))?;
+    let m_t = PackedWeight::pack_transposed(&swiglu(&s.gate, &s.up), n, inter, p);
+    sink.add(&lv.down, weight_grad(&dy, &m_t, n, h))?;
+    drop(m_t);
     let dm = input_grad(&dy, n, &lv.down, p)?;
     let (d_gate, d_up) = swiglu_backward(&dm, &s.gate, &s.up);
     drop((dm, s.gate, s.up));
-    let h2 = with_host(lv.ffn_norm.as_tensor(), |w| scale_rows(&s.x2, &s.r2, w))?;
-    sink.add(&lv.gate, weight_grad(&d_gate, &h2, n, inter, h, p))?;
-    sink.add(&lv.up, weight_grad(&d_up, &h2, n, inter, h, p))?;
-    drop(h2);
+    // gate and up share their input: its transpose is packed once for both weight gradients.
+    let h2_t = PackedWeight::pack_transposed(&with_host(lv.ffn_norm.as_tensor(), |w| scale_rows(&s.x2, &s.r2, w))?, n, h, p);
+    sink.add(&lv.gate, weight_grad(&d_gate, &h2_t, n, inter))?;
+    sink.add(&lv.up, weight_grad(&d_up, &h2_t, n, inter))?;
+    drop(h2_t);
     let mut dh2 = input_grad(&d_gate, n, &lv.gate, p)?;
     add_into(&mut dh2, &input_grad(&d_up, n, &lv.up, p)?);
     drop((d_gate, d_up));
@@ -233,23 +239,24 @@ fn layer_backward(lv: &LayerVars, d: &Dims, s: LayerTape, dy: Vec<f32>, rope: &R
     add_into(&mut dx2, &dy);
     drop((dy, dh2, s.x2));
     // Attention: x2 = x + o_proj(attention(rope(q), rope(k), v))
-    sink.add(&lv.o, weight_grad(&dx2, &s.o, n, h, d.q_width(), p))?;
+    sink.add(&lv.o, weight_grad(&dx2, &PackedWeight::pack_transposed(&s.o, n, d.q_width(), p), n, h))?;
     let d_o = input_grad(&dx2, n, &lv.o, p)?;
     let (mut dq, mut dk, dv) = attention_backward(&s.q, &s.k, &s.v, &s.o, &s.lse, &d_o, d, p);
     drop(d_o);
     rope.rotate(&mut dq, d.heads, d.head_dim, true);
     rope.rotate(&mut dk, d.kv_heads, d.head_dim, true);
-    let h1 = with_host(lv.attn_norm.as_tensor(), |w| scale_rows(&s.x, &s.r1, w))?;
+    // q, k and v share their input: its transpose is packed once for the three weight gradients.
+    let h1_t = PackedWeight::pack_transposed(&with_host(lv.attn_norm.as_tensor(), |w| scale_rows(&s.x, &s.r1, w))?, n, h, p);
     let mut dh1 = vec![0f32; n * h];
     for (dproj, w, bias) in [(dq, &lv.q, &lv.q_bias), (dk, &lv.k, &lv.k_bias), (dv, &lv.v, &lv.v_bias)] {
         let width = dproj.len() / n;
-        sink.add(w, weight_grad(&dproj, &h1, n, width, h, p))?;
+        sink.add(w, weight_grad(&dproj, &h1_t, n, width))?;
         if let Some(b) = bias {
             sink.add(b, column_sums(&dproj, width))?;
         }
         add_into(&mut dh1, &input_grad(&dproj, n, w, p)?);
     }
-    drop(h1);
+    drop(h1_t);
     let (mut dx, dw) = with_host(lv.attn_norm.as_tensor(), |w| rms_backward(&dh1, &s.x, &s.r1, w, h))?;
     sink.add(&lv.attn_norm, dw)?;
     add_into(&mut dx, &dx2);
@@ -288,12 +295,13 @@ fn input_grad(dy: &[f32], m: usize, w: &Var, p: Precision) -> Result<Vec<f32>> {
     with_host(w.as_tensor(), |wv| PackedWeight::pack_transposed(wv, n, k, p).matmul(dy, m))
 }
 
-/// dyᵀ (n × m) · x (m × k): the gradient of a projection's weight.
-fn weight_grad(dy: &[f32], x: &[f32], m: usize, n: usize, k: usize, p: Precision) -> Vec<f32> {
-    PackedWeight::pack_transposed(x, m, k, p).matmul(&transpose(dy, m, n), n)
+/// dyᵀ (n × m) · x (m × k), the gradient of a projection's weight, with xᵀ already packed
+/// (`PackedWeight::pack_transposed(x, m, k, p)`).
+fn weight_grad(dy: &[f32], x_t: &PackedWeight, m: usize, n: usize) -> Vec<f32> {
+    x_t.matmul(&transpose(dy, m, n), n)
 }
 
-/// Rotary tables (t × head_dim/2) for positions 0..t, computed as `Model::rope_tables` does.
+/// Rotary tables (t × head_dim/2) for positions 0..t, as the model's.
 struct Rope {
     cos: Vec<f32>,
     sin: Vec<f32>,
@@ -303,10 +311,8 @@ struct Rope {
 
 impl Rope {
     fn new(theta: f64, head_dim: usize, t: usize) -> Self {
-        let half = head_dim / 2;
-        let inv: Vec<f32> = (0..half).map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32).collect();
-        let angles: Vec<f32> = (0..t).flat_map(|pos| inv.iter().map(move |&f| pos as f32 * f)).collect();
-        Rope { cos: angles.iter().map(|a| a.cos()).collect(), sin: angles.iter().map(|a| a.sin()).collect(), half, t }
+        let (cos, sin) = crate::model::rope_cos_sin(theta, head_dim, 0..t);
+        Rope { cos, sin, half: head_dim / 2, t }
     }
 
     /// Rotates each head of each row (rows × heads·head_dim, row r at position r mod t) in the
@@ -336,40 +342,32 @@ fn rotate_half(head: &mut [f32], cos: &[f32], sin: &[f32], inverse: bool) {
 }
 }
 
-/// One key/value head's block of query rows (its `groups` heads, head-major) of sequence `bi`,
-/// gathered from the (n × heads·head_dim) layout, or scattered back into it.
-fn query_block(q: &[f32], d: &Dims, bi: usize, g: usize) -> Vec<f32> {
-    let (hd, width) = (d.head_dim, d.q_width());
-    let mut out = Vec::with_capacity(d.group_rows() * hd);
-    for hh in 0..d.groups {
-        let col = (g * d.groups + hh) * hd;
+/// Heads first..first+count of sequence `bi` from a (n × width) row layout, head-major: `count`
+/// blocks of (t × head_dim). A key/value head's query block is its `groups` query heads.
+fn gather_heads(x: &[f32], width: usize, first: usize, count: usize, d: &Dims, bi: usize) -> Vec<f32> {
+    let hd = d.head_dim;
+    let mut out = Vec::with_capacity(count * d.t * hd);
+    for head in first..first + count {
         for i in 0..d.t {
-            out.extend_from_slice(&q[(bi * d.t + i) * width + col..][..hd]);
+            out.extend_from_slice(&x[(bi * d.t + i) * width + head * hd..][..hd]);
         }
     }
     out
 }
 
-fn kv_block(k: &[f32], d: &Dims, bi: usize, g: usize) -> Vec<f32> {
-    let (hd, width) = (d.head_dim, d.kv_width());
-    (0..d.t).flat_map(|i| k[(bi * d.t + i) * width + g * hd..][..hd].iter().copied()).collect()
-}
-
-fn scatter_query_block(out: &mut [f32], block: &[f32], d: &Dims, bi: usize, g: usize) {
-    let (hd, width) = (d.head_dim, d.q_width());
-    for hh in 0..d.groups {
-        let col = (g * d.groups + hh) * hd;
-        for i in 0..d.t {
-            out[(bi * d.t + i) * width + col..][..hd].copy_from_slice(&block[(hh * d.t + i) * hd..][..hd]);
+/// The inverse of `gather_heads`: writes the block back into the row layout.
+fn scatter_heads(out: &mut [f32], block: &[f32], width: usize, first: usize, d: &Dims, bi: usize) {
+    let hd = d.head_dim;
+    for (j, rows) in block.chunks(d.t * hd).enumerate() {
+        for (i, row) in rows.chunks(hd).enumerate() {
+            out[(bi * d.t + i) * width + (first + j) * hd..][..hd].copy_from_slice(row);
         }
     }
 }
 
-fn scatter_kv_block(out: &mut [f32], block: &[f32], d: &Dims, bi: usize, g: usize) {
-    let (hd, width) = (d.head_dim, d.kv_width());
-    for i in 0..d.t {
-        out[(bi * d.t + i) * width + g * hd..][..hd].copy_from_slice(&block[i * hd..][..hd]);
-    }
+/// The query rows that attend to key/value head `g`: its `groups` query heads.
+fn query_heads(q: &[f32], d: &Dims, bi: usize, g: usize) -> Vec<f32> {
+    gather_heads(q, d.q_width(), g * d.groups, d.groups, d, bi)
 }
 
 /// Causal grouped-query attention: the output (n × heads·head_dim) and each query row's
@@ -378,16 +376,16 @@ fn attention_forward(q: &[f32], k: &[f32], v: &[f32], d: &Dims, p: Precision) ->
     let rows = d.group_rows();
     let blocks: Vec<(Vec<f32>, Vec<f32>)> = (0..d.b * d.kv_heads).into_par_iter().map(|bg| {
         let (bi, g) = (bg / d.kv_heads, bg % d.kv_heads);
-        let (qb, kb, vb) = (query_block(q, d, bi, g), kv_block(k, d, bi, g), kv_block(v, d, bi, g));
+        let (qb, kb, vb) = (query_heads(q, d, bi, g), gather_heads(k, d.kv_width(), g, 1, d, bi), gather_heads(v, d.kv_width(), g, 1, d, bi));
         let mut probs = PackedWeight::pack(&kb, d.t, d.head_dim, p).matmul(&qb, rows);
         let lse: Vec<f32> = probs.par_chunks_mut(d.t).enumerate().map(|(r, row)| causal_softmax(row, r % d.t, d.scale)).collect();
         let out = PackedWeight::pack_transposed(&vb, d.t, d.head_dim, p).matmul(&probs, rows);
         (out, lse)
     }).collect();
-    let mut o = vec![0f32; d.n * d.q_width()];
+    let mut o = vec![0f32; d.n() * d.q_width()];
     let mut lse = Vec::with_capacity(d.b * d.heads * d.t);
     for (bg, (out, l)) in blocks.into_iter().enumerate() {
-        scatter_query_block(&mut o, &out, d, bg / d.kv_heads, bg % d.kv_heads);
+        scatter_heads(&mut o, &out, d.q_width(), bg % d.kv_heads * d.groups, d, bg / d.kv_heads);
         lse.extend(l);
     }
     (o, lse)
@@ -400,8 +398,8 @@ fn attention_backward(q: &[f32], k: &[f32], v: &[f32], o: &[f32], lse: &[f32], d
     let hd = d.head_dim;
     let blocks: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..d.b * d.kv_heads).into_par_iter().map(|bg| {
         let (bi, g) = (bg / d.kv_heads, bg % d.kv_heads);
-        let (qb, kb, vb) = (query_block(q, d, bi, g), kv_block(k, d, bi, g), kv_block(v, d, bi, g));
-        let (ob, dob) = (query_block(o, d, bi, g), query_block(d_o, d, bi, g));
+        let (qb, kb, vb) = (query_heads(q, d, bi, g), gather_heads(k, d.kv_width(), g, 1, d, bi), gather_heads(v, d.kv_width(), g, 1, d, bi));
+        let (ob, dob) = (query_heads(o, d, bi, g), query_heads(d_o, d, bi, g));
         let lse = &lse[bg * rows..][..rows];
         let mut probs = PackedWeight::pack(&kb, d.t, hd, p).matmul(&qb, rows);
         probs.par_chunks_mut(d.t).enumerate().for_each(|(r, row)| causal_probs(row, r % d.t, d.scale, lse[r]));
@@ -416,13 +414,13 @@ fn attention_backward(q: &[f32], k: &[f32], v: &[f32], o: &[f32], lse: &[f32], d
         let dv = PackedWeight::pack_transposed(&dob, rows, hd, p).matmul(&transpose(&probs, rows, d.t), d.t);
         (dq, dk, dv)
     }).collect();
-    let mut dq = vec![0f32; d.n * d.q_width()];
-    let (mut dk, mut dv) = (vec![0f32; d.n * d.kv_width()], vec![0f32; d.n * d.kv_width()]);
+    let mut dq = vec![0f32; d.n() * d.q_width()];
+    let (mut dk, mut dv) = (vec![0f32; d.n() * d.kv_width()], vec![0f32; d.n() * d.kv_width()]);
     for (bg, (bq, bk, bv)) in blocks.into_iter().enumerate() {
         let (bi, g) = (bg / d.kv_heads, bg % d.kv_heads);
-        scatter_query_block(&mut dq, &bq, d, bi, g);
-        scatter_kv_block(&mut dk, &bk, d, bi, g);
-        scatter_kv_block(&mut dv, &bv, d, bi, g);
+        scatter_heads(&mut dq, &bq, d.q_width(), g * d.groups, d, bi);
+        scatter_heads(&mut dk, &bk, d.kv_width(), g, d, bi);
+        scatter_heads(&mut dv, &bv, d.kv_width(), g, d, bi);
     }
     (dq, dk, dv)
 }
@@ -464,13 +462,7 @@ fn score_grad(ds: &mut [f32], probs: &[f32], delta: f32, scale: f32) {
 
 /// 1 / sqrt(mean(x²) + eps) of each row.
 fn inv_rms(x: &[f32], width: usize, eps: f32) -> Vec<f32> {
-    x.par_chunks(width).map(|row| 1.0 / (sum_squares(row) / width as f32 + eps).sqrt()).collect()
-}
-
-crate::multiversion! {
-fn sum_squares(row: &[f32]) -> f32 {
-    row.iter().map(|v| v * v).sum()
-}
+    x.par_chunks(width).map(|row| 1.0 / (crate::simd::sum_squares(row) / width as f32 + eps).sqrt()).collect()
 }
 
 /// Each row times its inverse RMS, times the norm weight.
@@ -556,16 +548,9 @@ fn column_sums(x: &[f32], width: usize) -> Vec<f32> {
 /// silu(gate) · up, elementwise.
 fn swiglu(gate: &[f32], up: &[f32]) -> Vec<f32> {
     let mut out = vec![0f32; gate.len()];
-    out.par_chunks_mut(4096).zip(gate.par_chunks(4096)).zip(up.par_chunks(4096)).for_each(|((o, g), u)| swiglu_chunk(o, g, u));
+    out.par_chunks_mut(4096).zip(gate.par_chunks(4096)).zip(up.par_chunks(4096))
+        .for_each(|((o, g), u)| crate::model::gated_activation(g, u, false, o));
     out
-}
-
-crate::multiversion! {
-fn swiglu_chunk(out: &mut [f32], gate: &[f32], up: &[f32]) {
-    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-        *o = g / (1.0 + crate::simd::exp_fast(-g)) * u;
-    }
-}
 }
 
 /// The gradients of gate and up given that of silu(gate) · up.

@@ -83,7 +83,7 @@ impl PackedWeight {
                 let mut p = vec![0f32; panels * k * NR];
                 p.par_chunks_mut(k * NR).enumerate().for_each(|(pi, panel)| {
                     let rows = NR.min(n - pi * NR);
-                    transpose_into(&w[pi * NR * k..][..rows * k], rows, k, panel, NR);
+                    transpose_cols_into(&w[pi * NR * k..][..rows * k], k, 0, k, rows, panel, NR);
                 });
                 Packed::F32(p)
             }
@@ -97,7 +97,7 @@ impl PackedWeight {
                     for (c, out) in pairs.chunks_mut(k2).enumerate() {
                         row_to_bf16_pairs(&w[(pi * NR + c) * k..][..k], out);
                     }
-                    transpose_into(&pairs, rows, k2, panel, NR);
+                    transpose_cols_into(&pairs, k2, 0, k2, rows, panel, NR);
                 });
                 Packed::Bf16(p)
             }
@@ -263,35 +263,23 @@ pub fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out.par_chunks_mut(COLS * rows).enumerate().for_each(|(tc, block)| {
         let c0 = tc * COLS;
         let cn = COLS.min(cols - c0);
-        transpose_cols_into(a, cols, c0, cn, rows, block);
+        transpose_cols_into(a, cols, c0, cn, rows, block, rows);
     });
     out
 }
 
-/// out[c][r] = src[r][c0 + c] for r < rows, c < cn; out rows are `rows` long.
-fn transpose_cols_into<T: Copy + Send + Sync>(src: &[T], src_stride: usize, c0: usize, cn: usize, rows: usize, out: &mut [T]) {
+/// out[c * out_stride + r] = src[r * src_stride + c0 + c] for r < rows, c < cn: columns
+/// c0..c0+cn of a row-major block transposed into rows `out_stride` long (a transpose's rows,
+/// or a panel's).
+fn transpose_cols_into<T: Copy>(src: &[T], src_stride: usize, c0: usize, cn: usize, rows: usize, out: &mut [T], out_stride: usize) {
     const TILE: usize = 16;
     for r0 in (0..rows).step_by(TILE) {
         let rn = TILE.min(rows - r0);
         for c in 0..cn {
             // Contiguous writes; the tile's TILE source rows stay in L1 across its columns.
-            let dst = &mut out[c * rows + r0..][..rn];
+            let dst = &mut out[c * out_stride + r0..][..rn];
             for (r, d) in dst.iter_mut().enumerate() {
                 *d = src[(r0 + r) * src_stride + c0 + c];
-            }
-        }
-    }
-}
-
-/// dst[c * dst_stride + r] = src[r * cols + c]: a (rows × cols) block transposed into a
-/// destination whose rows are `dst_stride` long (a panel).
-fn transpose_into<T: Copy + Send + Sync>(src: &[T], rows: usize, cols: usize, dst: &mut [T], dst_stride: usize) {
-    const TILE: usize = 16;
-    for c0 in (0..cols).step_by(TILE) {
-        for r in 0..rows {
-            let row = &src[r * cols + c0..][..TILE.min(cols - c0)];
-            for (c, &v) in row.iter().enumerate() {
-                dst[(c0 + c) * dst_stride + r] = v;
             }
         }
     }

@@ -422,20 +422,7 @@ impl Model {
     /// cos/sin of shape (B, T, head_dim/2) for the given per-row start positions.
     fn rope_tables(&self, starts: &[usize], t: usize, theta: f64) -> Result<(Tensor, Tensor)> {
         let half = self.cfg.head_dim / 2;
-        let inv: Vec<f32> = (0..half)
-            .map(|i| (1.0 / theta.powf(2.0 * i as f64 / self.cfg.head_dim as f64)) as f32)
-            .collect();
-        let n = starts.len() * t * half;
-        let (mut cos, mut sin) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        for &s in starts {
-            for p in s..s + t {
-                for &f in &inv {
-                    let a = p as f32 * f;
-                    cos.push(a.cos());
-                    sin.push(a.sin());
-                }
-            }
-        }
+        let (cos, sin) = rope_cos_sin(theta, self.cfg.head_dim, starts.iter().flat_map(|&s| s..s + t));
         let shape = (starts.len(), t, half);
         let cos = Tensor::from_vec(cos, shape, &self.device)?.to_dtype(self.dtype)?;
         let sin = Tensor::from_vec(sin, shape, &self.device)?.to_dtype(self.dtype)?;
@@ -726,9 +713,16 @@ impl Model {
 /// Rows per chunk of the packed MLP.
 const MLP_ROWS: usize = 256;
 
+/// cos and sin of the rotary angles (position × frequency), head_dim/2 per position, in f32 as
+/// the model applies them.
+pub(crate) fn rope_cos_sin(theta: f64, head_dim: usize, positions: impl Iterator<Item = usize>) -> (Vec<f32>, Vec<f32>) {
+    let inv: Vec<f32> = (0..head_dim / 2).map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32).collect();
+    positions.flat_map(|p| inv.iter().map(move |&f| p as f32 * f)).map(|a| (a.cos(), a.sin())).unzip()
+}
+
 crate::multiversion! {
 /// act(gate) * up for one row: SiLU (Llama, Qwen2) or tanh-approximated GELU (Gemma 3).
-fn gated_activation(gate: &[f32], up: &[f32], gelu: bool, out: &mut [f32]) {
+pub(crate) fn gated_activation(gate: &[f32], up: &[f32], gelu: bool, out: &mut [f32]) {
     use crate::simd::exp_fast;
     if gelu {
         const C: f32 = 0.797_884_6; // sqrt(2/pi)

@@ -182,19 +182,13 @@ pub fn grad_norm(params: &[Var], grads: &GradStore) -> Result<f64> {
         if let Some(g) = grads.get(p.as_tensor()) {
             total += if g.device().is_cpu() && g.dtype() == DType::F32 && g.is_contiguous() {
                 // On the host without a squared copy: f32 partial sums per chunk, added in order.
-                crate::train_ops::with_host(g, |v| v.par_chunks(1 << 16).map(|c| sum_squares(c) as f64).collect::<Vec<_>>().iter().sum::<f64>())?
+                crate::train_ops::with_host(g, |v| v.par_chunks(1 << 16).map(|c| crate::simd::sum_squares(c) as f64).collect::<Vec<_>>().iter().sum::<f64>())?
             } else {
                 g.to_dtype(DType::F32)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64
             };
         }
     }
     Ok(total.sqrt())
-}
-
-crate::multiversion! {
-fn sum_squares(v: &[f32]) -> f32 {
-    v.iter().map(|x| x * x).sum()
-}
 }
 
 /// The factor torch's clip_grad_norm_ multiplies gradients by: min(1, max_norm / (norm + 1e-6)).

@@ -71,6 +71,13 @@ pub fn exp_fast(x: f32) -> f32 {
     if x < -87.0 { 0.0 } else { r }
 }
 
+crate::multiversion! {
+/// Σ v², vectorized.
+pub fn sum_squares(v: &[f32]) -> f32 {
+    v.iter().map(|x| x * x).sum()
+}
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
