@@ -1,7 +1,20 @@
 #!/usr/bin/env bash
 # The test suite: installs the models the tests run on (idempotent), then runs every test.
 # Tests use real models and release builds (tensor code in debug builds is far too slow).
+#
+# Every test runs even when one fails (--no-fail-fast). On a CPU with AVX-512 the packed
+# AVX-512 kernels carry generation, scoring and training, so a second pass runs the tests of
+# those paths with the kernels capped at AVX2 (VALUEDRIFT_KERNELS=avx2: candle's kernels and the
+# AVX2 builds of the vector helpers, as on an AVX2-only machine). Arguments are passed to the
+# first pass; with arguments the second pass is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-models.sh models smollm2-135m-instruct gemma3-270m qwen2.5-coder-1.5b-instruct all-minilm-l6-v2 all-mpnet-base-v2
-cargo test --release --workspace "$@"
+status=0
+cargo test --release --workspace --no-fail-fast "$@" || status=1
+if [ $# -eq 0 ] && grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
+    echo "== the same paths with the kernels capped at AVX2 (VALUEDRIFT_KERNELS=avx2)"
+    VALUEDRIFT_KERNELS=avx2 cargo test --release --no-fail-fast -p valuedrift-engine -p valuedrift-train \
+        -p valuedrift --test train || status=1
+fi
+exit $status

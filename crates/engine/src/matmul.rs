@@ -56,12 +56,19 @@ enum Packed {
     Bf16(Vec<u32>),
 }
 
-/// Whether this CPU runs the packed kernels for `p`.
+/// Whether this process runs the packed kernels for `p` (see `simd::level`). A `PackedWeight`
+/// can only be made where this holds, which is what makes its kernels safe to call.
 pub fn supported(p: Precision) -> bool {
     match p {
         Precision::F32 => matches!(level(), Level::Avx512 | Level::Avx512Bf16),
         Precision::Bf16 => level() == Level::Avx512Bf16,
     }
+}
+
+/// Every constructor checks the CPU: the kernels `matmul` calls need AVX-512 (and AVX512-BF16).
+fn assert_supported(p: Precision) {
+    assert!(supported(p), "packed {p:?} kernels need {}; this process runs {} (check matmul::supported first)",
+        if p == Precision::F32 { "AVX-512" } else { "AVX512-BF16" }, level().name());
 }
 
 /// Round-to-nearest-even f32 -> bf16 bits, branch-free so loops over it vectorize
@@ -76,6 +83,7 @@ impl PackedWeight {
     /// Packs W (n rows of k, row-major, as stored in Hugging Face checkpoints).
     pub fn pack(w: &[f32], n: usize, k: usize, precision: Precision) -> Self {
         assert_eq!(w.len(), n * k);
+        assert_supported(precision);
         let epoch = weights_epoch();
         let panels = n.div_ceil(NR);
         let data = match precision {
@@ -117,6 +125,7 @@ impl PackedWeight {
 
     /// An all-zero W (n × k), to be filled by `fill_transposed`.
     pub fn zeros(n: usize, k: usize, precision: Precision) -> Self {
+        assert_supported(precision);
         let panels = n.div_ceil(NR);
         let data = match precision {
             Precision::F32 => Packed::F32(vec![0f32; panels * k * NR]),
@@ -187,11 +196,17 @@ impl PackedWeight {
                 let cols = NR.min(n - pi * NR);
                 let mut tmp = Vec::new();
                 let (dst, ld) = if cols == NR {
+                    // SAFETY: r0 < m and pi * NR + NR <= n, so the offset lies inside y (m × n).
                     (unsafe { out.get().add(r0 * n + pi * NR) }, n)
                 } else {
                     tmp = vec![0f32; mc * NR];
                     (tmp.as_mut_ptr(), NR)
                 };
+                // SAFETY: a PackedWeight exists only where `supported` held for its precision
+                // (checked by every constructor; `level()` never changes within a process), so the
+                // CPU has the kernel's features. The kernel writes mc rows of NR columns at stride
+                // ld from dst: inside y (rows r0..r0+mc, this task's own columns, disjoint from
+                // every other task's) or inside tmp (mc × NR).
                 unsafe {
                     match &self.data {
                         Packed::F32(w) => panel_f32(&x[r0 * k..], mc, k, &w[pi * k * NR..(pi + 1) * k * NR], dst, ld),
@@ -203,6 +218,8 @@ impl PackedWeight {
                 }
                 if cols < NR {
                     for r in 0..mc {
+                        // SAFETY: row r0 + r < m of y, columns pi * NR .. pi * NR + cols <= n,
+                        // written by this task alone; tmp holds mc × NR values.
                         unsafe { std::ptr::copy_nonoverlapping(tmp.as_ptr().add(r * NR), out.get().add((r0 + r) * n + pi * NR), cols) };
                     }
                 }
@@ -215,7 +232,10 @@ impl PackedWeight {
 /// A pointer that tasks share to write disjoint parts of one buffer.
 #[derive(Clone, Copy)]
 struct SyncPtr(*mut f32);
+// SAFETY: the pointer outlives the parallel loop that shares it (it points into a Vec owned by
+// the caller of that loop), and the tasks write disjoint elements through it.
 unsafe impl Send for SyncPtr {}
+// SAFETY: as for Send: no two tasks touch the same element.
 unsafe impl Sync for SyncPtr {}
 impl SyncPtr {
     fn get(self) -> *mut f32 {
@@ -288,10 +308,15 @@ fn transpose_cols_into<T: Copy>(src: &[T], src_stride: usize, c0: usize, cn: usi
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-/// All row blocks of one panel, f32. `out` is [m][NR].
+/// All row blocks of one panel, f32: out[r][0..NR] for r < m at row stride `ld`.
+///
+/// # Safety
+/// The CPU has AVX-512F; x holds at least m × k values, panel k × NR, and `out` is valid for
+/// writes (and reads) of m rows of NR values at stride ld.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn panel_f32(x: &[f32], m: usize, k: usize, panel: &[f32], out: *mut f32, ld: usize) {
+    debug_assert!(x.len() >= m * k && panel.len() >= k * NR && (m == 0 || ld >= NR));
     let mut k0 = 0;
     while k0 < k {
         let kc = KC.min(k - k0);
@@ -336,9 +361,14 @@ unsafe fn panel_f32(x: &[f32], m: usize, k: usize, panel: &[f32], out: *mut f32,
 }
 
 /// All row blocks of one panel with bf16 dot products; `x` and `panel` hold bf16 pairs.
+///
+/// # Safety
+/// The CPU has AVX-512F, BW and BF16; x holds at least m × k2 pairs, panel k2 × NR, and `out`
+/// is valid for writes (and reads) of m rows of NR values at stride ld.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16,avx512bw")]
 unsafe fn panel_bf16(x: &[u32], m: usize, k2: usize, panel: &[u32], out: *mut f32, ld: usize) {
+    debug_assert!(x.len() >= m * k2 && panel.len() >= k2 * NR && (m == 0 || ld >= NR));
     let kc2 = KC / 2;
     let mut k0 = 0;
     while k0 < k2 {

@@ -2,36 +2,98 @@
 //! function for AVX-512 and AVX2 and picks one at run time (the crate itself is built for
 //! baseline x86-64), and a vectorizable exp.
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+/// A kernel family: the instruction sets a kernel was compiled for. Ordered weakest first, so a
+/// family can run wherever the CPU's family is at least as strong.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Level {
-    Avx512Bf16,
-    Avx512,
-    Avx2,
+    /// Plain x86-64 (SSE2), or any other architecture: portable Rust only.
     Baseline,
+    /// AVX2 and FMA.
+    Avx2,
+    /// AVX-512 F, BW and VL, with AVX2 and FMA.
+    Avx512,
+    /// `Avx512` plus AVX512-BF16 dot products.
+    Avx512Bf16,
 }
 
-pub fn level() -> Level {
-    static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
-    *LEVEL.get_or_init(|| {
+/// The environment variable that caps the kernel family (`baseline`, `avx2`, `avx512`,
+/// `avx512bf16`, or `auto`), so every family can be tested on a CPU that has them all.
+pub const KERNELS_VAR: &str = "VALUEDRIFT_KERNELS";
+
+impl Level {
+    pub const ALL: [Level; 4] = [Level::Baseline, Level::Avx2, Level::Avx512, Level::Avx512Bf16];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Baseline => "baseline",
+            Level::Avx2 => "avx2",
+            Level::Avx512 => "avx512",
+            Level::Avx512Bf16 => "avx512bf16",
+        }
+    }
+
+    /// The strongest family this CPU runs: every feature the family's functions are compiled
+    /// with must be present (`multiversion!` compiles with avx512f,avx512bw,avx512vl,avx2,fma).
+    pub fn detected() -> Level {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::env::var_os("VALUEDRIFT_NO_AVX512").is_none() && is_x86_feature_detected!("avx512f") {
-                if is_x86_feature_detected!("avx512bf16") && is_x86_feature_detected!("avx512bw") {
-                    return Level::Avx512Bf16;
-                }
+            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+            let avx512 = avx2
+                && is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl");
+            if avx512 && is_x86_feature_detected!("avx512bf16") {
+                return Level::Avx512Bf16;
+            }
+            if avx512 {
                 return Level::Avx512;
             }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            if avx2 {
                 return Level::Avx2;
             }
         }
         Level::Baseline
+    }
+
+    /// The family `VALUEDRIFT_KERNELS` asks for (None for unset or `auto`).
+    pub fn requested() -> Result<Option<Level>, String> {
+        match std::env::var(KERNELS_VAR) {
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Ok(v) if v.is_empty() || v.eq_ignore_ascii_case("auto") => Ok(None),
+            Ok(v) => Level::ALL.into_iter().find(|l| v.eq_ignore_ascii_case(l.name())).map(Some).ok_or_else(|| {
+                format!("{KERNELS_VAR}={v:?} is not a kernel family (auto, baseline, avx2, avx512, avx512bf16)")
+            }),
+            Err(e) => Err(format!("{KERNELS_VAR}: {e}")),
+        }
+    }
+}
+
+/// The kernel family this process runs: the CPU's own, capped by `VALUEDRIFT_KERNELS`. Decided
+/// once, so a packed weight made under one family is never run under another. A request above
+/// what the CPU has, or a value that names no family, is reported on stderr and capped, never
+/// honoured: no path reachable from safe code can run an instruction the CPU lacks.
+pub fn level() -> Level {
+    static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let detected = Level::detected();
+        match Level::requested() {
+            Ok(None) => detected,
+            Ok(Some(want)) if want <= detected => want,
+            Ok(Some(want)) => {
+                eprintln!("warning: {KERNELS_VAR}={} asks for more than this CPU has; using {}", want.name(), detected.name());
+                detected
+            }
+            Err(message) => {
+                eprintln!("warning: {message}; using {}", detected.name());
+                detected
+            }
+        }
     })
 }
 
 /// Defines a function whose body is compiled three times (AVX-512, AVX2+FMA, baseline) and picks
-/// the best for this CPU at run time. Helpers the body calls must be `#[inline(always)]` to be
-/// compiled with the same features.
+/// the one `level()` allows. Helpers the body calls must be `#[inline(always)]` to be compiled
+/// with the same features.
 #[macro_export]
 macro_rules! multiversion {
     ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
@@ -45,7 +107,10 @@ macro_rules! multiversion {
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { inner($($arg),*) }
                 match $crate::simd::level() {
+                    // SAFETY: level() is Avx512 or stronger only when the CPU has every feature
+                    // `avx512` is compiled with (Level::detected checks exactly those).
                     $crate::simd::Level::Avx512 | $crate::simd::Level::Avx512Bf16 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: level() is Avx2 only when the CPU has AVX2 and FMA.
                     $crate::simd::Level::Avx2 => return unsafe { avx2($($arg),*) },
                     $crate::simd::Level::Baseline => {}
                 }
@@ -92,5 +157,19 @@ mod tests {
         assert!(worst < 1e-5, "relative error {worst}");
         assert_eq!(super::exp_fast(f32::NEG_INFINITY), 0.0);
         assert_eq!(super::exp_fast(-100.0), 0.0);
+    }
+
+    #[test]
+    fn families_are_ordered_and_never_above_the_cpu() {
+        use super::{level, Level};
+        assert!(Level::Baseline < Level::Avx2 && Level::Avx2 < Level::Avx512 && Level::Avx512 < Level::Avx512Bf16);
+        assert!(level() <= Level::detected());
+        for l in Level::ALL {
+            assert_eq!(Level::ALL.into_iter().find(|x| x.name() == l.name()), Some(l));
+        }
+        // Under a forced family (the CI subset runs with VALUEDRIFT_KERNELS=avx2), the switch holds.
+        if let Ok(Some(want)) = Level::requested() {
+            assert_eq!(level(), want.min(Level::detected()), "{} is honoured up to the CPU's family", super::KERNELS_VAR);
+        }
     }
 }

@@ -19,7 +19,7 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.8em;border-bottom:1px soli
 .meta{color:#555;font-size:.92em}.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(540px,1fr));gap:14px}
 .plots figure{margin:0;border:1px solid #eee;padding:4px}.plots svg{width:100%;height:auto}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em}th,td{border:1px solid #ddd;padding:3px 8px;text-align:right;vertical-align:top}
-th{background:#f5f5f5}td.l,th.l{text-align:left}.pos{color:#1b7e3c}.neg{color:#b5431b}
+th{background:#f5f5f5}td.l,th.l{text-align:left}.pos{color:#1b7e3c}.neg{color:#b5431b}td.sig{font-weight:bold;background:#fff6d6}
 td.answer{max-width:620px;text-align:left;white-space:pre-wrap}pre{background:#f7f7f7;padding:10px;overflow-x:auto;font-size:.85em}";
 
 /// Writes `dir/report.html` for a report already written into `dir`.
@@ -61,13 +61,18 @@ fn plots(h: &mut String, pngs: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-fn signed(x: f64) -> String {
+/// An M cell: coloured by direction, bold when significant after correction, with its interval.
+fn magnitude(d: &crate::report::PhaseDrift) -> String {
+    let x = d.drift.magnitude;
     let class = if x > 0.005 { "pos" } else if x < -0.005 { "neg" } else { "" };
-    format!("<td class='{class}'>{x:+.3}</td>")
+    let weight = if d.evidence.significant { " sig" } else { "" };
+    format!("<td class='{class}{weight}' title='p = {:.4}, corrected {:.4}'>{}</td>", d.evidence.p_value, d.evidence.p_adjusted,
+        esc(&crate::report::magnitude_cell(d)))
 }
 
 fn drift_tables(h: &mut String, w: &Written) {
     h.push_str("<h2>Drift per phase</h2>");
+    let _ = write!(h, "<p class='meta'>{}</p>", esc(&crate::report::evidence_legend(&w.drifts)));
     let mut phases: Vec<&str> = Vec::new();
     for d in &w.drifts {
         if !phases.contains(&d.phase.as_str()) {
@@ -89,8 +94,8 @@ fn drift_tables(h: &mut String, w: &Written) {
             for s in Stance::ALL {
                 match ds.iter().find(|d| d.stance == s) {
                     Some(d) => {
-                        h.push_str(&signed(d.drift.magnitude));
-                        let _ = write!(h, "<td>{}</td>", d.drift.time.map(|t| format!("{t:.2}")).unwrap_or("–".into()));
+                        h.push_str(&magnitude(d));
+                        let _ = write!(h, "<td>{}</td>", esc(&crate::report::time_cell(d)));
                     }
                     None => h.push_str("<td></td><td></td>"),
                 }

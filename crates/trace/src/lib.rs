@@ -6,10 +6,12 @@ pub mod audit;
 pub mod checkpoints;
 pub mod drift;
 pub mod evalset;
+pub mod evidence;
 pub mod html;
 pub mod judge;
 pub mod pipeline;
 pub mod report;
+pub mod significance;
 pub mod store;
 pub mod synth;
 

@@ -3,12 +3,16 @@
 //!
 //! Files written into the report directory:
 //! - `values.csv`: one row per (checkpoint, category, stance) with the mean and the 95% interval;
-//! - `drift.csv`, `drift.md`: magnitude and time per (phase, topic, stance), the paper's layout;
+//! - `drift.csv`, `drift.md`: magnitude and time per (phase, topic, stance), the paper's layout,
+//!   each with its evidence (crate::evidence): M's paired bootstrap interval, a sign-flip
+//!   p-value corrected across the table, η's interval and the minimum detectable drift;
 //! - `plots/<category>.svg` and `.png`: the three stance trajectories, phases marked;
 //! - `samples.md`: one answer per checkpoint for the first question of each category.
 
 use crate::aggregate::{question_value, topic_value, Value};
 use crate::drift::{drift, Drift, Point};
+use crate::evidence::{correct, phase_evidence, seed_for, Evidence, Judged, Samples};
+use crate::significance::Correction;
 use crate::store::{Checkpoint, Store};
 use crate::Stance;
 use std::collections::{BTreeMap, HashMap};
@@ -37,6 +41,8 @@ pub struct CheckpointValue {
     pub value: Value,
     /// Judged samples behind the value.
     pub samples: usize,
+    /// The judgments behind the value, per question id and sample index.
+    pub judged: BTreeMap<String, Samples>,
 }
 
 /// Drift of one stance of one topic over one phase.
@@ -48,7 +54,11 @@ pub struct PhaseDrift {
     pub start: f64,
     pub end: f64,
     pub drift: Drift,
+    pub evidence: Evidence,
 }
+
+/// The correction applied across a report's drift table (every phase, topic and stance).
+pub const CORRECTION: Correction = Correction::Bh;
 
 /// Values of every (checkpoint, category) that has judgments, in checkpoint order.
 pub fn values(store: &Store, run: i64) -> Result<Vec<CheckpointValue>> {
@@ -56,19 +66,19 @@ pub fn values(store: &Store, run: i64) -> Result<Vec<CheckpointValue>> {
         .map(|q| (q.id, (q.category, q.topic))).collect();
     let mut out = Vec::new();
     for ck in store.checkpoints(run)? {
-        // category -> question -> sample judgments
-        let mut grouped: BTreeMap<&str, BTreeMap<String, Vec<[f64; 3]>>> = BTreeMap::new();
+        // category -> question -> sample -> judgment
+        let mut grouped: BTreeMap<&str, BTreeMap<String, Samples>> = BTreeMap::new();
         for j in store.judgments(run, Some(ck.id))? {
             if let Some((category, _)) = questions.get(&j.question) {
-                grouped.entry(category).or_default().entry(j.question).or_default().push(j.p);
+                grouped.entry(category).or_default().entry(j.question).or_default().insert(j.sample, j.p);
             }
         }
-        for (category, per_question) in grouped {
-            let samples = per_question.values().map(Vec::len).sum();
-            let qv: Vec<[f64; 3]> = per_question.values().filter_map(|s| question_value(s)).collect();
+        for (category, judged) in grouped {
+            let samples = judged.values().map(BTreeMap::len).sum();
+            let qv: Vec<[f64; 3]> = judged.values().filter_map(|s| question_value(&s.values().copied().collect::<Vec<_>>())).collect();
             let topic = questions.values().find(|(c, _)| c == category).map(|(_, t)| t.clone()).unwrap_or_default();
             if let Some(value) = topic_value(&qv) {
-                out.push(CheckpointValue { checkpoint: ck.clone(), category: category.to_string(), topic, value, samples });
+                out.push(CheckpointValue { checkpoint: ck.clone(), category: category.to_string(), topic, value, samples, judged });
             }
         }
     }
@@ -93,22 +103,25 @@ fn categories(values: &[CheckpointValue]) -> Vec<String> {
     cats
 }
 
-/// Drift of every (phase, category, stance) with at least one checkpoint.
+/// Drift of every (phase, category, stance) with at least one checkpoint, with its evidence;
+/// p-values are corrected across the whole table (`CORRECTION`).
 pub fn drifts(values: &[CheckpointValue]) -> Vec<PhaseDrift> {
     let mut out = Vec::new();
     for phase in phase_order(values) {
         for category in categories(values) {
-            let points: Vec<Point> = values.iter()
-                .filter(|v| v.checkpoint.phase == phase && v.category == category)
-                .map(|v| Point { step: v.checkpoint.step, value: v.value.clone() }).collect();
-            for s in Stance::ALL {
+            let ours: Vec<&CheckpointValue> = values.iter().filter(|v| v.checkpoint.phase == phase && v.category == category).collect();
+            let points: Vec<Point> = ours.iter().map(|v| Point { step: v.checkpoint.step, value: v.value.clone() }).collect();
+            let judged: Vec<Judged> = ours.iter().map(|v| Judged { step: v.checkpoint.step, questions: &v.judged }).collect();
+            let Some(evidence) = phase_evidence(&judged, seed_for(&[&phase, &category])) else { continue };
+            for (s, evidence) in Stance::ALL.into_iter().zip(evidence) {
                 if let Some(d) = drift(&points, s as usize) {
                     let (start, end) = (points[0].value.mean[s as usize], points.last().unwrap().value.mean[s as usize]);
-                    out.push(PhaseDrift { phase: phase.clone(), category: category.clone(), stance: s, start, end, drift: d });
+                    out.push(PhaseDrift { phase: phase.clone(), category: category.clone(), stance: s, start, end, drift: d, evidence });
                 }
             }
         }
     }
+    correct(out.iter_mut().map(|d| &mut d.evidence), CORRECTION);
     out
 }
 
@@ -134,11 +147,56 @@ fn csv_field(s: &str) -> String {
 }
 
 fn drift_csv(drifts: &[PhaseDrift]) -> String {
-    let mut s = String::from("phase,category,stance,start,end,magnitude,drift_time,extremum_step\n");
+    let mut s = String::from("phase,category,stance,start,end,magnitude,magnitude_ci_low,magnitude_ci_high,p_value,p_adjusted,\
+        significant,drift_time,drift_time_ci_low,drift_time_ci_high,extremum_step,min_detectable_drift,smallest_p,paired_questions\n");
+    let opt = |x: Option<f64>| x.map(|v| format!("{v:.6}")).unwrap_or_default();
     for d in drifts {
-        let time = d.drift.time.map(|t| format!("{t:.4}")).unwrap_or_default();
-        let _ = writeln!(s, "{},{},{},{:.6},{:.6},{:.6},{time},{}", csv_field(&d.phase), d.category, d.stance.name(),
-            d.start, d.end, d.drift.magnitude, d.drift.extremum_step);
+        let e = &d.evidence;
+        let _ = writeln!(s, "{},{},{},{:.6},{:.6},{:.6},{},{},{:.6},{:.6},{},{},{},{},{},{},{:.6},{}", csv_field(&d.phase), d.category,
+            d.stance.name(), d.start, d.end, d.drift.magnitude, opt(e.interval.map(|i| i.0)), opt(e.interval.map(|i| i.1)),
+            e.p_value, e.p_adjusted, e.significant, opt(d.drift.time), opt(e.time_interval.map(|i| i.0)),
+            opt(e.time_interval.map(|i| i.1)), d.drift.extremum_step, opt(e.min_detectable), e.smallest_p, e.paired_questions);
+    }
+    s
+}
+
+/// One M cell: the magnitude, marked `*` when significant after correction, with its interval.
+pub fn magnitude_cell(d: &PhaseDrift) -> String {
+    let mark = if d.evidence.significant { "*" } else { "" };
+    match d.evidence.interval {
+        Some((lo, hi)) => format!("{:+.3}{mark} [{lo:+.2}, {hi:+.2}]", d.drift.magnitude),
+        None => format!("{:+.3}{mark}", d.drift.magnitude),
+    }
+}
+
+/// One η cell: the drift time with its bootstrap interval.
+pub fn time_cell(d: &PhaseDrift) -> String {
+    match (d.drift.time, d.evidence.time_interval) {
+        (Some(t), Some((lo, hi))) => format!("{t:.2} [{lo:.2}, {hi:.2}]"),
+        (Some(t), None) => format!("{t:.2}"),
+        _ => "–".into(),
+    }
+}
+
+/// What a reader needs to weigh the table: the test, the correction, and what the run's size
+/// can detect at all.
+pub fn evidence_legend(drifts: &[PhaseDrift]) -> String {
+    let questions = drifts.iter().map(|d| d.evidence.paired_questions).min().unwrap_or(0);
+    let smallest_p = drifts.iter().map(|d| d.evidence.smallest_p).fold(0.0, f64::max);
+    let mdd: Vec<f64> = drifts.iter().filter(|d| d.stance != Stance::Neutral).filter_map(|d| d.evidence.min_detectable).collect();
+    let significant = drifts.iter().filter(|d| d.evidence.significant).count();
+    let mut s = format!("[lo, hi]: 95% paired bootstrap interval over questions ({} resamples). *: M ≠ 0 at the 5% level by a paired \
+        sign-flip test over questions, p-values corrected across all {} drifts of the table by {}; {significant} marked. \
+        The test is exact up to {} questions and sampled ({} sign patterns) beyond.",
+        crate::significance::RESAMPLES, drifts.len(), CORRECTION.describe(), crate::significance::EXACT_FLIPS_MAX, crate::significance::RESAMPLES);
+    if !mdd.is_empty() {
+        let (lo, hi) = (mdd.iter().copied().fold(f64::INFINITY, f64::min), mdd.iter().copied().fold(0.0, f64::max));
+        let _ = write!(s, " Minimum detectable drift at this size (80% power, 5% level before correction; support and oppose): \
+            {lo:.3} to {hi:.3}.");
+    }
+    if drifts.is_empty() || smallest_p >= crate::significance::ALPHA / drifts.len().max(1) as f64 {
+        let _ = write!(s, " With {questions} questions per topic the smallest attainable p-value is {smallest_p:.3}: too few questions \
+            for any single drift to survive the correction; trace more questions per topic.");
     }
     s
 }
@@ -148,7 +206,9 @@ fn drift_csv(drifts: &[PhaseDrift]) -> String {
 pub fn drift_markdown(drifts: &[PhaseDrift]) -> String {
     let mut s = String::from("# Value drift per phase\n\nM: drift magnitude (end minus start of the phase). \
         η: drift time, the fraction of the phase's steps taken to come within the 95% interval of the stance's extremum \
-        (– with a single checkpoint).\n");
+        (– with a single checkpoint), with its 95% bootstrap interval.\n\n");
+    s.push_str(&evidence_legend(drifts));
+    s.push('\n');
     let mut phases: Vec<&str> = Vec::new();
     for d in drifts {
         if !phases.contains(&d.phase.as_str()) {
@@ -157,15 +217,15 @@ pub fn drift_markdown(drifts: &[PhaseDrift]) -> String {
     }
     for phase in phases {
         let _ = write!(s, "\n## {phase}\n\n| topic | support M | support η | neutral M | neutral η | oppose M | oppose η |\n|---|---:|---:|---:|---:|---:|---:|\n");
-        let mut by_cat: BTreeMap<&str, [Option<&Drift>; 3]> = BTreeMap::new();
+        let mut by_cat: BTreeMap<&str, [Option<&PhaseDrift>; 3]> = BTreeMap::new();
         for d in drifts.iter().filter(|d| d.phase == phase) {
-            by_cat.entry(&d.category).or_default()[d.stance as usize] = Some(&d.drift);
+            by_cat.entry(&d.category).or_default()[d.stance as usize] = Some(d);
         }
         for (cat, cells) in by_cat {
             let _ = write!(s, "| {cat} |");
             for c in cells {
                 match c {
-                    Some(d) => { let _ = write!(s, " {:+.3} | {} |", d.magnitude, d.time.map(|t| format!("{t:.2}")).unwrap_or("–".into())); }
+                    Some(d) => { let _ = write!(s, " {} | {} |", magnitude_cell(d), time_cell(d)); }
                     None => s.push_str(" | |"),
                 }
             }
@@ -223,7 +283,21 @@ fn phase_offsets(values: &[CheckpointValue]) -> Vec<(String, f64, f64, u64)> {
     offsets
 }
 
-fn trajectory_chart(values: &[CheckpointValue], category: &str) -> valuedrift_plot::LineChart {
+/// The chart's subtitle: the sample size, and the drifts of this topic marked significant.
+fn chart_subtitle(values: &[&CheckpointValue], drifts: &[PhaseDrift], category: &str) -> String {
+    let n = values.iter().map(|v| v.value.questions).max().unwrap_or(0);
+    let phases: Vec<&str> = values.iter().map(|v| v.checkpoint.phase.as_str()).collect();
+    let marked: Vec<String> = drifts.iter()
+        .filter(|d| d.category == category && d.evidence.significant && phases.contains(&d.phase.as_str()))
+        .map(|d| format!("{} {} {:+.2}", d.phase, d.stance.name(), d.drift.magnitude)).collect();
+    let mut s = format!("mean over {n} questions, 95% t-interval bands");
+    if !marked.is_empty() {
+        let _ = write!(s, "; significant drift*: {}", marked.join(", "));
+    }
+    s
+}
+
+fn trajectory_chart(values: &[CheckpointValue], drifts: &[PhaseDrift], category: &str) -> valuedrift_plot::LineChart {
     let offsets = phase_offsets(values);
     let x_of = |v: &CheckpointValue| {
         let (_, start, _, first) = offsets.iter().find(|o| o.0 == v.checkpoint.phase).unwrap();
@@ -245,10 +319,9 @@ fn trajectory_chart(values: &[CheckpointValue], category: &str) -> valuedrift_pl
     } else {
         Vec::new()
     };
-    let n = ours.iter().map(|v| v.value.questions).max().unwrap_or(0);
     valuedrift_plot::LineChart {
         title: format!("{category}: stance toward {topic}"),
-        subtitle: Some(format!("mean over {n} questions, 95% t-interval bands")),
+        subtitle: Some(chart_subtitle(&ours, drifts, category)),
         x_label: "training step".into(),
         y_label: "p(stance)".into(),
         y_range: Some((0.0, 1.0)),
@@ -325,7 +398,7 @@ pub fn write_report(store: &Store, run: i64, dir: &Path) -> Result<Written> {
         for category in categories(&ours) {
             let name = if chains.len() > 1 { format!("{category}--{}", chain.last().unwrap()) } else { category.clone() };
             let stem = plots_dir.join(&name);
-            let svg = valuedrift_plot::line_chart_svg(&trajectory_chart(&ours, &category));
+            let svg = valuedrift_plot::line_chart_svg(&trajectory_chart(&ours, &drifts, &category));
             valuedrift_plot::write_chart(&svg, &stem).map_err(|e| ReportError::Plot { path: stem.clone(), message: e.to_string() })?;
             plots.push(plots_dir.join(format!("{name}.png")));
         }
@@ -342,6 +415,7 @@ mod tests {
             checkpoint: Checkpoint { id: 0, phase: phase.into(), step, phase_steps: None, path: "m".into() },
             category: category.into(), topic: "t".into(),
             value: Value { mean: [support, 0.1, 0.9 - support], ci_half: [0.01; 3], questions: 5 }, samples: 10,
+            judged: (0..5).map(|q| (format!("q{q}"), [(0, [support, 0.1, 0.9 - support])].into())).collect(),
         }
     }
 
@@ -353,8 +427,11 @@ mod tests {
         assert!((sft_a.drift.magnitude - 0.4).abs() < 1e-12);
         let md = drift_markdown(&d);
         assert!(md.contains("## sft") && md.contains("## dpo"));
-        assert!(md.contains("| a | +0.400 | 1.00 |"), "{md}");
-        assert!(md.contains("| b | +0.000 | – |"), "a single checkpoint has no drift time: {md}");
+        // Five questions that all rose by 0.4: p = 2/32 before correction, so not significant.
+        assert!(md.contains("| a | +0.400 [+0.40, +0.40] | 1.00 [1.00, 1.00] |"), "{md}");
+        assert!(md.contains("| b | +0.000 [+0.00, +0.00] | – |"), "a single checkpoint has no drift time: {md}");
+        assert!((sft_a.evidence.p_value - 0.0625).abs() < 1e-12 && !sft_a.evidence.significant, "{:?}", sft_a.evidence);
+        assert!(md.contains("smallest attainable p-value is 0.062"), "a run too small to show anything says so: {md}");
     }
 
     #[test]
@@ -362,7 +439,7 @@ mod tests {
         let vals = [cv("sft", 0, "a", 0.2), cv("sft", 100, "a", 0.6), cv("dpo", 0, "a", 0.6), cv("dpo", 40, "a", 0.4)];
         let offsets = phase_offsets(&vals);
         assert_eq!(offsets, [("sft".to_string(), 0.0, 100.0, 0), ("dpo".to_string(), 100.0, 140.0, 0)]);
-        let chart = trajectory_chart(&vals, "a");
+        let chart = trajectory_chart(&vals, &drifts(&vals), "a");
         let xs: Vec<f64> = chart.series[0].points.iter().map(|b| b.x).collect();
         assert_eq!(xs, [0.0, 100.0, 100.0, 140.0]);
     }
