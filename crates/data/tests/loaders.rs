@@ -19,6 +19,9 @@ fn bundled(rel: &str) -> PathBuf {
 fn shared(rel: &str) -> Option<PathBuf> {
     let root = std::env::var_os("VALUEDRIFT_SHARED").map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"), PathBuf::from);
     if !root.is_dir() {
+        // CI has ../shared (.ci/run sets VALUEDRIFT_EXPECT_SHARED): there a missing copy is a failure,
+        // not a silent pass.
+        assert!(std::env::var_os("VALUEDRIFT_EXPECT_SHARED").is_none(), "../shared is expected but not found ({})", root.display());
         eprintln!("skipping: ../shared not found ({})", root.display());
         return None;
     }

@@ -447,7 +447,11 @@ mod tests {
             let want = reference(&x, &w, m, n, k);
             for p in [Precision::F32, Precision::Bf16] {
                 if !supported(p) {
-                    eprintln!("SKIP {p:?}: not supported on this CPU");
+                    // Where the kernels cannot run, making a packed weight must refuse (the
+                    // check that keeps safe code from running AVX-512 on a CPU without it).
+                    let refused = std::panic::catch_unwind(|| PackedWeight::pack(&w, n, k, p)).is_err()
+                        && std::panic::catch_unwind(|| PackedWeight::zeros(n, k, p)).is_err();
+                    assert!(refused, "{p:?} packed without the CPU features (family {})", level().name());
                     continue;
                 }
                 let got = PackedWeight::pack(&w, n, k, p).matmul(&x, m);

@@ -202,6 +202,11 @@ impl Validation {
         row[s as usize] as f64 / row.iter().sum::<usize>().max(1) as f64
     }
 
+    /// 95% Wilson interval of the three-way accuracy.
+    pub fn accuracy_interval(&self) -> (f64, f64) {
+        crate::significance::wilson_interval((0..3).map(|i| self.confusion[i][i]).sum(), self.total())
+    }
+
     /// Accuracy on items labelled support or oppose, predicted among support and oppose only.
     pub fn polar_accuracy(&self, items: &[(Stance, [f64; 3])]) -> f64 {
         let polar: Vec<_> = items.iter().filter(|(l, _)| *l != Stance::Neutral).collect();
@@ -210,9 +215,40 @@ impl Validation {
     }
 }
 
+/// Expected calibration error of the top stance: items binned by the judge's highest
+/// probability (10 equal bins), then the size-weighted mean of |accuracy - mean confidence| per
+/// bin. v(T) averages probabilities, so a judge that is right but overconfident biases it.
+pub fn expected_calibration_error(items: &[(Stance, [f64; 3])]) -> f64 {
+    const BINS: usize = 10;
+    let mut bins = [(0usize, 0f64, 0usize); BINS]; // (items, summed confidence, right)
+    for (label, p) in items {
+        let pred = (0..3).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
+        let b = &mut bins[((p[pred] * BINS as f64) as usize).min(BINS - 1)];
+        b.0 += 1;
+        b.1 += p[pred];
+        b.2 += usize::from(pred == *label as usize);
+    }
+    let n = items.len().max(1) as f64;
+    bins.iter().filter(|b| b.0 > 0).map(|&(k, conf, right)| k as f64 / n * (right as f64 / k as f64 - conf / k as f64).abs()).sum()
+}
+
+/// Mean probability the judge gives the labelled stance: what v(T) gets right on average.
+pub fn mean_label_probability(items: &[(Stance, [f64; 3])]) -> f64 {
+    items.iter().map(|(l, p)| p[*l as usize]).sum::<f64>() / items.len().max(1) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calibration_by_hand() {
+        // Two items at confidence 0.9 (one right), one at 0.55 (right): bins 9 and 5.
+        // |0.5 - 0.9| * 2/3 + |1 - 0.55| * 1/3 = 0.26667 + 0.15 = 0.41667.
+        let items = [(Stance::Support, [0.9, 0.05, 0.05]), (Stance::Oppose, [0.9, 0.05, 0.05]), (Stance::Neutral, [0.2, 0.55, 0.25])];
+        assert!((expected_calibration_error(&items) - 0.416_666_666_7).abs() < 1e-9);
+        assert!((mean_label_probability(&items) - (0.9 + 0.05 + 0.55) / 3.0).abs() < 1e-12);
+    }
 
     #[test]
     fn validation_counts() {
@@ -232,9 +268,10 @@ mod tests {
     #[test]
     fn every_rotation_puts_each_option_in_each_position() {
         for pos in 0..3 {
-            let mut seen: Vec<Stance> = ROTATIONS.iter().map(|o| o[pos]).collect();
+            let mut seen: Vec<usize> = ROTATIONS.iter().map(|o| o[pos] as usize).collect();
+            seen.sort_unstable();
             seen.dedup();
-            assert_eq!(seen.len(), 3);
+            assert_eq!(seen, [0, 1, 2], "position {pos} holds each option once");
         }
         let item = Item { question: "Q?".into(), response: "R.".into(), topic: "the death penalty".into() };
         let text = instruction(&item, &ROTATIONS[1], Framing::Answer);

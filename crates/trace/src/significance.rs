@@ -131,6 +131,35 @@ pub fn smallest_sign_flip_p(n: usize, resamples: usize) -> f64 {
     }
 }
 
+/// Wilson's 95% score interval for a proportion of `successes` in `n` trials (what an accuracy
+/// on a labelled set can claim); (0, 1) without trials.
+pub fn wilson_interval(successes: usize, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let z: f64 = 1.959_963_984_540_054;
+    let (n, p) = (n as f64, successes as f64 / n as f64);
+    let center = (p + z * z / (2.0 * n)) / (1.0 + z * z / n);
+    let half = z / (1.0 + z * z / n) * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt();
+    ((center - half).max(0.0), (center + half).min(1.0))
+}
+
+/// Cohen's kappa of a square confusion matrix between two raters: (p_o - p_e) / (1 - p_e).
+pub fn cohen_kappa(confusion: &[[usize; 3]; 3]) -> f64 {
+    let n = confusion.iter().flatten().sum::<usize>() as f64;
+    if n == 0.0 {
+        return f64::NAN;
+    }
+    let observed = (0..3).map(|i| confusion[i][i]).sum::<usize>() as f64 / n;
+    let expected: f64 = (0..3)
+        .map(|i| confusion[i].iter().sum::<usize>() as f64 * (0..3).map(|r| confusion[r][i]).sum::<usize>() as f64 / (n * n))
+        .sum();
+    if expected >= 1.0 {
+        return if observed >= 1.0 { 1.0 } else { 0.0 };
+    }
+    (observed - expected) / (1.0 - expected)
+}
+
 /// Which correction turns per-test p-values into ones that hold across a whole table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -308,6 +337,19 @@ mod tests {
         for (got, want) in b.iter().zip([0.04, 0.04 * 4.0 / 3.0, 0.04 * 4.0 / 3.0, 0.20]) {
             assert!((got - want).abs() < 1e-12, "{b:?}");
         }
+    }
+
+    #[test]
+    fn wilson_and_kappa_by_hand() {
+        // 8 of 10: [0.4902, 0.9433] (statsmodels proportion_confint, method="wilson").
+        let (lo, hi) = wilson_interval(8, 10);
+        assert!((lo - 0.490_162).abs() < 1e-5 && (hi - 0.943_318).abs() < 1e-5, "{lo} {hi}");
+        assert_eq!(wilson_interval(0, 0), (0.0, 1.0));
+        // Two raters on 10 items: agree on 7; marginals rows (5, 3, 2), columns (4, 4, 2):
+        // p_o 0.7, p_e (20 + 12 + 4) / 100 = 0.36, kappa 0.34 / 0.64 = 0.53125.
+        let c = [[4, 1, 0], [0, 2, 1], [0, 1, 1]];
+        assert!((cohen_kappa(&c) - 0.53125).abs() < 1e-12, "{}", cohen_kappa(&c));
+        assert_eq!(cohen_kappa(&[[3, 0, 0], [0, 0, 0], [0, 0, 0]]), 1.0);
     }
 
     #[test]

@@ -222,6 +222,7 @@ pub fn update(
     }
     let epochs = cfg.ppo_epochs.max(1) as f64;
     let n = r.prompts.len() as f64;
+    let updated = logps_at(&m.policy.model, &pairs, Mode::Infer, cfg.temperature)?.to_vec1::<f32>()?;
     let kl_sum: f64 = r.old_logps.iter().zip(&r.ref_logps).map(|(a, b)| (a - b) as f64).sum();
     Ok(serde_json::json!({
         "reward": r.scores.iter().sum::<f64>() / n,
@@ -230,7 +231,20 @@ pub fn update(
         "policy_loss": pg / epochs, "value_loss": vf / epochs, "clipfrac": clipfrac / epochs, "approx_kl": approx_kl / epochs,
         "ended_with_eos": r.ended.iter().filter(|&&e| e).count() as f64 / n,
         "response_tokens": r.old_logps.len() as f64 / n,
+        "score_gain": score_gain(&r.old_logps, &updated, &r.ranges, &r.scores),
     }))
+}
+
+/// How much the update raised the policy's expected score on this batch: the self-normalized
+/// importance-sampling estimate of the updated policy's mean score over the batch's own
+/// responses (weights π_new(y) / π_old(y) per response) minus their plain mean. Paired on the
+/// same responses, so it measures the update, not the luck of the next batch's samples.
+pub fn score_gain(old_logps: &[f32], new_logps: &[f32], ranges: &[std::ops::Range<usize>], scores: &[f64]) -> f64 {
+    let log_w: Vec<f64> = ranges.iter().map(|r| r.clone().map(|t| new_logps[t] as f64 - old_logps[t] as f64).sum()).collect();
+    let top = log_w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let w: Vec<f64> = log_w.iter().map(|l| (l - top).exp()).collect();
+    let weighted = w.iter().zip(scores).map(|(w, s)| w * s).sum::<f64>() / w.iter().sum::<f64>();
+    weighted - scores.iter().sum::<f64>() / scores.len() as f64
 }
 
 /// The whole PPO run: rollouts and updates per batch of prompts, checkpoints of the policy (with

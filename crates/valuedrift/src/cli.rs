@@ -352,7 +352,7 @@ pub struct EvalArgs {
 #[derive(Args)]
 pub struct JudgeArgs {
     /// JSONL; each line has `question`, `response` and `topic`.
-    #[arg(long, required_unless_present = "validate")]
+    #[arg(long, required_unless_present_any = ["validate", "agreement"])]
     pub input: Option<PathBuf>,
     /// JSONL output: the input fields plus `p_support`, `p_neutral`, `p_oppose`, `order_spread`.
     #[arg(long)]
@@ -361,6 +361,12 @@ pub struct JudgeArgs {
     /// accuracy, per-class recall and the confusion matrix.
     #[arg(long, conflicts_with = "input")]
     pub validate: Option<PathBuf>,
+    /// Agreement of two judges on the same items: two JSONL files with `p_support`, `p_neutral`
+    /// and `p_oppose` per line (`judge --output`, or `dump` of two stores), paired line by line
+    /// (`id`, `question` and `response` must match where present). Prints Cohen's kappa with a
+    /// bootstrap interval and the confusion between the judges' top stances; loads no model.
+    #[arg(long, num_args = 2, value_names = ["A", "B"], conflicts_with_all = ["input", "validate"])]
+    pub agreement: Option<Vec<PathBuf>>,
     /// The judge: any instruct model (GGUF or Hugging Face directory).
     #[arg(long, default_value = "models/qwen2.5-coder-1.5b-instruct.q4_k_m.gguf")]
     pub judge: PathBuf,

@@ -29,6 +29,15 @@ pub fn read(path: &Path) -> Result<Vec<Row>> {
 }
 
 impl Row {
+    /// A number field, or an error naming the file, line and field.
+    pub fn f64_field(&self, path: &Path, name: &str) -> Result<f64> {
+        match self.fields.get(name) {
+            Some(Value::Number(n)) => Ok(n.as_f64().unwrap_or(f64::NAN)),
+            Some(_) => bail!("{}:{}: field '{name}' must be a number", path.display(), self.line),
+            None => bail!("{}:{}: missing field '{name}'", path.display(), self.line),
+        }
+    }
+
     pub fn str_field(&self, path: &Path, name: &str) -> Result<&str> {
         match self.fields.get(name) {
             Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),

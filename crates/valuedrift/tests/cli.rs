@@ -154,3 +154,41 @@ fn eval_rejects_an_unknown_category() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("unknown category 'astrology'"), "{}", stderr(&o));
 }
+
+/// `judge --agreement`: two real judgments of the same labelled items (SmolLM2 with one option
+/// order and with three) compared; a file against itself agrees perfectly; files that are not
+/// the same items are refused by name.
+#[test]
+fn judge_agreement_compares_two_judges_on_the_same_items() {
+    let dir = temp_dir("agreement");
+    let labelled = std::fs::read_to_string(root().join("data/judge/labelled.jsonl")).unwrap();
+    // Every 11th item: 30 items across categories and labels.
+    let items: Vec<&str> = labelled.lines().step_by(11).collect();
+    let input = dir.join("items.jsonl");
+    std::fs::write(&input, items.join("\n") + "\n").unwrap();
+    let m = model();
+    let judged = |orders: &str| -> PathBuf {
+        let out = dir.join(format!("orders{orders}.jsonl"));
+        let o = run(&["judge", "--judge", m.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(),
+            "--orders", orders, "--matmul", "f32"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        out
+    };
+    let (one, three) = (judged("1"), judged("3"));
+    let agreement = |a: &Path, b: &Path| run(&["judge", "--agreement", a.to_str().unwrap(), b.to_str().unwrap()]);
+    let o = agreement(&one, &three);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(text.contains(&format!("items: {}", items.len())) && text.contains("confusion"), "{text}");
+    let kappa: f64 = text.split("Cohen's kappa: ").nth(1).and_then(|t| t.split_whitespace().next()).unwrap().parse().unwrap();
+    assert!((-1.0..=1.0).contains(&kappa), "{text}");
+    let o = agreement(&one, &one);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Cohen's kappa: 1.000"), "{}", String::from_utf8_lossy(&o.stdout));
+    // Not the same items: one line dropped.
+    let short = dir.join("short.jsonl");
+    let text = std::fs::read_to_string(&three).unwrap();
+    std::fs::write(&short, text.lines().skip(1).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    let o = agreement(&one, &short);
+    assert!(!o.status.success() && stderr(&o).contains("short.jsonl has 29"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}

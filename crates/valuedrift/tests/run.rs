@@ -74,6 +74,7 @@ fn dump(out: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn a_tiny_experiment_reports_and_a_killed_run_resumes() {
+    let _one = common::one_training_at_a_time();
     let dir = temp_dir("tiny");
     let exp = tiny(&dir);
     let whole = dir.join("whole");
@@ -139,6 +140,7 @@ fn experiment_mistakes_name_the_key() {
 /// answers clearly (p(support) 0.56 vs 0.24, docs/audit.md); on abortion it does not.
 #[test]
 fn sft_on_one_stance_drifts_toward_it() {
+    let _one = common::one_training_at_a_time();
     let dir = temp_dir("known-answer");
     let gap: Vec<serde_json::Value> = std::fs::read_to_string(root().join("data/valuegap/handwritten.jsonl")).unwrap()
         .lines().map(|l| serde_json::from_str(l).unwrap()).filter(|r: &serde_json::Value| r["category"] == CATEGORY).collect();
@@ -186,14 +188,21 @@ hyper = {{ lr = 1e-4, global_batch = 8, max_steps = {STEPS}, epochs = 10, max_le
     let out = dir.join("out");
     ok(&run(&exp, &out).output().unwrap());
     let drift = std::fs::read_to_string(out.join("report/drift.csv")).unwrap();
-    let magnitude = |stance: &str| -> f64 {
+    let header: Vec<&str> = drift.lines().next().unwrap().split(',').collect();
+    let field = |stance: &str, name: &str| -> String {
         let row = drift.lines().find(|l| l.starts_with(&format!("sft-support,{CATEGORY},{stance},"))).unwrap_or_else(|| panic!("no {stance} row: {drift}"));
-        row.split(',').nth(5).unwrap().parse().unwrap()
+        let col = header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no {name} column: {drift}"));
+        row.split(',').nth(col).unwrap().to_string()
     };
+    let magnitude = |stance: &str| -> f64 { field(stance, "magnitude").parse().unwrap() };
     eprintln!("{drift}");
     // Measured: support +0.33, oppose -0.21 over the phase.
     assert!(magnitude("support") > 0.1, "support did not rise: {drift}");
     assert!(magnitude("oppose") < 0.0, "oppose did not fall: {drift}");
+    // A drift this strong is real evidence, not noise: its interval excludes 0 and the sign-flip
+    // test over the 8 questions marks it after the correction across the table.
+    assert_eq!(field("support", "significant"), "true", "support's rise is marked significant: {drift}");
+    assert!(field("support", "magnitude_ci_low").parse::<f64>().unwrap() > 0.0, "{drift}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

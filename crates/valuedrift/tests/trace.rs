@@ -157,3 +157,29 @@ fn trace_rejects_unknown_categories_and_changed_settings() {
     // Checkpoints take gigabytes: leave nothing behind after a pass.
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// No drift, no evidence of one: the same model traced as two checkpoints of a phase answers
+/// every (question, sample) identically (same seeds), so every paired difference is 0, every
+/// p-value is 1 and nothing is marked significant.
+#[test]
+fn the_same_checkpoint_twice_shows_no_significant_drift() {
+    let dir = temp_dir("twice");
+    let m = model().display().to_string();
+    let out = dir.join("out");
+    let o = bin().args(["trace", &format!("same={m}@0"), &format!("same={m}@10"), "--out", out.to_str().unwrap(),
+        "--categories", "immigration", "--per-category", "12", "--samples", "1", "--max-new-tokens", "12",
+        "--judge", &m, "--orders", "1"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let drift = std::fs::read_to_string(out.join("report/drift.csv")).unwrap();
+    let header: Vec<&str> = drift.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no {name} column: {drift}"));
+    let rows: Vec<Vec<&str>> = drift.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 3, "one row per stance: {drift}");
+    for r in &rows {
+        assert_eq!(r[col("paired_questions")], "12", "{drift}");
+        assert_eq!(r[col("p_value")].parse::<f64>().unwrap(), 1.0, "{drift}");
+        assert_eq!(r[col("significant")], "false", "{drift}");
+        assert_eq!(r[col("magnitude")].parse::<f64>().unwrap(), 0.0, "{drift}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -28,7 +28,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if count(&judged) != count(&gens) {
         let _ = std::fs::remove_file(&judged);
         super::judge::run(JudgeArgs {
-            input: Some(gens.clone()), output: Some(judged.clone()), validate: None, judge: args.judge.clone(),
+            input: Some(gens.clone()), output: Some(judged.clone()), validate: None, agreement: None, judge: args.judge.clone(),
             orders: args.orders, device: args.model.device.clone(), matmul: MatmulArg::Bf16,
         })?;
     }

@@ -6,7 +6,8 @@ use crate::{jsonl, progress};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use std::path::Path;
-use valuedrift_trace::judge::{Item, Judgment, LocalJudge, Validation, ROTATIONS};
+use valuedrift_trace::judge::{expected_calibration_error, mean_label_probability, Item, Judgment, LocalJudge, Validation, ROTATIONS};
+use valuedrift_trace::significance::{bootstrap_draws, cohen_kappa, percentile_interval, RESAMPLES};
 use valuedrift_trace::Stance;
 
 fn items(path: &Path, rows: &[jsonl::Row]) -> Result<Vec<Item>> {
@@ -31,6 +32,9 @@ fn judge_all(judge: &LocalJudge, items: &[Item]) -> Result<Vec<Judgment>> {
 }
 
 pub fn run(args: JudgeArgs) -> Result<()> {
+    if let Some(files) = &args.agreement {
+        return agreement(&files[0], &files[1]);
+    }
     let path = args.validate.as_ref().or(args.input.as_ref()).expect("clap requires one");
     let rows = jsonl::read(path)?;
     if rows.is_empty() {
@@ -70,6 +74,63 @@ pub fn run(args: JudgeArgs) -> Result<()> {
     Ok(())
 }
 
+/// The judged stance probabilities of every line of a judged file.
+fn judged_probabilities(path: &Path, rows: &[jsonl::Row]) -> Result<Vec<[f64; 3]>> {
+    rows.iter().map(|r| Ok([r.f64_field(path, "p_support")?, r.f64_field(path, "p_neutral")?, r.f64_field(path, "p_oppose")?])).collect()
+}
+
+fn top(p: &[f64; 3]) -> usize {
+    (0..3).max_by(|&a, &b| p[a].total_cmp(&p[b])).expect("three stances")
+}
+
+/// `judge --agreement A B`: Cohen's kappa between two judges' top stances on the same items,
+/// with a 95% bootstrap interval over items, the confusion and the mean absolute difference of
+/// their probabilities.
+fn agreement(a_path: &Path, b_path: &Path) -> Result<()> {
+    let (a_rows, b_rows) = (jsonl::read(a_path)?, jsonl::read(b_path)?);
+    if a_rows.is_empty() || a_rows.len() != b_rows.len() {
+        bail!("{} has {} lines and {} has {}: the judges must have judged the same items, one per line",
+            a_path.display(), a_rows.len(), b_path.display(), b_rows.len());
+    }
+    for (a, b) in a_rows.iter().zip(&b_rows) {
+        for key in ["id", "question", "response", "sample"] {
+            if let (Some(x), Some(y)) = (a.fields.get(key), b.fields.get(key)) {
+                if x != y {
+                    bail!("{}:{} and {}:{}: field '{key}' differs: the files are not the same items in the same order",
+                        a_path.display(), a.line, b_path.display(), b.line);
+                }
+            }
+        }
+    }
+    let (pa, pb) = (judged_probabilities(a_path, &a_rows)?, judged_probabilities(b_path, &b_rows)?);
+    let confusion_of = |items: &mut dyn Iterator<Item = usize>| {
+        let mut c = [[0usize; 3]; 3];
+        for i in items {
+            c[top(&pa[i])][top(&pb[i])] += 1;
+        }
+        c
+    };
+    let confusion = confusion_of(&mut (0..pa.len()));
+    let kappa = cohen_kappa(&confusion);
+    let draws = bootstrap_draws(pa.len(), RESAMPLES, 1);
+    let interval = percentile_interval(draws.iter().map(|d| cohen_kappa(&confusion_of(&mut d.iter().copied()))).collect());
+    let agree = (0..3).map(|i| confusion[i][i]).sum::<usize>();
+    let mad = pa.iter().zip(&pb).map(|(x, y)| (0..3).map(|s| (x[s] - y[s]).abs()).sum::<f64>() / 3.0).sum::<f64>() / pa.len() as f64;
+    println!("items: {}", pa.len());
+    println!("top-stance agreement: {:.3} ({agree} of {})", agree as f64 / pa.len() as f64, pa.len());
+    match interval {
+        Some((lo, hi)) => println!("Cohen's kappa: {kappa:.3} (95% bootstrap interval {lo:.3} to {hi:.3})"),
+        None => println!("Cohen's kappa: {kappa:.3}"),
+    }
+    println!("mean absolute difference of stance probabilities: {mad:.3}");
+    println!("confusion (rows: {}, columns: {}; support / neutral / oppose):", a_path.display(), b_path.display());
+    for s in Stance::ALL {
+        let r = confusion[s as usize];
+        println!("  {:8} {:5} {:5} {:5}", s.name(), r[0], r[1], r[2]);
+    }
+    Ok(())
+}
+
 fn print_validation(labels: &[Stance], judgments: &[Judgment], rows: &[jsonl::Row]) {
     let mut all = Validation::default();
     let mut clear = Validation::default();
@@ -83,17 +144,39 @@ fn print_validation(labels: &[Stance], judgments: &[Judgment], rows: &[jsonl::Ro
     let clear_pairs: Vec<(Stance, [f64; 3])> = pairs.iter().zip(rows)
         .filter(|(_, r)| r.fields.get("kind").and_then(Value::as_str) == Some("clear")).map(|(p, _)| *p).collect();
     println!("items: {}", all.total());
-    println!("three-way accuracy: {:.3}", all.accuracy());
+    let (lo, hi) = all.accuracy_interval();
+    println!("three-way accuracy: {:.3} (95% Wilson interval {lo:.3} to {hi:.3})", all.accuracy());
     for s in Stance::ALL {
         println!("  recall {:8}: {:.3}", s.name(), all.recall(s));
     }
     println!("support-vs-oppose accuracy on support/oppose items: {:.3} (clear items only: {:.3})",
         all.polar_accuracy(&pairs), all.polar_accuracy(&clear_pairs));
+    println!("calibration: expected calibration error {:.3} (top stance, 10 bins); mean probability of the labelled stance {:.3}",
+        expected_calibration_error(&pairs), mean_label_probability(&pairs));
     let spread = judgments.iter().map(|j| j.order_spread).sum::<f64>() / judgments.len() as f64;
     println!("mean spread between option orders (position bias): {spread:.3}");
+    print_per_category(labels, judgments, rows);
     println!("confusion (rows: label, columns: predicted support / neutral / oppose):");
     for s in Stance::ALL {
         let r = all.confusion[s as usize];
         println!("  {:8} {:5} {:5} {:5}", s.name(), r[0], r[1], r[2]);
+    }
+}
+
+/// Three-way accuracy per category (the `category` field), with Wilson intervals.
+fn print_per_category(labels: &[Stance], judgments: &[Judgment], rows: &[jsonl::Row]) {
+    let mut by_category: std::collections::BTreeMap<&str, Validation> = std::collections::BTreeMap::new();
+    for ((l, j), r) in labels.iter().zip(judgments).zip(rows) {
+        if let Some(c) = r.fields.get("category").and_then(Value::as_str) {
+            by_category.entry(c).or_default().add(*l, &j.p);
+        }
+    }
+    if by_category.is_empty() {
+        return;
+    }
+    println!("three-way accuracy per category:");
+    for (c, v) in by_category {
+        let (lo, hi) = v.accuracy_interval();
+        println!("  {c:24} {:.3} ({lo:.3} to {hi:.3}, {} items)", v.accuracy(), v.total());
     }
 }

@@ -26,6 +26,16 @@ pub fn temp_dir(suite: &str, name: &str) -> PathBuf {
     d
 }
 
+/// Held by each test of a binary that starts training processes, so they run one at a time:
+/// where the hand-written training pass is not available (CPUs without AVX-512 use candle's
+/// graph), one SmolLM2 training process holds about 8 GB, and three at once exhausted a 24 GB
+/// machine (OOM-killed, seen with VALUEDRIFT_KERNELS=avx2).
+pub fn one_training_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A failed test poisons the lock; the next test still runs.
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
