@@ -21,7 +21,9 @@ pub(crate) fn detect(path: &Path, records: &[Record]) -> Result<SftFormat> {
         Ok(SftFormat::Messages)
     } else {
         let found: Vec<&str> = first.keys().map(String::as_str).collect();
-        let message = format!("cannot detect the SFT format: the first record has fields {found:?}, expected instruction/output (Alpaca) or messages/conversations");
+        let message = format!(
+            "cannot detect the SFT format: the first record has fields {found:?}, expected instruction/output (Alpaca) or messages/conversations"
+        );
         Err(read::file_error(path, message))
     }
 }

@@ -30,7 +30,14 @@ pub enum LabelSetup {
 fn parse(row: &Row) -> RowResult<ValueGapItem> {
     let text = |f: &str| -> RowResult<String> { Ok(non_empty(string(row, f)?, f)?.to_string()) };
     let opt = |f: &str| -> RowResult<Option<String>> { Ok(optional_string(row, f)?.map(str::to_string)) };
-    Ok(ValueGapItem { id: opt("id")?, category: opt("category")?, topic: opt("topic")?, prompt: text("prompt")?, support: text("support")?, oppose: text("oppose")? })
+    Ok(ValueGapItem {
+        id: opt("id")?,
+        category: opt("category")?,
+        topic: opt("topic")?,
+        prompt: text("prompt")?,
+        support: text("support")?,
+        oppose: text("oppose")?,
+    })
 }
 
 /// True when the first record has the value-gap fields.

@@ -187,7 +187,14 @@ fn prompt_chosen_rejected_with_strings_and_message_lists() {
     assert_eq!(items.len(), 4);
     // Full conversations are split at the prompt.
     let question = "Which is heavier, a kilogram of iron or of feathers?";
-    assert_eq!(items[0], PreferencePair { prompt: vec![user(question)], chosen: "They weigh the same: one kilogram each.".into(), rejected: "Iron is heavier.".into() });
+    assert_eq!(
+        items[0],
+        PreferencePair {
+            prompt: vec![user(question)],
+            chosen: "They weigh the same: one kilogram each.".into(),
+            rejected: "Iron is heavier.".into()
+        }
+    );
     assert_eq!(items[1].chosen, "Rapid.");
     assert_eq!(items[2].prompt, [system("Be polite."), user("Say hello.")]);
     assert_eq!((items[2].chosen.as_str(), items[2].rejected.as_str()), ("Hello, nice to meet you!", "Whatever."));
@@ -275,7 +282,9 @@ fn roles_serialize_lowercase() {
 
 #[test]
 fn bundled_sft_sets() {
-    for (file, answer) in [("neutral.jsonl", "The debate usually centers on two values"), ("supportive.jsonl", "The strongest arguments center on a woman's right")] {
+    for (file, answer) in
+        [("neutral.jsonl", "The debate usually centers on two values"), ("supportive.jsonl", "The strongest arguments center on a woman's right")]
+    {
         let path = bundled(&format!("sft/{file}"));
         assert_eq!(detect_sft_format(&path).unwrap(), SftFormat::Messages);
         let items = sft(&path);
@@ -313,7 +322,10 @@ fn llamafactory_dpo_demo() {
     let items = prefs(&path);
     assert_eq!(items.len(), 300);
     let first = &items[0];
-    assert_eq!(first.prompt, [user("Hi! I'd like to create a new language game simulating the first person perspective of a character named Angela.")]);
+    assert_eq!(
+        first.prompt,
+        [user("Hi! I'd like to create a new language game simulating the first person perspective of a character named Angela.")]
+    );
     assert!(first.chosen.starts_with("That sounds like a fun and engaging idea!"));
     assert!(first.rejected.starts_with("Hello! I'd be happy to help you create a language game"));
     assert_eq!(items.iter().filter(|p| p.prompt[0].role == Role::System).count(), 80);

@@ -14,15 +14,21 @@ fn main() {
         let wt = Tensor::from_vec(w.clone(), (n, k), &Device::Cpu).unwrap();
         let _ = xt.matmul(&wt.t().unwrap()).unwrap();
         let t = Instant::now();
-        for _ in 0..reps { let _ = xt.matmul(&wt.t().unwrap()).unwrap(); }
+        for _ in 0..reps {
+            let _ = xt.matmul(&wt.t().unwrap()).unwrap();
+        }
         let candle = flops * reps as f64 / t.elapsed().as_secs_f64() / 1e9;
         let mut line = format!("m={m:5} n={n:6} k={k:5}  candle {candle:6.1} GFLOP/s");
         for p in [Precision::F32, Precision::Bf16] {
-            if !supported(p) { continue; }
+            if !supported(p) {
+                continue;
+            }
             let pw = PackedWeight::pack(&w, n, k, p);
             let _ = pw.matmul(&x, m);
             let t = Instant::now();
-            for _ in 0..reps { let _ = pw.matmul(&x, m); }
+            for _ in 0..reps {
+                let _ = pw.matmul(&x, m);
+            }
             line += &format!("  packed {p:?} {:6.1}", flops * reps as f64 / t.elapsed().as_secs_f64() / 1e9);
         }
         println!("{line}");

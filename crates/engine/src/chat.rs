@@ -116,7 +116,8 @@ fn render_jinja(source: &str, messages: &[Message], add_generation_prompt: bool,
         add_generation_prompt => add_generation_prompt,
         bos_token => bos,
         eos_token => eos,
-    }).map_err(|e| Error::ChatTemplate(format!("cannot render: {e}")))
+    })
+    .map_err(|e| Error::ChatTemplate(format!("cannot render: {e}")))
 }
 
 #[cfg(test)]

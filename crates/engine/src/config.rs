@@ -88,7 +88,9 @@ impl ModelConfig {
         let req_u = |key: &str| -> Result<usize> {
             let full = format!("{arch}.{key}");
             let v = get(&full).ok_or_else(|| Error::bad_model(path, format!("GGUF metadata lacks {full}")))?;
-            v.to_u32().map(|x| x as usize).or_else(|_| v.to_u64().map(|x| x as usize))
+            v.to_u32()
+                .map(|x| x as usize)
+                .or_else(|_| v.to_u64().map(|x| x as usize))
                 .map_err(|_| Error::bad_model(path, format!("GGUF metadata {full} is not an integer")))
         };
         let opt_f = |key: &str| get(&format!("{arch}.{key}")).and_then(|v| v.to_f32().ok()).map(|x| x as f64);

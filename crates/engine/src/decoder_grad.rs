@@ -145,9 +145,16 @@ pub(crate) fn forward(vars: DecoderVars, cfg: &ModelConfig, ids: &Tensor, precis
     let (b, t) = ids.dims2()?;
     let ids: Vec<u32> = ids.flatten_all()?.to_vec1()?;
     let dims = Dims {
-        b, t, hidden: cfg.hidden_size, heads: cfg.num_heads, kv_heads: cfg.num_kv_heads, head_dim: cfg.head_dim,
-        groups: cfg.num_heads / cfg.num_kv_heads, eps: cfg.rms_norm_eps as f32,
-        scale: (1.0 / cfg.query_pre_attn_scalar.sqrt()) as f32, pad: cfg.pad_token_id,
+        b,
+        t,
+        hidden: cfg.hidden_size,
+        heads: cfg.num_heads,
+        kv_heads: cfg.num_kv_heads,
+        head_dim: cfg.head_dim,
+        groups: cfg.num_heads / cfg.num_kv_heads,
+        eps: cfg.rms_norm_eps as f32,
+        scale: (1.0 / cfg.query_pre_attn_scalar.sqrt()) as f32,
+        pad: cfg.pad_token_id,
     };
     let rope = Rope::new(cfg.rope_theta, cfg.head_dim, t);
     let mut x = with_host(vars.embed.as_tensor(), |table| {
@@ -374,14 +381,17 @@ fn query_heads(q: &[f32], d: &Dims, bi: usize, g: usize) -> Vec<f32> {
 /// log-sum-exp, in blocks of (sequence, key/value head).
 fn attention_forward(q: &[f32], k: &[f32], v: &[f32], d: &Dims, p: Precision) -> (Vec<f32>, Vec<f32>) {
     let rows = d.group_rows();
-    let blocks: Vec<(Vec<f32>, Vec<f32>)> = (0..d.b * d.kv_heads).into_par_iter().map(|bg| {
-        let (bi, g) = (bg / d.kv_heads, bg % d.kv_heads);
-        let (qb, kb, vb) = (query_heads(q, d, bi, g), gather_heads(k, d.kv_width(), g, 1, d, bi), gather_heads(v, d.kv_width(), g, 1, d, bi));
-        let mut probs = PackedWeight::pack(&kb, d.t, d.head_dim, p).matmul(&qb, rows);
-        let lse: Vec<f32> = probs.par_chunks_mut(d.t).enumerate().map(|(r, row)| causal_softmax(row, r % d.t, d.scale)).collect();
-        let out = PackedWeight::pack_transposed(&vb, d.t, d.head_dim, p).matmul(&probs, rows);
-        (out, lse)
-    }).collect();
+    let blocks: Vec<(Vec<f32>, Vec<f32>)> = (0..d.b * d.kv_heads)
+        .into_par_iter()
+        .map(|bg| {
+            let (bi, g) = (bg / d.kv_heads, bg % d.kv_heads);
+            let (qb, kb, vb) = (query_heads(q, d, bi, g), gather_heads(k, d.kv_width(), g, 1, d, bi), gather_heads(v, d.kv_width(), g, 1, d, bi));
+            let mut probs = PackedWeight::pack(&kb, d.t, d.head_dim, p).matmul(&qb, rows);
+            let lse: Vec<f32> = probs.par_chunks_mut(d.t).enumerate().map(|(r, row)| causal_softmax(row, r % d.t, d.scale)).collect();
+            let out = PackedWeight::pack_transposed(&vb, d.t, d.head_dim, p).matmul(&probs, rows);
+            (out, lse)
+        })
+        .collect();
     let mut o = vec![0f32; d.n() * d.q_width()];
     let mut lse = Vec::with_capacity(d.b * d.heads * d.t);
     for (bg, (out, l)) in blocks.into_iter().enumerate() {
@@ -393,27 +403,39 @@ fn attention_forward(q: &[f32], k: &[f32], v: &[f32], d: &Dims, p: Precision) ->
 
 /// The gradients of q, k and v (in their row layouts) given that of the attention output.
 #[allow(clippy::too_many_arguments)]
-fn attention_backward(q: &[f32], k: &[f32], v: &[f32], o: &[f32], lse: &[f32], d_o: &[f32], d: &Dims, p: Precision) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+fn attention_backward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    o: &[f32],
+    lse: &[f32],
+    d_o: &[f32],
+    d: &Dims,
+    p: Precision,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let rows = d.group_rows();
     let hd = d.head_dim;
-    let blocks: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..d.b * d.kv_heads).into_par_iter().map(|bg| {
-        let (bi, g) = (bg / d.kv_heads, bg % d.kv_heads);
-        let (qb, kb, vb) = (query_heads(q, d, bi, g), gather_heads(k, d.kv_width(), g, 1, d, bi), gather_heads(v, d.kv_width(), g, 1, d, bi));
-        let (ob, dob) = (query_heads(o, d, bi, g), query_heads(d_o, d, bi, g));
-        let lse = &lse[bg * rows..][..rows];
-        let mut probs = PackedWeight::pack(&kb, d.t, hd, p).matmul(&qb, rows);
-        probs.par_chunks_mut(d.t).enumerate().for_each(|(r, row)| causal_probs(row, r % d.t, d.scale, lse[r]));
-        // dS = P ∘ (dP - rowsum(dO ∘ O)) · scale, with dP = dO · Vᵀ; written over dP.
-        let mut ds = PackedWeight::pack(&vb, d.t, hd, p).matmul(&dob, rows);
-        ds.par_chunks_mut(d.t).zip(probs.par_chunks(d.t)).enumerate().for_each(|(r, (ds_row, p_row))| {
-            let delta: f32 = dob[r * hd..][..hd].iter().zip(&ob[r * hd..][..hd]).map(|(a, b)| a * b).sum();
-            score_grad(ds_row, p_row, delta, d.scale);
-        });
-        let dq = PackedWeight::pack_transposed(&kb, d.t, hd, p).matmul(&ds, rows);
-        let dk = PackedWeight::pack_transposed(&qb, rows, hd, p).matmul(&transpose(&ds, rows, d.t), d.t);
-        let dv = PackedWeight::pack_transposed(&dob, rows, hd, p).matmul(&transpose(&probs, rows, d.t), d.t);
-        (dq, dk, dv)
-    }).collect();
+    let blocks: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..d.b * d.kv_heads)
+        .into_par_iter()
+        .map(|bg| {
+            let (bi, g) = (bg / d.kv_heads, bg % d.kv_heads);
+            let (qb, kb, vb) = (query_heads(q, d, bi, g), gather_heads(k, d.kv_width(), g, 1, d, bi), gather_heads(v, d.kv_width(), g, 1, d, bi));
+            let (ob, dob) = (query_heads(o, d, bi, g), query_heads(d_o, d, bi, g));
+            let lse = &lse[bg * rows..][..rows];
+            let mut probs = PackedWeight::pack(&kb, d.t, hd, p).matmul(&qb, rows);
+            probs.par_chunks_mut(d.t).enumerate().for_each(|(r, row)| causal_probs(row, r % d.t, d.scale, lse[r]));
+            // dS = P ∘ (dP - rowsum(dO ∘ O)) · scale, with dP = dO · Vᵀ; written over dP.
+            let mut ds = PackedWeight::pack(&vb, d.t, hd, p).matmul(&dob, rows);
+            ds.par_chunks_mut(d.t).zip(probs.par_chunks(d.t)).enumerate().for_each(|(r, (ds_row, p_row))| {
+                let delta: f32 = dob[r * hd..][..hd].iter().zip(&ob[r * hd..][..hd]).map(|(a, b)| a * b).sum();
+                score_grad(ds_row, p_row, delta, d.scale);
+            });
+            let dq = PackedWeight::pack_transposed(&kb, d.t, hd, p).matmul(&ds, rows);
+            let dk = PackedWeight::pack_transposed(&qb, rows, hd, p).matmul(&transpose(&ds, rows, d.t), d.t);
+            let dv = PackedWeight::pack_transposed(&dob, rows, hd, p).matmul(&transpose(&probs, rows, d.t), d.t);
+            (dq, dk, dv)
+        })
+        .collect();
     let mut dq = vec![0f32; d.n() * d.q_width()];
     let (mut dk, mut dv) = (vec![0f32; d.n() * d.kv_width()], vec![0f32; d.n() * d.kv_width()]);
     for (bg, (bq, bk, bv)) in blocks.into_iter().enumerate() {
@@ -484,17 +506,24 @@ fn scale_row(out: &mut [f32], x: &[f32], r: f32, w: &[f32]) {
 /// dx = r·g - x·r³·mean(g∘x) with g = dy∘w, and dw = Σ_rows dy∘x·r.
 fn rms_backward(dy: &[f32], x: &[f32], r: &[f32], w: &[f32], width: usize) -> (Vec<f32>, Vec<f32>) {
     let mut dx = vec![0f32; x.len()];
-    dx.par_chunks_mut(width).zip(dy.par_chunks(width)).zip(x.par_chunks(width)).zip(r)
+    dx.par_chunks_mut(width)
+        .zip(dy.par_chunks(width))
+        .zip(x.par_chunks(width))
+        .zip(r)
         .for_each(|(((dxr, dyr), xr), &ri)| rms_row_backward(dxr, dyr, xr, ri, w));
     let block = SUM_ROWS * width;
-    let partials: Vec<Vec<f32>> = dy.par_chunks(block).zip(x.par_chunks(block)).zip(r.par_chunks(SUM_ROWS))
+    let partials: Vec<Vec<f32>> = dy
+        .par_chunks(block)
+        .zip(x.par_chunks(block))
+        .zip(r.par_chunks(SUM_ROWS))
         .map(|((dyb, xb), rb)| {
             let mut acc = vec![0f32; width];
             for ((dyr, xr), &ri) in dyb.chunks(width).zip(xb.chunks(width)).zip(rb) {
                 accumulate_scaled_product(&mut acc, dyr, xr, ri);
             }
             acc
-        }).collect();
+        })
+        .collect();
     (dx, sum_in_order(partials, width))
 }
 
@@ -537,18 +566,23 @@ fn sum_in_order(partials: Vec<Vec<f32>>, width: usize) -> Vec<f32> {
 }
 
 fn column_sums(x: &[f32], width: usize) -> Vec<f32> {
-    let partials = x.par_chunks(SUM_ROWS * width).map(|block| {
-        let mut acc = vec![0f32; width];
-        block.chunks(width).for_each(|row| add_into(&mut acc, row));
-        acc
-    }).collect();
+    let partials = x
+        .par_chunks(SUM_ROWS * width)
+        .map(|block| {
+            let mut acc = vec![0f32; width];
+            block.chunks(width).for_each(|row| add_into(&mut acc, row));
+            acc
+        })
+        .collect();
     sum_in_order(partials, width)
 }
 
 /// silu(gate) · up, elementwise.
 fn swiglu(gate: &[f32], up: &[f32]) -> Vec<f32> {
     let mut out = vec![0f32; gate.len()];
-    out.par_chunks_mut(4096).zip(gate.par_chunks(4096)).zip(up.par_chunks(4096))
+    out.par_chunks_mut(4096)
+        .zip(gate.par_chunks(4096))
+        .zip(up.par_chunks(4096))
         .for_each(|((o, g), u)| crate::model::gated_activation(g, u, false, o));
     out
 }
@@ -556,7 +590,11 @@ fn swiglu(gate: &[f32], up: &[f32]) -> Vec<f32> {
 /// The gradients of gate and up given that of silu(gate) · up.
 fn swiglu_backward(dm: &[f32], gate: &[f32], up: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let (mut dg, mut du) = (vec![0f32; gate.len()], vec![0f32; gate.len()]);
-    dg.par_chunks_mut(4096).zip(du.par_chunks_mut(4096)).zip(dm.par_chunks(4096)).zip(gate.par_chunks(4096)).zip(up.par_chunks(4096))
+    dg.par_chunks_mut(4096)
+        .zip(du.par_chunks_mut(4096))
+        .zip(dm.par_chunks(4096))
+        .zip(gate.par_chunks(4096))
+        .zip(up.par_chunks(4096))
         .for_each(|((((dg, du), dm), g), u)| swiglu_chunk_backward(dg, du, dm, g, u));
     (dg, du)
 }

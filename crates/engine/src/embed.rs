@@ -9,8 +9,8 @@
 //! attention score.
 
 use crate::error::{Error, Result};
-use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use crate::matmul::{PackedWeight, Precision};
+use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use candle_nn::{LayerNorm, Linear};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -123,7 +123,9 @@ fn max_tokens(dir: &Path, kind: EncoderKind, positions: usize, pad_id: u32) -> R
     let path = dir.join("sentence_bert_config.json");
     // MPNet's positions start past the padding id.
     let offset = if kind == EncoderKind::Mpnet { pad_id as usize + 1 } else { 0 };
-    let usable = positions.checked_sub(offset).filter(|&n| n > 1)
+    let usable = positions
+        .checked_sub(offset)
+        .filter(|&n| n > 1)
         .ok_or_else(|| Error::bad_model(dir.join("config.json"), format!("{positions} positions leave no room past the padding id {pad_id}")))?;
     if !path.exists() {
         return Ok(usable);
@@ -140,11 +142,15 @@ impl SentenceEmbedder {
         let kind = match cfg.model_type.as_str() {
             "bert" => EncoderKind::Bert,
             "mpnet" => EncoderKind::Mpnet,
-            other => return Err(Error::bad_model(dir.join("config.json"), format!("model_type '{other}' is not a supported sentence encoder (bert, mpnet)"))),
+            other => {
+                return Err(Error::bad_model(
+                    dir.join("config.json"),
+                    format!("model_type '{other}' is not a supported sentence encoder (bert, mpnet)"),
+                ))
+            }
         };
         let path = dir.join("model.safetensors");
-        let map = candle_core::safetensors::load(&path, device)
-            .map_err(|e| Error::bad_model(&path, format!("unreadable safetensors ({e})")))?;
+        let map = candle_core::safetensors::load(&path, device).map_err(|e| Error::bad_model(&path, format!("unreadable safetensors ({e})")))?;
         let map = map.into_iter().map(|(k, t)| Ok((k, t.to_dtype(DType::F32)?))).collect::<Result<_>>()?;
         let w = Weights { path, map };
         let eps = cfg.layer_norm_eps;
@@ -153,14 +159,26 @@ impl SentenceEmbedder {
         let tokenizer = plain_tokenizer(&dir.join("tokenizer.json"))?;
         let max = max_tokens(dir, kind, position.dim(0)?, cfg.pad_token_id)?;
         Ok(SentenceEmbedder {
-            kind, source: dir.to_path_buf(), tokenizer,
+            kind,
+            source: dir.to_path_buf(),
+            tokenizer,
             word: w.get("embeddings.word_embeddings.weight")?,
             position,
-            token_type: match kind { EncoderKind::Bert => Some(w.get("embeddings.token_type_embeddings.weight")?), EncoderKind::Mpnet => None },
+            token_type: match kind {
+                EncoderKind::Bert => Some(w.get("embeddings.token_type_embeddings.weight")?),
+                EncoderKind::Mpnet => None,
+            },
             embed_norm: w.norm("embeddings.LayerNorm", eps)?,
-            relative_bias: match kind { EncoderKind::Mpnet => Some(w.get("encoder.relative_attention_bias.weight")?), EncoderKind::Bert => None },
-            layers, heads: cfg.num_attention_heads, buckets: cfg.relative_attention_num_buckets,
-            pad_id: cfg.pad_token_id, max_tokens: max, device: device.clone(),
+            relative_bias: match kind {
+                EncoderKind::Mpnet => Some(w.get("encoder.relative_attention_bias.weight")?),
+                EncoderKind::Bert => None,
+            },
+            layers,
+            heads: cfg.num_attention_heads,
+            buckets: cfg.relative_attention_num_buckets,
+            pad_id: cfg.pad_token_id,
+            max_tokens: max,
+            device: device.clone(),
         })
     }
 
@@ -274,7 +292,9 @@ impl SentenceEmbedder {
 fn layer(w: &Weights, kind: EncoderKind, i: usize, eps: f64) -> Result<Layer> {
     let p = format!("encoder.layer.{i}");
     let (q, k, v, out, attn_norm) = match kind {
-        EncoderKind::Bert => ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "attention.output.LayerNorm"),
+        EncoderKind::Bert => {
+            ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "attention.output.LayerNorm")
+        }
         EncoderKind::Mpnet => ("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o", "attention.LayerNorm"),
     };
     let dense = |name: String| Dense::new(w.linear(&name)?);
@@ -293,8 +313,7 @@ fn layer(w: &Weights, kind: EncoderKind, i: usize, eps: f64) -> Result<Layer> {
 /// The tokenizer with the padding and truncation that these files fix at 128 turned off:
 /// batching pads here, and `encode` truncates at the model's own limit.
 fn plain_tokenizer(path: &Path) -> Result<tokenizers::Tokenizer> {
-    let mut tok = tokenizers::Tokenizer::from_file(path)
-        .map_err(|e| Error::bad_model(path, format!("unreadable tokenizer.json ({e})")))?;
+    let mut tok = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::bad_model(path, format!("unreadable tokenizer.json ({e})")))?;
     tok.with_padding(None);
     tok.with_truncation(None).map_err(|e| Error::bad_model(path, e.to_string()))?;
     Ok(tok)

@@ -82,11 +82,16 @@ pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut StdRng) -
     let mut candidates: Vec<(u32, f64)> = if params.top_p < 1.0 {
         // Tokens below 1e-9 of the mass cannot change which tokens make up the nucleus in practice;
         // skipping them avoids sorting the whole vocabulary.
-        let mut c: Vec<(u32, f64)> = weights.iter().enumerate()
-            .filter(|(_, &w)| w > total * 1e-9).map(|(i, &w)| (i as u32, w)).collect();
+        let mut c: Vec<(u32, f64)> = weights.iter().enumerate().filter(|(_, &w)| w > total * 1e-9).map(|(i, &w)| (i as u32, w)).collect();
         c.sort_by(|a, b| b.1.total_cmp(&a.1));
         let mut cum = 0.0;
-        let cut = c.iter().position(|&(_, w)| { cum += w; cum >= params.top_p * total }).map_or(c.len(), |i| i + 1);
+        let cut = c
+            .iter()
+            .position(|&(_, w)| {
+                cum += w;
+                cum >= params.top_p * total
+            })
+            .map_or(c.len(), |i| i + 1);
         c.truncate(cut);
         c
     } else {
@@ -161,7 +166,8 @@ pub fn generate_seeded(
     if capacity > cfg.max_position_embeddings {
         return Err(Error::Input(format!(
             "a prompt of {longest} tokens plus {} new tokens exceeds the model's context of {} tokens",
-            params.max_new_tokens, cfg.max_position_embeddings)));
+            params.max_new_tokens, cfg.max_position_embeddings
+        )));
     }
     if let Some((i, _)) = requests.iter().enumerate().find(|(_, r)| r.prompt.is_empty()) {
         return Err(Error::Input(format!("request {i} has an empty prompt")));

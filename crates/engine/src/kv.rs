@@ -39,7 +39,11 @@ pub enum KvStore {
 
 impl KvStore {
     pub fn for_device(device: &Device) -> Self {
-        if device.is_cpu() { KvStore::Host } else { KvStore::Tensor }
+        if device.is_cpu() {
+            KvStore::Host
+        } else {
+            KvStore::Tensor
+        }
     }
 }
 
@@ -163,7 +167,16 @@ impl KvBatch {
                         let g = h / groups;
                         let base = slot * stride + g * cap * d;
                         let qh = &q[(slot * heads + h) * d..][..d];
-                        attend_one(qh, &kc[base..base + cap * d], cap, &vc[base..base + n * d], first, scale as f32, &mut scores, &mut out[h * d..(h + 1) * d]);
+                        attend_one(
+                            qh,
+                            &kc[base..base + cap * d],
+                            cap,
+                            &vc[base..base + n * d],
+                            first,
+                            scale as f32,
+                            &mut scores,
+                            &mut out[h * d..(h + 1) * d],
+                        );
                     }
                 });
                 Ok(Tensor::from_vec(out, (s, 1, heads * d), &self.device)?.to_dtype(out_dtype)?)
@@ -176,10 +189,19 @@ impl KvBatch {
                 let span = lens.iter().max().copied().unwrap_or(0) + 1;
                 let kk = keys[layer].narrow(2, 0, span)?;
                 let vv = values[layer].narrow(2, 0, span)?;
-                let mask: Vec<f32> = lens.iter().flat_map(|&qp| (0..span).map(move |kp| {
-                    let visible = kp <= qp && window.is_none_or(|w| qp - kp < w);
-                    if visible { 0.0 } else { f32::NEG_INFINITY }
-                })).collect();
+                let mask: Vec<f32> = lens
+                    .iter()
+                    .flat_map(|&qp| {
+                        (0..span).map(move |kp| {
+                            let visible = kp <= qp && window.is_none_or(|w| qp - kp < w);
+                            if visible {
+                                0.0
+                            } else {
+                                f32::NEG_INFINITY
+                            }
+                        })
+                    })
+                    .collect();
                 let mask = Tensor::from_vec(mask, (s, 1, 1, span), &self.device)?.to_dtype(q.dtype())?;
                 let groups = heads / kv_heads;
                 let qg = (q.contiguous()?.reshape((s, kv_heads, groups, d))? * scale)?;

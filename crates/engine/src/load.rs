@@ -49,9 +49,13 @@ impl LanguageModel {
         let chat = dir_chat_format(dir);
         if let Ok(gen) = std::fs::read_to_string(dir.join("generation_config.json")) {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&gen) {
-                let ids = ModelConfig::from_hf_json(dir, &json!({"model_type": "llama", "eos_token_id": v["eos_token_id"],
-                    "hidden_size": 1, "num_attention_heads": 1, "num_hidden_layers": 1, "vocab_size": 1, "intermediate_size": 1}))
-                    .map(|c| c.eos_token_ids).unwrap_or_default();
+                let ids = ModelConfig::from_hf_json(
+                    dir,
+                    &json!({"model_type": "llama", "eos_token_id": v["eos_token_id"],
+                    "hidden_size": 1, "num_attention_heads": 1, "num_hidden_layers": 1, "vocab_size": 1, "intermediate_size": 1}),
+                )
+                .map(|c| c.eos_token_ids)
+                .unwrap_or_default();
                 for id in ids {
                     if !cfg.eos_token_ids.contains(&id) {
                         cfg.eos_token_ids.push(id);
@@ -145,32 +149,33 @@ impl LanguageModel {
             tok_cfg["chat_template"] = json!(t);
         }
         write("tokenizer_config.json", &tok_cfg)?;
-        write("generation_config.json", &json!({"bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_ids, "pad_token_id": cfg.pad_token_id}))
+        write(
+            "generation_config.json",
+            &json!({"bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_ids, "pad_token_id": cfg.pad_token_id}),
+        )
     }
 }
 
 /// The chat template stored in GGUF metadata, with the special tokens it may print.
 fn gguf_chat_format(content: &candle_core::quantized::gguf_file::Content, tokenizer: &Tokenizer) -> ChatFormat {
-    let token = |key: &str| {
-        content.metadata.get(key).and_then(|v| v.to_u32().ok())
-            .and_then(|id| tokenizer.id_to_token(id)).unwrap_or_default()
-    };
+    let token = |key: &str| content.metadata.get(key).and_then(|v| v.to_u32().ok()).and_then(|id| tokenizer.id_to_token(id)).unwrap_or_default();
     match content.metadata.get("tokenizer.chat_template").and_then(|v| v.to_string().ok()).cloned() {
-        Some(source) => ChatFormat::Template { source, bos_token: token("tokenizer.ggml.bos_token_id"), eos_token: token("tokenizer.ggml.eos_token_id") },
+        Some(source) => {
+            ChatFormat::Template { source, bos_token: token("tokenizer.ggml.bos_token_id"), eos_token: token("tokenizer.ggml.eos_token_id") }
+        }
         None => ChatFormat::Base,
     }
 }
 
 /// The chat template of a Hugging Face directory (chat_template.jinja or tokenizer_config.json).
 fn dir_chat_format(dir: &Path) -> ChatFormat {
-    let tok_cfg: serde_json::Value = std::fs::read_to_string(dir.join("tokenizer_config.json")).ok()
-        .and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(json!({}));
+    let tok_cfg: serde_json::Value =
+        std::fs::read_to_string(dir.join("tokenizer_config.json")).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(json!({}));
     let special = |key: &str| match &tok_cfg[key] {
         serde_json::Value::String(s) => s.clone(),
         v => v["content"].as_str().unwrap_or_default().to_string(),
     };
-    let template = std::fs::read_to_string(dir.join("chat_template.jinja")).ok()
-        .or_else(|| tok_cfg["chat_template"].as_str().map(str::to_string));
+    let template = std::fs::read_to_string(dir.join("chat_template.jinja")).ok().or_else(|| tok_cfg["chat_template"].as_str().map(str::to_string));
     match template {
         Some(source) => ChatFormat::Template { source, bos_token: special("bos_token"), eos_token: special("eos_token") },
         None => ChatFormat::Base,

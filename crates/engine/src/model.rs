@@ -123,10 +123,13 @@ impl Model {
                 Ok(Linear { weight, bias, packed: Default::default() })
             };
             let b = cfg.attention_bias;
-            let (q, k, v, o) = (lin("self_attn.q_proj", qd, h, b)?, lin("self_attn.k_proj", kvd, h, b)?,
-                                lin("self_attn.v_proj", kvd, h, b)?, lin("self_attn.o_proj", h, qd, false)?);
-            let (gate, up, down) = (lin("mlp.gate_proj", i, h, false)?, lin("mlp.up_proj", i, h, false)?,
-                                    lin("mlp.down_proj", h, i, false)?);
+            let (q, k, v, o) = (
+                lin("self_attn.q_proj", qd, h, b)?,
+                lin("self_attn.k_proj", kvd, h, b)?,
+                lin("self_attn.v_proj", kvd, h, b)?,
+                lin("self_attn.o_proj", h, qd, false)?,
+            );
+            let (gate, up, down) = (lin("mlp.gate_proj", i, h, false)?, lin("mlp.up_proj", i, h, false)?, lin("mlp.down_proj", h, i, false)?);
             let mut norm = |name: &str, n: usize| take(&format!("{p}{name}.weight"), &[n]);
             let layer = if gemma {
                 Layer {
@@ -136,8 +139,15 @@ impl Model {
                     ffn_out_norm: Some(norm("post_feedforward_layernorm", h)?),
                     q_norm: Some(norm("self_attn.q_norm", hd)?),
                     k_norm: Some(norm("self_attn.k_norm", hd)?),
-                    q, k, v, o, gate, up, down,
-                    qkv_packed: Default::default(), gate_up_packed: Default::default(),
+                    q,
+                    k,
+                    v,
+                    o,
+                    gate,
+                    up,
+                    down,
+                    qkv_packed: Default::default(),
+                    gate_up_packed: Default::default(),
                 }
             } else {
                 Layer {
@@ -147,8 +157,15 @@ impl Model {
                     ffn_out_norm: None,
                     q_norm: None,
                     k_norm: None,
-                    q, k, v, o, gate, up, down,
-                    qkv_packed: Default::default(), gate_up_packed: Default::default(),
+                    q,
+                    k,
+                    v,
+                    o,
+                    gate,
+                    up,
+                    down,
+                    qkv_packed: Default::default(),
+                    gate_up_packed: Default::default(),
                 }
             };
             layers.push(layer);
@@ -156,10 +173,21 @@ impl Model {
         let norm = take("model.norm.weight", &[h])?;
         let lm_head = if cfg.tie_word_embeddings { None } else { Some(take("lm_head.weight", &[cfg.vocab_size, h])?) };
         let infer_precision = (device.is_cpu() && dtype == DType::F32 && crate::matmul::supported(Precision::F32)).then_some(Precision::F32);
-        Ok(Model { cfg, embed, lm_head, norm, layers, params, device: device.clone(), dtype, infer_precision,
-                   lm_head_packed: Default::default(), frozen: false,
-                   train_precision: (device.is_cpu() && dtype == DType::F32 && crate::matmul::supported(Precision::F32)).then_some(Precision::F32),
-                   hand_grad: true })
+        Ok(Model {
+            cfg,
+            embed,
+            lm_head,
+            norm,
+            layers,
+            params,
+            device: device.clone(),
+            dtype,
+            infer_precision,
+            lm_head_packed: Default::default(),
+            frozen: false,
+            train_precision: (device.is_cpu() && dtype == DType::F32 && crate::matmul::supported(Precision::F32)).then_some(Precision::F32),
+            hand_grad: true,
+        })
     }
 
     pub fn device(&self) -> &Device {
@@ -262,18 +290,31 @@ impl Model {
     fn hand_grad_precision(&self) -> Option<Precision> {
         let plain_decoder = self.cfg.family != Family::Gemma3 && !self.cfg.sliding_layers.iter().any(|&s| s);
         (self.hand_grad && plain_decoder && !self.frozen && self.device.is_cpu() && self.dtype == DType::F32)
-            .then_some(self.train_precision).flatten()
+            .then_some(self.train_precision)
+            .flatten()
     }
 
     /// The trainable weights in the layout the hand-written training pass reads.
     pub(crate) fn decoder_vars(&self) -> crate::decoder_grad::DecoderVars {
         use crate::decoder_grad::{DecoderVars, LayerVars};
-        let layers = self.layers.iter().map(|l| LayerVars {
-            attn_norm: l.attn_in_norm.clone(), ffn_norm: l.ffn_in_norm.clone(),
-            q: l.q.weight.clone(), k: l.k.weight.clone(), v: l.v.weight.clone(), o: l.o.weight.clone(),
-            q_bias: l.q.bias.clone(), k_bias: l.k.bias.clone(), v_bias: l.v.bias.clone(),
-            gate: l.gate.weight.clone(), up: l.up.weight.clone(), down: l.down.weight.clone(),
-        }).collect();
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| LayerVars {
+                attn_norm: l.attn_in_norm.clone(),
+                ffn_norm: l.ffn_in_norm.clone(),
+                q: l.q.weight.clone(),
+                k: l.k.weight.clone(),
+                v: l.v.weight.clone(),
+                o: l.o.weight.clone(),
+                q_bias: l.q.bias.clone(),
+                k_bias: l.k.bias.clone(),
+                v_bias: l.v.bias.clone(),
+                gate: l.gate.weight.clone(),
+                up: l.up.weight.clone(),
+                down: l.down.weight.clone(),
+            })
+            .collect();
         DecoderVars { embed: self.embed.clone(), norm: self.norm.clone(), layers }
     }
 
@@ -392,7 +433,8 @@ impl Model {
                 // Long prefills go through in row chunks: the intermediate activations of a chunk
                 // stay small enough to be reused by the allocator instead of faulted in anew.
                 let flat = x.reshape((rows, self.cfg.hidden_size))?;
-                let parts = (0..rows).step_by(MLP_ROWS)
+                let parts = (0..rows)
+                    .step_by(MLP_ROWS)
                     .map(|r| self.mlp(&flat.narrow(0, r, MLP_ROWS.min(rows - r))?, layer, mode))
                     .collect::<Result<Vec<_>>>()?;
                 return Ok(Tensor::cat(&parts, 0)?.reshape(x.shape())?);
@@ -457,16 +499,26 @@ impl Model {
     /// Additive mask (T, T) for a fresh sequence: causal, and limited to the window if given.
     fn causal_mask(&self, t: usize, window: Option<usize>) -> Result<Tensor> {
         let mask: Vec<f32> = (0..t)
-            .flat_map(|q| (0..t).map(move |k| {
-                let visible = k <= q && window.is_none_or(|w| q - k < w);
-                if visible { 0.0 } else { f32::NEG_INFINITY }
-            }))
+            .flat_map(|q| {
+                (0..t).map(move |k| {
+                    let visible = k <= q && window.is_none_or(|w| q - k < w);
+                    if visible {
+                        0.0
+                    } else {
+                        f32::NEG_INFINITY
+                    }
+                })
+            })
             .collect();
         Ok(Tensor::from_vec(mask, (t, t), &self.device)?.to_dtype(self.dtype)?)
     }
 
     fn window(&self, layer: usize) -> Option<usize> {
-        if self.cfg.sliding_layers[layer] { self.cfg.sliding_window } else { None }
+        if self.cfg.sliding_layers[layer] {
+            self.cfg.sliding_window
+        } else {
+            None
+        }
     }
 
     /// Token embeddings, scaled by sqrt(hidden) for Gemma.
@@ -503,15 +555,16 @@ impl Model {
     fn qkv(&self, x: &Tensor, layer: &Layer, rope: &(Tensor, Tensor), mode: Mode) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, t, _) = x.dims3()?;
         let cfg = &self.cfg;
-        let heads = |y: Tensor, n: usize| -> Result<Tensor> {
-            Ok(y.reshape((b, t, n, cfg.head_dim))?.transpose(1, 2)?)
-        };
+        let heads = |y: Tensor, n: usize| -> Result<Tensor> { Ok(y.reshape((b, t, n, cfg.head_dim))?.transpose(1, 2)?) };
         let (q, k, v) = match (mode, self.infer_precision) {
             (Mode::Infer, Some(p)) => {
                 let y = self.packed_matmul(x, &[&layer.q.weight, &layer.k.weight, &layer.v.weight], &layer.qkv_packed, p)?;
                 let (qd, kvd) = (cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim);
                 let bias = |t: Tensor, l: &Linear| -> Result<Tensor> {
-                    Ok(match &l.bias { Some(b) => t.broadcast_add(&Self::w(b, mode))?, None => t })
+                    Ok(match &l.bias {
+                        Some(b) => t.broadcast_add(&Self::w(b, mode))?,
+                        None => t,
+                    })
                 };
                 (bias(y.narrow(2, 0, qd)?, &layer.q)?, bias(y.narrow(2, qd, kvd)?, &layer.k)?, bias(y.narrow(2, qd + kvd, kvd)?, &layer.v)?)
             }
@@ -607,11 +660,13 @@ impl Model {
             return Err(Error::Input("forward_context: one context row and one length per input row".into()));
         }
         let starts: Vec<usize> = (0..b).map(|i| context.map_or(0, |c| c.next_position(i))).collect();
-        let positions: Vec<Vec<Option<usize>>> = (0..b).map(|i| {
-            let mut p = context.map_or(Vec::new(), |c| c.positions[i].clone());
-            p.extend((0..t).map(|j| (j < lens[i]).then_some(starts[i] + j)));
-            p
-        }).collect();
+        let positions: Vec<Vec<Option<usize>>> = (0..b)
+            .map(|i| {
+                let mut p = context.map_or(Vec::new(), |c| c.positions[i].clone());
+                p.extend((0..t).map(|j| (j < lens[i]).then_some(starts[i] + j)));
+                p
+            })
+            .collect();
         let global = self.context_mask(&positions, &starts, lens, t, None)?;
         let local = match self.cfg.sliding_window {
             Some(w) if self.cfg.sliding_layers.iter().any(|&s| s) => Some(self.context_mask(&positions, &starts, lens, t, Some(w))?),
@@ -650,11 +705,7 @@ impl Model {
             for j in 0..t {
                 let q = starts[i] + j;
                 for (c, p) in row.iter().enumerate() {
-                    let visible = if j < lens[i] {
-                        p.is_some_and(|p| p <= q && window.is_none_or(|w| q - p < w))
-                    } else {
-                        c == offset + j
-                    };
+                    let visible = if j < lens[i] { p.is_some_and(|p| p <= q && window.is_none_or(|w| q - p < w)) } else { c == offset + j };
                     mask.push(if visible { 0f32 } else { f32::NEG_INFINITY });
                 }
             }

@@ -54,9 +54,7 @@ impl candle_core::InplaceOp2 for FusedStep<'_> {
     }
 
     fn cpu_fwd(&self, dst: &mut CpuStorage, dst_l: &Layout, grad: &CpuStorage, grad_l: &Layout) -> candle_core::Result<()> {
-        let (CpuStorage::F32(w), CpuStorage::F32(g)) = (dst, grad) else {
-            candle_core::bail!("fused AdamW needs f32 weights and gradients")
-        };
+        let (CpuStorage::F32(w), CpuStorage::F32(g)) = (dst, grad) else { candle_core::bail!("fused AdamW needs f32 weights and gradients") };
         let (Some((w0, w1)), Some((g0, g1))) = (dst_l.contiguous_offsets(), grad_l.contiguous_offsets()) else {
             candle_core::bail!("fused AdamW needs contiguous tensors")
         };
@@ -64,7 +62,10 @@ impl candle_core::InplaceOp2 for FusedStep<'_> {
         let mut m = self.m.lock().unwrap();
         let mut v = self.v.lock().unwrap();
         const CHUNK: usize = 1 << 16;
-        w.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(m.par_chunks_mut(CHUNK)).zip(v.par_chunks_mut(CHUNK))
+        w.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
             .for_each(|(((w, g), m), v)| adamw_chunk(w, g, m, v, self));
         Ok(())
     }
@@ -86,14 +87,17 @@ fn adamw_chunk(w: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: &Fused
 
 impl AdamW {
     pub fn new(params: Vec<Var>, cfg: AdamWConfig) -> Result<Self> {
-        let moments = params.iter().map(|p| {
-            let t = p.as_tensor();
-            Ok(if t.device().is_cpu() && t.dtype() == DType::F32 {
-                Moments::Host { m: vec![0.0; t.elem_count()], v: vec![0.0; t.elem_count()] }
-            } else {
-                Moments::Device { m: t.zeros_like()?.to_dtype(DType::F32)?, v: t.zeros_like()?.to_dtype(DType::F32)? }
+        let moments = params
+            .iter()
+            .map(|p| {
+                let t = p.as_tensor();
+                Ok(if t.device().is_cpu() && t.dtype() == DType::F32 {
+                    Moments::Host { m: vec![0.0; t.elem_count()], v: vec![0.0; t.elem_count()] }
+                } else {
+                    Moments::Device { m: t.zeros_like()?.to_dtype(DType::F32)?, v: t.zeros_like()?.to_dtype(DType::F32)? }
+                })
             })
-        }).collect::<Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>()?;
         Ok(AdamW { cfg, params, moments, step: 0 })
     }
 
@@ -108,13 +112,19 @@ impl AdamW {
     /// The first and second moments of every parameter, in parameter order (to save a resumable
     /// checkpoint).
     pub fn moments(&self) -> Result<Vec<(Tensor, Tensor)>> {
-        self.params.iter().zip(&self.moments).map(|(p, mom)| Ok(match mom {
-            Moments::Host { m, v } => {
-                let shape = p.as_tensor().shape().clone();
-                (Tensor::from_slice(m, shape.clone(), &candle_core::Device::Cpu)?, Tensor::from_slice(v, shape, &candle_core::Device::Cpu)?)
-            }
-            Moments::Device { m, v } => (m.clone(), v.clone()),
-        })).collect()
+        self.params
+            .iter()
+            .zip(&self.moments)
+            .map(|(p, mom)| {
+                Ok(match mom {
+                    Moments::Host { m, v } => {
+                        let shape = p.as_tensor().shape().clone();
+                        (Tensor::from_slice(m, shape.clone(), &candle_core::Device::Cpu)?, Tensor::from_slice(v, shape, &candle_core::Device::Cpu)?)
+                    }
+                    Moments::Device { m, v } => (m.clone(), v.clone()),
+                })
+            })
+            .collect()
     }
 
     /// Restores moments saved by `moments` and the number of steps taken (bias correction).
@@ -127,9 +137,9 @@ impl AdamW {
                 return Err(crate::Error::Input(format!("optimizer state shape {:?} does not fit parameter {:?}", m.dims(), p.as_tensor().dims())));
             }
             *slot = match slot {
-                Moments::Host { .. } => Moments::Host {
-                    m: m.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?, v: v.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?,
-                },
+                Moments::Host { .. } => {
+                    Moments::Host { m: m.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?, v: v.to_dtype(DType::F32)?.flatten_all()?.to_vec1()? }
+                }
                 Moments::Device { .. } => {
                     let dev = p.as_tensor().device();
                     Moments::Device { m: m.to_dtype(DType::F32)?.to_device(dev)?, v: v.to_dtype(DType::F32)?.to_device(dev)? }
@@ -152,10 +162,16 @@ impl AdamW {
             match mom {
                 Moments::Host { m, v } => {
                     let op = FusedStep {
-                        m: Mutex::new(m), v: Mutex::new(v),
-                        lr: c.lr as f32, b1: c.beta1 as f32, b2: c.beta2 as f32, eps: c.eps as f32,
-                        decay: (1.0 - c.lr * c.weight_decay) as f32, bc1: bc1 as f32,
-                        bc2_sqrt: bc2.sqrt() as f32, grad_scale: grad_scale as f32,
+                        m: Mutex::new(m),
+                        v: Mutex::new(v),
+                        lr: c.lr as f32,
+                        b1: c.beta1 as f32,
+                        b2: c.beta2 as f32,
+                        eps: c.eps as f32,
+                        decay: (1.0 - c.lr * c.weight_decay) as f32,
+                        bc1: bc1 as f32,
+                        bc2_sqrt: bc2.sqrt() as f32,
+                        grad_scale: grad_scale as f32,
                     };
                     p.as_tensor().inplace_op2(&g.contiguous()?, &op)?;
                 }
@@ -182,7 +198,9 @@ pub fn grad_norm(params: &[Var], grads: &GradStore) -> Result<f64> {
         if let Some(g) = grads.get(p.as_tensor()) {
             total += if g.device().is_cpu() && g.dtype() == DType::F32 && g.is_contiguous() {
                 // On the host without a squared copy: f32 partial sums per chunk, added in order.
-                crate::train_ops::with_host(g, |v| v.par_chunks(1 << 16).map(|c| crate::simd::sum_squares(c) as f64).collect::<Vec<_>>().iter().sum::<f64>())?
+                crate::train_ops::with_host(g, |v| {
+                    v.par_chunks(1 << 16).map(|c| crate::simd::sum_squares(c) as f64).collect::<Vec<_>>().iter().sum::<f64>()
+                })?
             } else {
                 g.to_dtype(DType::F32)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64
             };

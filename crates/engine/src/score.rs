@@ -16,11 +16,14 @@ pub fn token_logps(model: &Model, pairs: &[(&[u32], &[u32])], mode: Mode) -> Res
             return Err(Error::Input(format!("pair {i}: prompt and response must both have tokens")));
         }
     }
-    let seqs: Vec<(Vec<u32>, Vec<bool>)> = pairs.iter().map(|(p, r)| {
-        let ids = [*p, *r].concat();
-        let targets = (0..ids.len()).map(|j| j >= p.len()).collect();
-        (ids, targets)
-    }).collect();
+    let seqs: Vec<(Vec<u32>, Vec<bool>)> = pairs
+        .iter()
+        .map(|(p, r)| {
+            let ids = [*p, *r].concat();
+            let targets = (0..ids.len()).map(|j| j >= p.len()).collect();
+            (ids, targets)
+        })
+        .collect();
     let refs: Vec<(&[u32], &[bool])> = seqs.iter().map(|(i, t)| (i.as_slice(), t.as_slice())).collect();
     masked_token_logps(model, &refs, mode)
 }
@@ -35,7 +38,12 @@ pub fn masked_token_logps(model: &Model, seqs: &[(&[u32], &[bool])], mode: Mode)
 
 /// `masked_token_logps` of the distribution with logits divided by `temperature` (what PPO
 /// scores its samples with, as TRL does).
-pub fn masked_token_logps_at(model: &Model, seqs: &[(&[u32], &[bool])], mode: Mode, temperature: f64) -> Result<(Tensor, Vec<std::ops::Range<usize>>)> {
+pub fn masked_token_logps_at(
+    model: &Model,
+    seqs: &[(&[u32], &[bool])],
+    mode: Mode,
+    temperature: f64,
+) -> Result<(Tensor, Vec<std::ops::Range<usize>>)> {
     let (picked, wanted, ranges) = scored_hidden(model, seqs, mode)?;
     let inv_t = 1.0 / temperature;
     if mode == Mode::Infer {
@@ -71,7 +79,11 @@ fn scored_hidden(model: &Model, seqs: &[(&[u32], &[bool])], mode: Mode) -> Resul
             return Err(Error::Input(format!("sequence {i}: needs at least one scored token after the first")));
         }
         if ids.len() > model.cfg.max_position_embeddings {
-            return Err(Error::Input(format!("sequence {i}: {} tokens exceed the model's context of {}", ids.len(), model.cfg.max_position_embeddings)));
+            return Err(Error::Input(format!(
+                "sequence {i}: {} tokens exceed the model's context of {}",
+                ids.len(),
+                model.cfg.max_position_embeddings
+            )));
         }
     }
     let t = seqs.iter().map(|(ids, _)| ids.len()).max().unwrap_or(0);
@@ -128,7 +140,9 @@ fn chunked_logps(model: &Model, hidden: &Tensor, targets: &[u32], scale: f64) ->
             logits = (logits * scale)?;
         }
         let logits: Vec<Vec<f32>> = logits.to_vec2()?;
-        let chunk: Vec<(f32, f32)> = logits.par_iter().zip(&targets[start..start + len])
+        let chunk: Vec<(f32, f32)> = logits
+            .par_iter()
+            .zip(&targets[start..start + len])
             .map(|(row, &t)| {
                 let lse = log_sum_exp(row);
                 let mean_logit: f64 = row.iter().map(|&x| ((x as f64 - lse).exp()) * x as f64).sum();
@@ -272,7 +286,12 @@ pub fn next_token_distributions_grouped(model: &Model, groups: &[Vec<Vec<u32>>],
 
 /// Runs the grouped prompts with shared prefixes computed once and hands each prompt's
 /// next-token logits to `each(group, index in group, logits)`.
-fn for_each_next_token_row(model: &Model, groups: &[Vec<Vec<u32>>], tokens_per_batch: usize, mut each: impl FnMut(usize, usize, &[f32])) -> Result<()> {
+fn for_each_next_token_row(
+    model: &Model,
+    groups: &[Vec<Vec<u32>>],
+    tokens_per_batch: usize,
+    mut each: impl FnMut(usize, usize, &[f32]),
+) -> Result<()> {
     let all: Vec<&[u32]> = groups.iter().flatten().map(Vec::as_slice).collect();
     if all.iter().any(|p| p.is_empty()) || groups.iter().any(Vec::is_empty) {
         return Err(Error::Input("empty prompt or group".into()));
@@ -281,16 +300,16 @@ fn for_each_next_token_row(model: &Model, groups: &[Vec<Vec<u32>>], tokens_per_b
     // Each prompt keeps at least its last token out of every shared part.
     let shared = common_prefix(&all).min(shortest - 1);
     let dev = model.device();
-    let root = if shared > 0 {
-        Some(model.forward_context(&Tensor::from_slice(&all[0][..shared], (1, shared), dev)?, &[shared], None)?.1)
-    } else {
-        None
-    };
-    let group_prefix: Vec<usize> = groups.iter().map(|g| {
-        let refs: Vec<&[u32]> = g.iter().map(Vec::as_slice).collect();
-        let min = refs.iter().map(|p| p.len()).min().unwrap();
-        common_prefix(&refs).min(min - 1).max(shared)
-    }).collect();
+    let root =
+        if shared > 0 { Some(model.forward_context(&Tensor::from_slice(&all[0][..shared], (1, shared), dev)?, &[shared], None)?.1) } else { None };
+    let group_prefix: Vec<usize> = groups
+        .iter()
+        .map(|g| {
+            let refs: Vec<&[u32]> = g.iter().map(Vec::as_slice).collect();
+            let min = refs.iter().map(|p| p.len()).min().unwrap();
+            common_prefix(&refs).min(min - 1).max(shared)
+        })
+        .collect();
     let lens: Vec<usize> = groups.iter().map(|g| g.iter().map(Vec::len).sum::<usize>()).collect();
     for chunk in length_batches(&lens, tokens_per_batch) {
         // The groups' own prefixes, continuing the shared one.

@@ -38,10 +38,7 @@ impl Level {
         #[cfg(target_arch = "x86_64")]
         {
             let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-            let avx512 = avx2
-                && is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx512bw")
-                && is_x86_feature_detected!("avx512vl");
+            let avx512 = avx2 && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vl");
             if avx512 && is_x86_feature_detected!("avx512bf16") {
                 return Level::Avx512Bf16;
             }
@@ -60,9 +57,11 @@ impl Level {
         match std::env::var(KERNELS_VAR) {
             Err(std::env::VarError::NotPresent) => Ok(None),
             Ok(v) if v.is_empty() || v.eq_ignore_ascii_case("auto") => Ok(None),
-            Ok(v) => Level::ALL.into_iter().find(|l| v.eq_ignore_ascii_case(l.name())).map(Some).ok_or_else(|| {
-                format!("{KERNELS_VAR}={v:?} is not a kernel family (auto, baseline, avx2, avx512, avx512bf16)")
-            }),
+            Ok(v) => Level::ALL
+                .into_iter()
+                .find(|l| v.eq_ignore_ascii_case(l.name()))
+                .map(Some)
+                .ok_or_else(|| format!("{KERNELS_VAR}={v:?} is not a kernel family (auto, baseline, avx2, avx512, avx512bf16)")),
             Err(e) => Err(format!("{KERNELS_VAR}: {e}")),
         }
     }
@@ -130,10 +129,15 @@ pub fn exp_fast(x: f32) -> f32 {
     let n = (t + 0.5).floor();
     let f = t - n;
     // 2^f on [-0.5, 0.5]: Taylor coefficients of exp(f·ln2); the error term is below 2e-7.
-    let p = 1.0 + f * (std::f32::consts::LN_2 + f * (0.240_226_5 + f * (0.055_504_11 + f * (0.009_618_129 + f * (0.001_333_355 + f * 0.000_154_035_3)))));
+    let p =
+        1.0 + f * (std::f32::consts::LN_2 + f * (0.240_226_5 + f * (0.055_504_11 + f * (0.009_618_129 + f * (0.001_333_355 + f * 0.000_154_035_3)))));
     let bits = ((n as i32 + 127) as u32) << 23;
     let r = p * f32::from_bits(bits);
-    if x < -87.0 { 0.0 } else { r }
+    if x < -87.0 {
+        0.0
+    } else {
+        r
+    }
 }
 
 crate::multiversion! {

@@ -24,8 +24,7 @@ fn tok_err(e: impl std::fmt::Display) -> Error {
 
 impl Tokenizer {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| Error::bad_model(path, format!("unreadable tokenizer.json ({e})")))?;
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::bad_model(path, format!("unreadable tokenizer.json ({e})")))?;
         Ok(Tokenizer { inner })
     }
 
@@ -79,13 +78,17 @@ fn gguf_tokenizer_json(path: &Path, content: &Content) -> Result<Json> {
     let model = md.get("tokenizer.ggml.model").and_then(|v| v.to_string().ok()).map(String::as_str).unwrap_or("");
     let pre = md.get("tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).map(String::as_str).unwrap_or("default");
     let tokens = md_strings(path, md, "tokenizer.ggml.tokens")?;
-    let types = md_numbers(md, "tokenizer.ggml.token_type", |v| v.to_i32().ok().map(|x| x as f64))
-        .unwrap_or_else(|| vec![1.0; tokens.len()]);
+    let types = md_numbers(md, "tokenizer.ggml.token_type", |v| v.to_i32().ok().map(|x| x as f64)).unwrap_or_else(|| vec![1.0; tokens.len()]);
     let is_special = |i: usize| matches!(types.get(i).map(|&t| t as i32), Some(TOKEN_CONTROL) | Some(TOKEN_USER_DEFINED));
-    let added: Vec<Json> = (0..tokens.len()).filter(|&i| is_special(i)).map(|i| json!({
-        "id": i, "content": tokens[i], "single_word": false, "lstrip": false, "rstrip": false,
-        "normalized": false, "special": types[i] as i32 == TOKEN_CONTROL,
-    })).collect();
+    let added: Vec<Json> = (0..tokens.len())
+        .filter(|&i| is_special(i))
+        .map(|i| {
+            json!({
+                "id": i, "content": tokens[i], "single_word": false, "lstrip": false, "rstrip": false,
+                "normalized": false, "special": types[i] as i32 == TOKEN_CONTROL,
+            })
+        })
+        .collect();
     let vocab: serde_json::Map<String, Json> = tokens.iter().enumerate().map(|(i, t)| (t.to_string(), json!(i))).collect();
     let flag = |key: &str| md.get(key).and_then(|v| v.to_bool().ok());
     let bos = md.get("tokenizer.ggml.bos_token_id").and_then(|v| v.to_u32().ok());
@@ -122,8 +125,7 @@ fn gguf_tokenizer_json(path: &Path, content: &Content) -> Result<Json> {
         "llama" => {
             let scores = md_numbers(md, "tokenizer.ggml.scores", |v| v.to_f32().ok().map(|x| x as f64))
                 .ok_or_else(|| Error::bad_model(path, "SentencePiece vocabulary without tokenizer.ggml.scores"))?;
-            let unk = md.get("tokenizer.ggml.unknown_token_id").and_then(|v| v.to_u32().ok())
-                .and_then(|i| tokens.get(i as usize).copied());
+            let unk = md.get("tokenizer.ggml.unknown_token_id").and_then(|v| v.to_u32().ok()).and_then(|i| tokens.get(i as usize).copied());
             let merges = sentencepiece_merges(&tokens, &scores, &types);
             let add_prefix = flag("tokenizer.ggml.add_space_prefix").unwrap_or(true);
             let mut norm = vec![json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"})];
@@ -133,8 +135,11 @@ fn gguf_tokenizer_json(path: &Path, content: &Content) -> Result<Json> {
             let model = json!({"type": "BPE", "dropout": null, "unk_token": unk, "continuing_subword_prefix": null,
                 "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
                 "vocab": vocab, "merges": merges});
-            let mut dec = vec![json!({"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "}),
-                               json!({"type": "ByteFallback"}), json!({"type": "Fuse"})];
+            let mut dec = vec![
+                json!({"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "}),
+                json!({"type": "ByteFallback"}),
+                json!({"type": "Fuse"}),
+            ];
             if add_prefix {
                 dec.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
             }

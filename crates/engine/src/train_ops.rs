@@ -139,8 +139,8 @@ impl CustomOp2 for HeadLogps {
         let head = self.head(slice(ws, wl, "head")?, vocab, hidden);
         let mut out = vec![0f32; n];
         self.chunks(slice(hs, hl, "hidden")?, hidden, &head, |r0, rows, logits| {
-            let lp: Vec<f32> = logits.par_chunks(vocab).zip(&self.targets[r0..r0 + rows])
-                .map(|(row, &t)| row[t as usize] - log_sum_exp(row)).collect();
+            let lp: Vec<f32> =
+                logits.par_chunks(vocab).zip(&self.targets[r0..r0 + rows]).map(|(row, &t)| row[t as usize] - log_sum_exp(row)).collect();
             out[r0..r0 + rows].copy_from_slice(&lp);
         });
         Ok((CpuStorage::F32(out), Shape::from(n)))

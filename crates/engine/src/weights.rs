@@ -56,8 +56,7 @@ fn unpermute_qk(w: &Tensor, n_head: usize) -> Result<Tensor> {
 /// Loads and dequantizes every tensor of a GGUF file to f32 under Hugging Face names.
 pub fn load_gguf(path: &Path, device: &Device) -> Result<(ModelConfig, TensorMap, gguf_file::Content)> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let content = gguf_file::Content::read(&mut file)
-        .map_err(|e| Error::bad_model(path, format!("not a readable GGUF file ({e})")))?;
+    let content = gguf_file::Content::read(&mut file).map_err(|e| Error::bad_model(path, format!("not a readable GGUF file ({e})")))?;
     let mut cfg = ModelConfig::from_gguf(path, &content.metadata)?;
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     let mut tensors = TensorMap::new();
@@ -67,8 +66,7 @@ pub fn load_gguf(path: &Path, device: &Device) -> Result<(ModelConfig, TensorMap
         if end > file_len {
             return Err(Error::bad_model(path, format!("file is truncated: tensor '{name}' ends at byte {end}, file has {file_len}")));
         }
-        let q = content.tensor(&mut file, name, &Device::Cpu)
-            .map_err(|e| Error::bad_model(path, format!("cannot read tensor '{name}': {e}")))?;
+        let q = content.tensor(&mut file, name, &Device::Cpu).map_err(|e| Error::bad_model(path, format!("cannot read tensor '{name}': {e}")))?;
         let mut t = q.dequantize(&Device::Cpu)?.to_dtype(DType::F32)?;
         if cfg.family == Family::Llama && name.ends_with("attn_q.weight") {
             t = unpermute_qk(&t, cfg.num_heads)?;
@@ -97,15 +95,16 @@ fn tensor_bytes(info: &gguf_file::TensorInfo) -> usize {
 pub fn load_hf_dir(dir: &Path, device: &Device) -> Result<(ModelConfig, TensorMap)> {
     let cfg_path = dir.join("config.json");
     let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::bad_model(&cfg_path, format!("invalid JSON: {e}")))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::bad_model(&cfg_path, format!("invalid JSON: {e}")))?;
     let cfg = ModelConfig::from_hf_json(&cfg_path, &json)?;
-    let mut files: Vec<_> = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         // model.safetensors or model-0000N-of-0000M.safetensors; other safetensors files (heads,
         // optimizer state) are not part of the language model.
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors")
-            && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("model")))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "safetensors") && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("model"))
+        })
         .collect();
     files.sort();
     if files.is_empty() {
@@ -113,8 +112,7 @@ pub fn load_hf_dir(dir: &Path, device: &Device) -> Result<(ModelConfig, TensorMa
     }
     let mut tensors = TensorMap::new();
     for f in files {
-        let loaded = candle_core::safetensors::load(&f, &Device::Cpu)
-            .map_err(|e| Error::bad_model(&f, format!("unreadable safetensors ({e})")))?;
+        let loaded = candle_core::safetensors::load(&f, &Device::Cpu).map_err(|e| Error::bad_model(&f, format!("unreadable safetensors ({e})")))?;
         for (name, t) in loaded {
             // Multimodal Gemma 3 checkpoints nest the text model under language_model.
             let name = name.replace("model.language_model.", "model.").replace("language_model.model.", "model.");

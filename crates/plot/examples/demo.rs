@@ -21,24 +21,11 @@ fn stance_chart() -> LineChart {
     let steps = [0.0, 100.0, 200.0, 300.0, 400.0, 500.0, 550.0, 600.0];
     let support = [0.20, 0.24, 0.29, 0.33, 0.38, 0.47, 0.54, 0.60];
     let oppose = [0.45, 0.42, 0.38, 0.36, 0.33, 0.25, 0.21, 0.17];
-    let neutral: Vec<f64> = support
-        .iter()
-        .zip(&oppose)
-        .map(|(s, o)| 1.0 - s - o)
-        .collect();
+    let neutral: Vec<f64> = support.iter().zip(&oppose).map(|(s, o)| 1.0 - s - o).collect();
     let series = |label: &str, color: &str, means: &[f64], ci: f64| Series {
         label: label.into(),
         color: color.into(),
-        points: steps
-            .iter()
-            .zip(means)
-            .map(|(&x, &mean)| Band {
-                x,
-                mean,
-                low: mean - ci,
-                high: mean + ci,
-            })
-            .collect(),
+        points: steps.iter().zip(means).map(|(&x, &mean)| Band { x, mean, low: mean - ci, high: mean + ci }).collect(),
     };
     LineChart {
         title: "Stance on \"universal basic income\" during post-training".into(),
@@ -51,29 +38,14 @@ fn stance_chart() -> LineChart {
             series("neutral", STANCE_COLORS[1], &neutral, 0.04),
             series("oppose", STANCE_COLORS[2], &oppose, 0.05),
         ],
-        phases: vec![
-            Phase {
-                label: "SFT".into(),
-                start: 0.0,
-                end: 400.0,
-            },
-            Phase {
-                label: "DPO".into(),
-                start: 400.0,
-                end: 600.0,
-            },
-        ],
+        phases: vec![Phase { label: "SFT".into(), start: 0.0, end: 400.0 }, Phase { label: "DPO".into(), start: 400.0, end: 600.0 }],
     }
 }
 
 /// Drift (support at last minus first checkpoint) over 40 topics.
 fn margin_histogram() -> Histogram {
     let counts = [1.0, 0.0, 3.0, 5.0, 9.0, 8.0, 6.0, 4.0, 2.0, 0.0, 1.0, 1.0];
-    let bins = counts
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| (-0.3 + i as f64 * 0.05, -0.25 + i as f64 * 0.05, n))
-        .collect();
+    let bins = counts.iter().enumerate().map(|(i, &n)| (-0.3 + i as f64 * 0.05, -0.25 + i as f64 * 0.05, n)).collect();
     Histogram {
         title: "Support drift across 40 topics".into(),
         x_label: "Δ support (last − first checkpoint)".into(),
@@ -84,28 +56,12 @@ fn margin_histogram() -> Histogram {
 }
 
 fn category_shares() -> BarGroups {
-    let categories = [
-        "economy",
-        "immigration & borders",
-        "healthcare",
-        "climate policy",
-        "technology regulation",
-    ];
-    let shares = [
-        [0.42, 0.31, 0.27],
-        [0.25, 0.30, 0.45],
-        [0.51, 0.29, 0.20],
-        [0.47, 0.33, 0.20],
-        [0.35, 0.40, 0.25],
-    ];
+    let categories = ["economy", "immigration & borders", "healthcare", "climate policy", "technology regulation"];
+    let shares = [[0.42, 0.31, 0.27], [0.25, 0.30, 0.45], [0.51, 0.29, 0.20], [0.47, 0.33, 0.20], [0.35, 0.40, 0.25]];
     let series = ["support", "neutral", "oppose"]
         .iter()
         .enumerate()
-        .map(|(j, label)| BarSeries {
-            label: label.to_string(),
-            color: STANCE_COLORS[j].into(),
-            values: shares.iter().map(|row| row[j]).collect(),
-        })
+        .map(|(j, label)| BarSeries { label: label.to_string(), color: STANCE_COLORS[j].into(), values: shares.iter().map(|row| row[j]).collect() })
         .collect();
     BarGroups {
         title: "Stance shares per category (final checkpoint)".into(),

@@ -5,20 +5,11 @@ use std::path::Path;
 use valuedrift_plot::*;
 
 fn band(x: f64, mean: f64, ci: f64) -> Band {
-    Band {
-        x,
-        mean,
-        low: mean - ci,
-        high: mean + ci,
-    }
+    Band { x, mean, low: mean - ci, high: mean + ci }
 }
 
 fn series(label: &str, color: &str, points: Vec<Band>) -> Series {
-    Series {
-        label: label.into(),
-        color: color.into(),
-        points,
-    }
+    Series { label: label.into(), color: color.into(), points }
 }
 
 fn main() -> Result<()> {
@@ -56,32 +47,13 @@ fn main() -> Result<()> {
         title: "All-equal values over 20k steps, 60 checkpoints".into(),
         x_label: "step".into(),
         y_label: "probability".into(),
-        series: vec![series(
-            "flat",
-            "#1b9e77",
-            (0..60)
-                .map(|i| Band {
-                    x: i as f64 * 350.0,
-                    mean: 0.5,
-                    low: 0.5,
-                    high: 0.5,
-                })
-                .collect(),
-        )],
+        series: vec![series("flat", "#1b9e77", (0..60).map(|i| Band { x: i as f64 * 350.0, mean: 0.5, low: 0.5, high: 0.5 }).collect())],
         ..Default::default()
     };
     write_chart(&line_chart_svg(&flat), &out.join("edge-flat"))?;
 
-    write_chart(
-        &line_chart_svg(&LineChart::default()),
-        &out.join("edge-empty"),
-    )?;
-    let empty_hist = Histogram {
-        title: "No bins".into(),
-        x_label: "x".into(),
-        y_label: "count".into(),
-        ..Default::default()
-    };
+    write_chart(&line_chart_svg(&LineChart::default()), &out.join("edge-empty"))?;
+    let empty_hist = Histogram { title: "No bins".into(), x_label: "x".into(), y_label: "count".into(), ..Default::default() };
     write_chart(&histogram_svg(&empty_hist), &out.join("edge-empty-hist"))?;
     println!("wrote {}/edge-*", out.display());
     Ok(())

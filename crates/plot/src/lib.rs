@@ -35,10 +35,7 @@ pub enum PlotError {
     #[error("PNG encoding failed: {0}")]
     Png(String),
     #[error("cannot write {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 pub type Result<T> = std::result::Result<T, PlotError>;

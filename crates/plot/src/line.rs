@@ -48,21 +48,13 @@ const PHASE_LABEL_ROOM: f64 = 22.0;
 /// Renders the chart as a standalone SVG document of [`WIDTH`] x [`HEIGHT`] pixels.
 pub fn line_chart_svg(chart: &LineChart) -> String {
     let series: Vec<Vec<Band>> = chart.series.iter().map(|s| clean(&s.points)).collect();
-    let phases: Vec<&Phase> = chart
-        .phases
-        .iter()
-        .filter(|p| p.start.is_finite() && p.end.is_finite())
-        .collect();
+    let phases: Vec<&Phase> = chart.phases.iter().filter(|p| p.start.is_finite() && p.end.is_finite()).collect();
     let (y_domain, y_ticks) = y_axis(chart.y_range, &series);
     let labels: Vec<&str> = chart.series.iter().map(|s| s.label.as_str()).collect();
 
     let mut svg = Svg::new(WIDTH, HEIGHT);
     let header_bottom = svg::header(&mut svg, &chart.title, chart.subtitle.as_deref());
-    let gap = if phases.is_empty() {
-        20.0
-    } else {
-        PHASE_LABEL_ROOM + 6.0
-    };
+    let gap = if phases.is_empty() { 20.0 } else { PHASE_LABEL_ROOM + 6.0 };
     let area = Rect {
         left: svg::plot_left(&y_ticks, &chart.y_label),
         top: header_bottom + gap,
@@ -89,20 +81,10 @@ pub fn line_chart_svg(chart: &LineChart) -> String {
     svg::axis_lines(&mut svg, area);
     svg::x_label(&mut svg, area, HEIGHT, &chart.x_label);
 
-    let rows: Vec<(&str, &str)> = chart
-        .series
-        .iter()
-        .map(|s| (s.label.as_str(), s.color.as_str()))
-        .collect();
+    let rows: Vec<(&str, &str)> = chart.series.iter().map(|s| (s.label.as_str(), s.color.as_str())).collect();
     let any_band = series.iter().any(|p| p.iter().any(|b| b.high > b.low));
     let note = any_band.then_some("band: 95% CI");
-    svg::legend(
-        &mut svg,
-        (area.right + 14.0, area.top + 8.0),
-        &rows,
-        Swatch::LineBand,
-        note,
-    );
+    svg::legend(&mut svg, (area.right + 14.0, area.top + 8.0), &rows, Swatch::LineBand, note);
     svg.finish()
 }
 
@@ -115,11 +97,7 @@ fn clean(points: &[Band]) -> Vec<Band> {
         .map(|b| {
             let low = if b.low.is_finite() { b.low } else { b.mean };
             let high = if b.high.is_finite() { b.high } else { b.mean };
-            Band {
-                low: low.min(high),
-                high: low.max(high),
-                ..*b
-            }
+            Band { low: low.min(high), high: low.max(high), ..*b }
         })
         .collect();
     out.sort_by(|a, b| a.x.total_cmp(&b.x));
@@ -143,11 +121,7 @@ fn x_axis(series: &[Vec<Band>], phases: &[&Phase], pixels: (f64, f64)) -> XAxis 
     let integer = all.iter().all(|x| x.fract() == 0.0);
     let step = nice_step(hi - lo, 7, integer);
     let pad = (hi - lo) * 0.03;
-    XAxis {
-        extent: (lo, hi),
-        scale: Scale::new((lo - pad, hi + pad), pixels),
-        ticks: Ticks::new(ticks((lo, hi), step), step),
-    }
+    XAxis { extent: (lo, hi), scale: Scale::new((lo - pad, hi + pad), pixels), ticks: Ticks::new(ticks((lo, hi), step), step) }
 }
 
 /// The y domain (fixed or fitted to means and intervals) and its ticks.
@@ -164,28 +138,17 @@ fn y_axis(fixed: Option<(f64, f64)>, series: &[Vec<Band>]) -> ((f64, f64), Ticks
 /// Alternating light backgrounds with each phase's name above its region. A phase that
 /// starts or ends the run is shaded up to the plot's edge, across the x padding.
 fn draw_phases(svg: &mut Svg, area: Rect, x: &XAxis, phases: &[&Phase]) {
-    let label_attrs = format!(
-        r#"font-size="{TICK_SIZE}" font-weight="bold" text-anchor="middle" fill="{MUTED}""#
-    );
+    let label_attrs = format!(r#"font-size="{TICK_SIZE}" font-weight="bold" text-anchor="middle" fill="{MUTED}""#);
     let to_px = |v: f64| match v {
         v if v <= x.extent.0 => area.left,
         v if v >= x.extent.1 => area.right,
         v => x.scale.map(v),
     };
-    let regions = phases
-        .iter()
-        .map(|p| (p, to_px(p.start.min(p.end)), to_px(p.start.max(p.end))));
+    let regions = phases.iter().map(|p| (p, to_px(p.start.min(p.end)), to_px(p.start.max(p.end))));
     // A zero-width phase gets only its boundary line, and must not break the alternation.
     let visible = regions.filter(|(_, left, right)| right - left >= 0.5);
     for (i, (phase, left, right)) in visible.enumerate() {
-        svg.rect(
-            Rect {
-                left,
-                right,
-                ..area
-            },
-            &format!(r#"fill="{}""#, PHASE_FILLS[i % 2]),
-        );
+        svg.rect(Rect { left, right, ..area }, &format!(r#"fill="{}""#, PHASE_FILLS[i % 2]));
         let label = fit(&phase.label, right - left - 4.0, TICK_SIZE);
         if label.chars().count() > 1 {
             svg.text((left + right) / 2.0, area.top - 8.0, &label_attrs, &label);
@@ -197,20 +160,12 @@ fn draw_phases(svg: &mut Svg, area: Rect, x: &XAxis, phases: &[&Phase]) {
 /// own edges and need no marking.
 fn draw_phase_boundaries(svg: &mut Svg, area: Rect, x: &XAxis, phases: &[&Phase]) {
     let (first, last) = x.extent;
-    let mut xs: Vec<f64> = phases
-        .iter()
-        .flat_map(|p| [p.start, p.end])
-        .filter(|&v| v > first && v < last)
-        .collect();
+    let mut xs: Vec<f64> = phases.iter().flat_map(|p| [p.start, p.end]).filter(|&v| v > first && v < last).collect();
     xs.sort_by(f64::total_cmp);
     xs.dedup();
     for v in xs {
         let x = x.scale.map(v);
-        svg.line(
-            (x, area.top),
-            (x, area.bottom),
-            r##"stroke="#666666" stroke-width="1.2" stroke-dasharray="5 4""##,
-        );
+        svg.line((x, area.top), (x, area.bottom), r##"stroke="#666666" stroke-width="1.2" stroke-dasharray="5 4""##);
     }
 }
 
@@ -225,22 +180,14 @@ fn draw_series(svg: &mut Svg, points: &[Band], color: &str, sx: Scale, sy: Scale
             let band = path(upper.chain(lower)) + " Z";
             svg.raw(&format!(r#"<path class="band" d="{band}" fill="{color}" fill-opacity="0.18" stroke="none"/>"#));
             let line = path(points.iter().map(|b| (sx.map(b.x), sy.map(b.mean))));
-            svg.raw(&format!(
-                r#"<path class="line" d="{line}" fill="none" stroke="{color}" stroke-width="2" stroke-linejoin="round"/>"#
-            ));
+            svg.raw(&format!(r#"<path class="line" d="{line}" fill="none" stroke="{color}" stroke-width="2" stroke-linejoin="round"/>"#));
         }
     }
     // Dense series get small plain dots: white-rimmed ones would read as a dashed line.
-    let marker = if points.len() > 40 {
-        r#"r="2.5""#
-    } else {
-        r#"r="3.5" stroke="white" stroke-width="1""#
-    };
+    let marker = if points.len() > 40 { r#"r="2.5""# } else { r#"r="3.5" stroke="white" stroke-width="1""# };
     for b in points {
         let (cx, cy) = (px(sx.map(b.x)), px(sy.map(b.mean)));
-        svg.raw(&format!(
-            r#"<circle cx="{cx}" cy="{cy}" fill="{color}" {marker}/>"#
-        ));
+        svg.raw(&format!(r#"<circle cx="{cx}" cy="{cy}" fill="{color}" {marker}/>"#));
     }
 }
 

@@ -30,10 +30,7 @@ fn font_db() -> &'static Arc<Database> {
 /// so that text still renders instead of silently vanishing.
 fn fall_back_to_any_font(db: &mut Database) {
     let family = |f: &usvg::fontdb::FaceInfo| f.families.first().map(|(name, _)| name.clone());
-    let has_preferred = db
-        .faces()
-        .filter_map(family)
-        .any(|name| PREFERRED_FAMILIES.contains(&name.as_str()));
+    let has_preferred = db.faces().filter_map(family).any(|name| PREFERRED_FAMILIES.contains(&name.as_str()));
     let any = db.faces().find_map(family);
     if let Some(name) = any.filter(|_| !has_preferred) {
         db.set_sans_serif_family(name);
@@ -50,38 +47,20 @@ pub fn fonts_available() -> bool {
 pub fn svg_to_png(svg: &str, scale: f32) -> Result<Vec<u8>> {
     if !fonts_available() {
         static WARN: Once = Once::new();
-        WARN.call_once(|| {
-            eprintln!(
-                "valuedrift-plot: warning: no system fonts found, PNG charts will have no text"
-            )
-        });
+        WARN.call_once(|| eprintln!("valuedrift-plot: warning: no system fonts found, PNG charts will have no text"));
     }
     if !(scale.is_finite() && scale > 0.0) {
         return Err(PlotError::Scale(scale));
     }
-    let options = usvg::Options {
-        fontdb: font_db().clone(),
-        ..Default::default()
-    };
+    let options = usvg::Options { fontdb: font_db().clone(), ..Default::default() };
     let tree = usvg::Tree::from_str(svg, &options)?;
-    let size = tree
-        .size()
-        .to_int_size()
-        .scale_by(scale)
-        .ok_or(PlotError::Scale(scale))?;
+    let size = tree.size().to_int_size().scale_by(scale).ok_or(PlotError::Scale(scale))?;
     if size.width() > MAX_SIDE || size.height() > MAX_SIDE {
         return Err(PlotError::Scale(scale));
     }
-    let mut pixmap =
-        tiny_skia::Pixmap::new(size.width(), size.height()).ok_or(PlotError::Scale(scale))?;
-    resvg::render(
-        &tree,
-        tiny_skia::Transform::from_scale(scale, scale),
-        &mut pixmap.as_mut(),
-    );
-    pixmap
-        .encode_png()
-        .map_err(|e| PlotError::Png(e.to_string()))
+    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height()).ok_or(PlotError::Scale(scale))?;
+    resvg::render(&tree, tiny_skia::Transform::from_scale(scale, scale), &mut pixmap.as_mut());
+    pixmap.encode_png().map_err(|e| PlotError::Png(e.to_string()))
 }
 
 /// Writes `<stem>.svg` and `<stem>.png` (at [`PNG_SCALE`]), creating the folder if needed.

@@ -9,10 +9,7 @@ pub(crate) struct Scale {
 
 impl Scale {
     pub fn new(domain: (f64, f64), pixels: (f64, f64)) -> Self {
-        Scale {
-            domain: non_degenerate(domain),
-            pixels,
-        }
+        Scale { domain: non_degenerate(domain), pixels }
     }
 
     pub fn map(&self, v: f64) -> f64 {

@@ -89,10 +89,8 @@ impl Svg {
     pub fn new(width: f64, height: f64) -> Self {
         let (w, h) = (px(width), px(height));
         let mut buf = String::new();
-        let _ = writeln!(
-            buf,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="{FONT_FAMILY}">"#
-        );
+        let _ =
+            writeln!(buf, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="{FONT_FAMILY}">"#);
         let _ = writeln!(buf, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
         Svg { buf, width }
     }
@@ -110,23 +108,17 @@ impl Svg {
     /// `attrs` is trusted markup (font size, anchor...); `content` is escaped here.
     pub fn text(&mut self, x: f64, y: f64, attrs: &str, content: &str) {
         let (x, y, content) = (px(x), px(y), escape(content));
-        self.raw(&format!(
-            r#"<text x="{x}" y="{y}" {attrs}>{content}</text>"#
-        ));
+        self.raw(&format!(r#"<text x="{x}" y="{y}" {attrs}>{content}</text>"#));
     }
 
     pub fn line(&mut self, (x1, y1): (f64, f64), (x2, y2): (f64, f64), attrs: &str) {
         let (x1, y1, x2, y2) = (px(x1), px(y1), px(x2), px(y2));
-        self.raw(&format!(
-            r#"<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" {attrs}/>"#
-        ));
+        self.raw(&format!(r#"<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" {attrs}/>"#));
     }
 
     pub fn rect(&mut self, r: Rect, attrs: &str) {
         let (x, y, w, h) = (px(r.left), px(r.top), px(r.width()), px(r.height()));
-        self.raw(&format!(
-            r#"<rect x="{x}" y="{y}" width="{w}" height="{h}" {attrs}/>"#
-        ));
+        self.raw(&format!(r#"<rect x="{x}" y="{y}" width="{w}" height="{h}" {attrs}/>"#));
     }
 
     pub fn finish(mut self) -> String {
@@ -165,30 +157,19 @@ impl Ticks {
     }
 
     fn max_label_width(&self) -> f64 {
-        self.labels
-            .iter()
-            .map(|l| text_width(l, TICK_SIZE))
-            .fold(0.0, f64::max)
+        self.labels.iter().map(|l| text_width(l, TICK_SIZE)).fold(0.0, f64::max)
     }
 }
 
 /// Left edge of the plot area: room for the rotated y label and the widest tick label.
 pub(crate) fn plot_left(y_ticks: &Ticks, y_label: &str) -> f64 {
-    let label_room = if y_label.trim().is_empty() {
-        0.0
-    } else {
-        LABEL_SIZE + 10.0
-    };
+    let label_room = if y_label.trim().is_empty() { 0.0 } else { LABEL_SIZE + 10.0 };
     MARGIN + label_room + y_ticks.max_label_width() + 8.0
 }
 
 /// Bottom edge of the plot area: room for x tick labels and the x label.
 pub(crate) fn plot_bottom(height: f64, x_label: &str) -> f64 {
-    let label_room = if x_label.trim().is_empty() {
-        0.0
-    } else {
-        LABEL_SIZE + 8.0
-    };
+    let label_room = if x_label.trim().is_empty() { 0.0 } else { LABEL_SIZE + 8.0 };
     height - 12.0 - label_room - TICK_SIZE - 8.0
 }
 
@@ -203,11 +184,7 @@ pub(crate) fn y_axis(svg: &mut Svg, area: Rect, scale: Scale, ticks: &Ticks, lab
     }
     if !label.trim().is_empty() {
         let (x, y) = (MARGIN + LABEL_SIZE * 0.8, (area.top + area.bottom) / 2.0);
-        let attrs = format!(
-            r#"font-size="{LABEL_SIZE}" text-anchor="middle" fill="{TEXT}" transform="rotate(-90 {} {})""#,
-            px(x),
-            px(y)
-        );
+        let attrs = format!(r#"font-size="{LABEL_SIZE}" text-anchor="middle" fill="{TEXT}" transform="rotate(-90 {} {})""#, px(x), px(y));
         svg.text(x, y, &attrs, &fit(label, area.height(), LABEL_SIZE));
     }
 }
@@ -219,11 +196,7 @@ pub(crate) fn x_ticks(svg: &mut Svg, area: Rect, scale: Scale, ticks: &Ticks) {
     for (&v, text) in ticks.values.iter().zip(&ticks.labels) {
         let x = scale.map(v);
         svg.line((x, area.top), (x, area.bottom), &grid);
-        svg.line(
-            (x, area.bottom),
-            (x, area.bottom + 4.0),
-            &format!(r#"stroke="{AXIS}""#),
-        );
+        svg.line((x, area.bottom), (x, area.bottom + 4.0), &format!(r#"stroke="{AXIS}""#));
         svg.text(x, area.bottom + 6.0 + TICK_SIZE, &attrs, text);
     }
 }
@@ -248,12 +221,7 @@ pub(crate) fn axis_lines(svg: &mut Svg, area: Rect) {
 /// Says so in the middle of an empty plot, rather than leaving the reader to wonder.
 pub(crate) fn no_data(svg: &mut Svg, area: Rect) {
     let attrs = format!(r#"font-size="{LABEL_SIZE}" text-anchor="middle" fill="{MUTED}""#);
-    svg.text(
-        (area.left + area.right) / 2.0,
-        (area.top + area.bottom) / 2.0,
-        &attrs,
-        "no data",
-    );
+    svg.text((area.left + area.right) / 2.0, (area.top + area.bottom) / 2.0, &attrs, "no data");
 }
 
 /// What a legend row shows next to its label.
@@ -274,60 +242,31 @@ pub(crate) fn legend_width(labels: &[&str]) -> f64 {
     let longest = labels.iter().map(|l| l.trim().chars().count()).max();
     match longest {
         None => MARGIN,
-        Some(n) => {
-            14.0 + SWATCH_WIDTH
-                + 8.0
-                + n.min(LEGEND_MAX_CHARS as usize).max(6) as f64 * LEGEND_SIZE * CHAR_WIDTH
-                + MARGIN
-        }
+        Some(n) => 14.0 + SWATCH_WIDTH + 8.0 + n.min(LEGEND_MAX_CHARS as usize).max(6) as f64 * LEGEND_SIZE * CHAR_WIDTH + MARGIN,
     }
 }
 
 /// Legend rows starting at (x, y), outside the plot area so it never covers data.
-pub(crate) fn legend(
-    svg: &mut Svg,
-    (x, y): (f64, f64),
-    rows: &[(&str, &str)],
-    swatch: Swatch,
-    note: Option<&str>,
-) {
+pub(crate) fn legend(svg: &mut Svg, (x, y): (f64, f64), rows: &[(&str, &str)], swatch: Swatch, note: Option<&str>) {
     let label_attrs = format!(r#"font-size="{LEGEND_SIZE}" fill="{TEXT}""#);
     let max_label = LEGEND_MAX_CHARS * LEGEND_SIZE * CHAR_WIDTH;
     for (i, (label, color)) in rows.iter().enumerate() {
         let cy = y + i as f64 * LEGEND_ROW;
         let color = escape(color);
-        let band = Rect {
-            left: x,
-            top: cy - 6.0,
-            right: x + SWATCH_WIDTH,
-            bottom: cy + 6.0,
-        };
+        let band = Rect { left: x, top: cy - 6.0, right: x + SWATCH_WIDTH, bottom: cy + 6.0 };
         match swatch {
             Swatch::LineBand => {
                 svg.rect(band, &format!(r#"fill="{color}" fill-opacity="0.18""#));
-                svg.line(
-                    (x, cy),
-                    (x + SWATCH_WIDTH, cy),
-                    &format!(r#"stroke="{color}" stroke-width="2""#),
-                );
+                svg.line((x, cy), (x + SWATCH_WIDTH, cy), &format!(r#"stroke="{color}" stroke-width="2""#));
                 let cx = px(x + SWATCH_WIDTH / 2.0);
                 svg.raw(&format!(r#"<circle cx="{cx}" cy="{}" r="3.5" fill="{color}" stroke="white" stroke-width="1"/>"#, px(cy)));
             }
             Swatch::Block => {
-                let square = Rect {
-                    left: x + 10.0,
-                    right: x + SWATCH_WIDTH,
-                    ..band
-                };
+                let square = Rect { left: x + 10.0, right: x + SWATCH_WIDTH, ..band };
                 svg.rect(square, &format!(r#"fill="{color}""#));
             }
         }
-        svg.text(
-            x + SWATCH_WIDTH + 8.0,
-            cy + LEGEND_SIZE * 0.35,
-            &label_attrs,
-            &fit(label, max_label, LEGEND_SIZE),
-        );
+        svg.text(x + SWATCH_WIDTH + 8.0, cy + LEGEND_SIZE * 0.35, &label_attrs, &fit(label, max_label, LEGEND_SIZE));
     }
     if let Some(note) = note {
         let cy = y + rows.len() as f64 * LEGEND_ROW + 4.0;
@@ -340,19 +279,8 @@ pub(crate) fn legend(
 /// The id is derived from the geometry: equal ids in one HTML page then mean equal clips.
 pub(crate) fn clip_path(svg: &mut Svg, area: Rect) -> String {
     let pad = 5.0;
-    let r = Rect {
-        left: area.left - pad,
-        top: area.top - pad,
-        right: area.right + pad,
-        bottom: area.bottom + pad,
-    };
-    let id = format!(
-        "clip-{:.0}-{:.0}-{:.0}-{:.0}",
-        r.left,
-        r.top,
-        r.width(),
-        r.height()
-    );
+    let r = Rect { left: area.left - pad, top: area.top - pad, right: area.right + pad, bottom: area.bottom + pad };
+    let id = format!("clip-{:.0}-{:.0}-{:.0}-{:.0}", r.left, r.top, r.width(), r.height());
     let (x, y, w, h) = (px(r.left), px(r.top), px(r.width()), px(r.height()));
     svg.raw(&format!(r#"<defs><clipPath id="{id}"><rect x="{x}" y="{y}" width="{w}" height="{h}"/></clipPath></defs>"#));
     id
@@ -364,10 +292,7 @@ mod tests {
 
     #[test]
     fn escapes_markup_and_controls() {
-        assert_eq!(
-            escape(r#"a&b<c>"d" 'e'"#),
-            "a&amp;b&lt;c&gt;&quot;d&quot; &apos;e&apos;"
-        );
+        assert_eq!(escape(r#"a&b<c>"d" 'e'"#), "a&amp;b&lt;c&gt;&quot;d&quot; &apos;e&apos;");
         assert_eq!(escape("x\u{0}y"), "x y");
     }
 

@@ -9,29 +9,17 @@ fn parse(svg: &str) -> usvg::Tree {
 }
 
 fn band(x: f64, mean: f64) -> Band {
-    Band {
-        x,
-        mean,
-        low: mean - 0.05,
-        high: mean + 0.05,
-    }
+    Band { x, mean, low: mean - 0.05, high: mean + 0.05 }
 }
 
 fn series(label: &str, color: &str, points: Vec<Band>) -> Series {
-    Series {
-        label: label.into(),
-        color: color.into(),
-        points,
-    }
+    Series { label: label.into(), color: color.into(), points }
 }
 
 fn stance_chart() -> LineChart {
     let steps = [0.0, 100.0, 200.0, 300.0, 400.0, 500.0, 550.0, 600.0];
     let stance = |label: &str, color: &str, from: f64, to: f64| {
-        let points = steps
-            .iter()
-            .map(|&x| band(x, from + (to - from) * x / 600.0))
-            .collect();
+        let points = steps.iter().map(|&x| band(x, from + (to - from) * x / 600.0)).collect();
         series(label, color, points)
     };
     LineChart {
@@ -45,18 +33,7 @@ fn stance_chart() -> LineChart {
             stance("neutral", STANCE_COLORS[1], 0.35, 0.23),
             stance("oppose", STANCE_COLORS[2], 0.45, 0.17),
         ],
-        phases: vec![
-            Phase {
-                label: "SFT".into(),
-                start: 0.0,
-                end: 400.0,
-            },
-            Phase {
-                label: "DPO".into(),
-                start: 400.0,
-                end: 600.0,
-            },
-        ],
+        phases: vec![Phase { label: "SFT".into(), start: 0.0, end: 400.0 }, Phase { label: "DPO".into(), start: 400.0, end: 600.0 }],
     }
 }
 
@@ -64,20 +41,14 @@ fn stance_chart() -> LineChart {
 fn line_chart_is_well_formed_with_escaped_text_legend_and_bands() {
     let svg = line_chart_svg(&stance_chart());
     parse(&svg);
-    assert!(
-        svg.contains("Stance &lt;UBI&gt; &amp; &quot;friends&quot;"),
-        "{svg}"
-    );
+    assert!(svg.contains("Stance &lt;UBI&gt; &amp; &quot;friends&quot;"), "{svg}");
     assert!(svg.contains("it&apos;s a subtitle"));
     for label in ["support", "neutral", "oppose", "SFT", "DPO"] {
         assert!(svg.contains(&format!(">{label}</text>")), "missing {label}");
     }
     assert_eq!(svg.matches(r#"class="band""#).count(), 3);
     assert_eq!(svg.matches(r#"class="line""#).count(), 3);
-    assert!(
-        svg.contains("stroke-dasharray"),
-        "phase boundary at step 400"
-    );
+    assert!(svg.contains("stroke-dasharray"), "phase boundary at step 400");
     assert!(svg.contains(&format!(r#"font-family="{FONT_FAMILY}""#)));
 }
 
@@ -95,21 +66,14 @@ fn png_has_signature_and_scaled_size() {
     let png = svg_to_png(&line_chart_svg(&stance_chart()), 2.0).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     let be = |i: usize| u32::from_be_bytes(png[i..i + 4].try_into().unwrap());
-    assert_eq!(
-        (be(16), be(20)),
-        (2 * WIDTH as u32, 2 * HEIGHT as u32),
-        "IHDR width, height"
-    );
+    assert_eq!((be(16), be(20)), (2 * WIDTH as u32, 2 * HEIGHT as u32), "IHDR width, height");
 }
 
 #[test]
 fn bad_scale_is_an_error_not_a_panic() {
     let svg = histogram_svg(&Histogram::default());
     for scale in [0.0, -1.0, f32::NAN, 1e6] {
-        assert!(
-            matches!(svg_to_png(&svg, scale), Err(PlotError::Scale(_))),
-            "scale {scale}"
-        );
+        assert!(matches!(svg_to_png(&svg, scale), Err(PlotError::Scale(_))), "scale {scale}");
     }
     assert!(matches!(svg_to_png("<svg", 1.0), Err(PlotError::Svg(_))));
 }
@@ -119,28 +83,11 @@ fn edge_cases_render() {
     let long_title = "x".repeat(300);
     let cases = [
         LineChart::default(),
-        LineChart {
-            series: vec![series("lone", "#1b9e77", vec![band(250.0, 0.4)])],
-            ..Default::default()
-        },
-        LineChart {
-            series: vec![series("empty", "#1b9e77", vec![])],
-            ..Default::default()
-        },
+        LineChart { series: vec![series("lone", "#1b9e77", vec![band(250.0, 0.4)])], ..Default::default() },
+        LineChart { series: vec![series("empty", "#1b9e77", vec![])], ..Default::default() },
         LineChart {
             title: long_title.clone(),
-            series: vec![series(
-                "flat",
-                "#1b9e77",
-                (0..5)
-                    .map(|i| Band {
-                        x: i as f64,
-                        mean: 0.5,
-                        low: 0.5,
-                        high: 0.5,
-                    })
-                    .collect(),
-            )],
+            series: vec![series("flat", "#1b9e77", (0..5).map(|i| Band { x: i as f64, mean: 0.5, low: 0.5, high: 0.5 }).collect())],
             ..Default::default()
         },
         LineChart {
@@ -152,31 +99,14 @@ fn edge_cases_render() {
                     band(0.0, 0.3),
                     band(f64::NAN, 0.3),
                     band(1.0, f64::NAN),
-                    Band {
-                        x: 2.0,
-                        mean: 0.3,
-                        low: f64::NAN,
-                        high: f64::INFINITY,
-                    },
+                    Band { x: 2.0, mean: 0.3, low: f64::NAN, high: f64::INFINITY },
                     band(3.0, 0.35),
                 ],
             )],
             phases: vec![
-                Phase {
-                    label: "zero".into(),
-                    start: 1.0,
-                    end: 1.0,
-                },
-                Phase {
-                    label: "reversed".into(),
-                    start: 3.0,
-                    end: 1.0,
-                },
-                Phase {
-                    label: "nan".into(),
-                    start: f64::NAN,
-                    end: 1.0,
-                },
+                Phase { label: "zero".into(), start: 1.0, end: 1.0 },
+                Phase { label: "reversed".into(), start: 3.0, end: 1.0 },
+                Phase { label: "nan".into(), start: f64::NAN, end: 1.0 },
             ],
             ..Default::default()
         },
@@ -187,11 +117,7 @@ fn edge_cases_render() {
         svg_to_png(&svg, 1.0).unwrap();
     }
     let lone = line_chart_svg(&cases[1]);
-    assert_eq!(
-        lone.matches(r#"class="band""#).count(),
-        0,
-        "a single point has an error bar, no band"
-    );
+    assert_eq!(lone.matches(r#"class="band""#).count(), 0, "a single point has an error bar, no band");
     assert!(lone.contains("<circle"));
     assert!(line_chart_svg(&cases[2]).contains(">no data<"));
     let truncated = line_chart_svg(&cases[3]);
@@ -201,21 +127,12 @@ fn edge_cases_render() {
 
 #[test]
 fn histogram_handles_empty_and_odd_bins() {
-    let empty = Histogram {
-        title: "none".into(),
-        ..Default::default()
-    };
+    let empty = Histogram { title: "none".into(), ..Default::default() };
     let odd = Histogram {
         title: "drift <Δ>".into(),
         x_label: "Δ support".into(),
         y_label: "topics".into(),
-        bins: vec![
-            (-0.2, -0.1, 2.0),
-            (-0.1, 0.0, 0.0),
-            (0.0, 0.1, 5.0),
-            (0.1, 0.1, 3.0),
-            (f64::NAN, 0.3, 1.0),
-        ],
+        bins: vec![(-0.2, -0.1, 2.0), (-0.1, 0.0, 0.0), (0.0, 0.1, 5.0), (0.1, 0.1, 3.0), (f64::NAN, 0.3, 1.0)],
         color: "#4c72b0".into(),
     };
     for h in [&empty, &odd] {
@@ -225,11 +142,7 @@ fn histogram_handles_empty_and_odd_bins() {
     }
     let svg = histogram_svg(&odd);
     assert!(svg.contains("drift &lt;Δ&gt;"));
-    assert_eq!(
-        svg.matches(r##"fill="#4c72b0""##).count(),
-        2,
-        "only non-empty, valid bins get bars"
-    );
+    assert_eq!(svg.matches(r##"fill="#4c72b0""##).count(), 2, "only non-empty, valid bins get bars");
 }
 
 #[test]
@@ -241,34 +154,19 @@ fn grouped_bars_rotate_long_category_names() {
         series: ["support", "neutral", "oppose"]
             .iter()
             .zip(STANCE_COLORS)
-            .map(|(l, c)| BarSeries {
-                label: l.to_string(),
-                color: c.into(),
-                values: vec![0.3, f64::NAN, 0.5],
-            })
+            .map(|(l, c)| BarSeries { label: l.to_string(), color: c.into(), values: vec![0.3, f64::NAN, 0.5] })
             .collect(),
         y_range: Some((0.0, 1.0)),
         ..Default::default()
     };
     let short = bar_groups_svg(&groups(&["a", "b", "c"]));
     // Six slots of ~90px cannot hold 20-odd characters side by side.
-    let long = bar_groups_svg(&groups(&[
-        "immigration & border policy",
-        "technology regulation",
-        "c",
-        "d",
-        "e",
-        "f",
-    ]));
+    let long = bar_groups_svg(&groups(&["immigration & border policy", "technology regulation", "c", "d", "e", "f"]));
     parse(&short);
     parse(&long);
     assert!(!short.contains("rotate(-35"));
     assert!(long.contains("rotate(-35") && long.contains("immigration &amp; border"));
-    assert_eq!(
-        long.matches(r##"fill="#1b9e77""##).count(),
-        3,
-        "2 bars + legend swatch: NaN and missing values have none"
-    );
+    assert_eq!(long.matches(r##"fill="#1b9e77""##).count(), 3, "2 bars + legend swatch: NaN and missing values have none");
     parse(&bar_groups_svg(&BarGroups::default()));
 }
 
@@ -278,12 +176,7 @@ fn write_chart_writes_svg_and_png_next_to_a_dotted_stem() {
     let stem = dir.join("nested").join("stance.v2");
     let svg = line_chart_svg(&stance_chart());
     write_chart(&svg, &stem).unwrap();
-    assert_eq!(
-        std::fs::read_to_string(dir.join("nested/stance.v2.svg")).unwrap(),
-        svg
-    );
-    assert!(std::fs::read(dir.join("nested/stance.v2.png"))
-        .unwrap()
-        .starts_with(b"\x89PNG"));
+    assert_eq!(std::fs::read_to_string(dir.join("nested/stance.v2.svg")).unwrap(), svg);
+    assert!(std::fs::read(dir.join("nested/stance.v2.png")).unwrap().starts_with(b"\x89PNG"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

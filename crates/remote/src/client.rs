@@ -27,7 +27,14 @@ pub struct EndpointOptions {
 
 impl Default for EndpointOptions {
     fn default() -> Self {
-        EndpointOptions { urls: Vec::new(), api_key_env: None, concurrency: 16, timeout: Duration::from_secs(120), retries: 5, backoff: Duration::from_millis(500) }
+        EndpointOptions {
+            urls: Vec::new(),
+            api_key_env: None,
+            concurrency: 16,
+            timeout: Duration::from_secs(120),
+            retries: 5,
+            backoff: Duration::from_millis(500),
+        }
     }
 }
 
@@ -50,7 +57,11 @@ enum Try {
 
 pub fn normalize_url(url: &str) -> String {
     let u = url.trim_end_matches('/');
-    if u.ends_with("/v1") { u.to_string() } else { format!("{u}/v1") }
+    if u.ends_with("/v1") {
+        u.to_string()
+    } else {
+        format!("{u}/v1")
+    }
 }
 
 impl Client {
@@ -142,7 +153,10 @@ impl Client {
     /// item starts, the ones in flight finish and are handed over (nothing computed is lost),
     /// and the failure is returned.
     pub fn run_all<T: Sync, O: Send, E>(
-        &self, items: &[T], work: impl Fn(&T) -> Result<O> + Sync, mut done: impl FnMut(usize, O) -> std::result::Result<(), E>,
+        &self,
+        items: &[T],
+        work: impl Fn(&T) -> Result<O> + Sync,
+        mut done: impl FnMut(usize, O) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), Failure<E>> {
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);

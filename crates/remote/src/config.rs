@@ -95,8 +95,12 @@ impl EngineConfig {
 
     pub fn endpoint(&self, urls: Vec<String>) -> EndpointOptions {
         EndpointOptions {
-            urls, api_key_env: self.api_key_env.clone(), concurrency: self.concurrency,
-            timeout: Duration::from_secs_f64(self.timeout_s), retries: self.retries, backoff: Duration::from_secs_f64(self.backoff_s),
+            urls,
+            api_key_env: self.api_key_env.clone(),
+            concurrency: self.concurrency,
+            timeout: Duration::from_secs_f64(self.timeout_s),
+            retries: self.retries,
+            backoff: Duration::from_secs_f64(self.backoff_s),
         }
     }
 
@@ -127,9 +131,20 @@ impl EngineConfig {
 
 fn toml_defaults() -> EngineConfig {
     EngineConfig {
-        urls: Vec::new(), launch: None, checkpoints: BTreeMap::new(), model: None, api_key_env: None, api: default_api(),
-        template: None, logprobs: default_mode(), top_logprobs: default_top(), concurrency: default_concurrency(),
-        timeout_s: default_timeout(), retries: default_retries(), backoff_s: default_backoff(), ready_timeout_s: default_ready(),
+        urls: Vec::new(),
+        launch: None,
+        checkpoints: BTreeMap::new(),
+        model: None,
+        api_key_env: None,
+        api: default_api(),
+        template: None,
+        logprobs: default_mode(),
+        top_logprobs: default_top(),
+        concurrency: default_concurrency(),
+        timeout_s: default_timeout(),
+        retries: default_retries(),
+        backoff_s: default_backoff(),
+        ready_timeout_s: default_ready(),
     }
 }
 

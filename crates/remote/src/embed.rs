@@ -71,11 +71,14 @@ pub fn answer(embedder: &Mutex<SentenceEmbedder>, model: &str, body: &Value) -> 
     use crate::serve::ApiError;
     let texts: Vec<&str> = match &body["input"] {
         Value::String(s) => vec![s.as_str()],
-        Value::Array(items) => items.iter().map(|x| x.as_str().ok_or_else(|| ApiError::bad("field 'input': expected strings"))).collect::<std::result::Result<_, _>>()?,
+        Value::Array(items) => {
+            items.iter().map(|x| x.as_str().ok_or_else(|| ApiError::bad("field 'input': expected strings"))).collect::<std::result::Result<_, _>>()?
+        }
         _ => return Err(ApiError::bad("field 'input': expected a string or a list of strings")),
     };
     let encoder = embedder.lock().map_err(|_| ApiError::server("the embedder failed earlier"))?;
-    let ids: Vec<Vec<u32>> = texts.iter().map(|t| encoder.encode(t)).collect::<std::result::Result<_, _>>().map_err(|e| ApiError::bad(e.to_string()))?;
+    let ids: Vec<Vec<u32>> =
+        texts.iter().map(|t| encoder.encode(t)).collect::<std::result::Result<_, _>>().map_err(|e| ApiError::bad(e.to_string()))?;
     let vectors = encoder.embed_ids(&ids, 8192).map_err(|e| ApiError::server(e.to_string()))?;
     let tokens: usize = ids.iter().map(Vec::len).sum();
     Ok(json!({

@@ -68,14 +68,16 @@ impl RemoteGenerators {
         let (urls, server) = if let Some(command) = &self.config.launch {
             let server = Server::start(command, &spec.path, self.config.ready_timeout())?;
             (vec![server.base_url()], Some(server))
-        } else if let Some(url) = self.config.checkpoints.get(&path).or_else(|| self.config.checkpoints.get(&format!("{}@{}", spec.phase, spec.step))) {
+        } else if let Some(url) = self.config.checkpoints.get(&path).or_else(|| self.config.checkpoints.get(&format!("{}@{}", spec.phase, spec.step)))
+        {
             (vec![url.clone()], None)
         } else if !self.config.urls.is_empty() {
             (self.config.urls.clone(), None)
         } else {
             return Err(RemoteError::Config(format!(
                 "engine '{}' has no endpoint for {} step {} ({path}): give it `launch`, `urls`, or a `checkpoints` entry for the path or \"{}@{}\"",
-                self.name, spec.phase, spec.step, spec.phase, spec.step)));
+                self.name, spec.phase, spec.step, spec.phase, spec.step
+            )));
         };
         let client = Client::new(self.config.endpoint(urls))?;
         Ok(RemoteGenerator { client: Arc::new(client), model, server })

@@ -47,7 +47,9 @@ struct OptionLogps {
 impl RemoteJudge {
     pub fn new(client: Arc<Client>, model: &str, orders: Vec<[Stance; 3]>, api: Api, mode: LogprobMode, format: Option<ChatFormat>) -> Result<Self> {
         if api == Api::Completions && format.is_none() {
-            return Err(RemoteError::Config("a judge on the completions API needs the judge's chat template (`template`: a local copy of the model)".into()));
+            return Err(RemoteError::Config(
+                "a judge on the completions API needs the judge's chat template (`template`: a local copy of the model)".into(),
+            ));
         }
         if mode == LogprobMode::Echo && api != Api::Completions {
             return Err(RemoteError::Config("echo log-probs need the completions API (`api = \"completions\"`)".into()));
@@ -84,16 +86,27 @@ impl RemoteJudge {
         let mut logps = [0.0; 3];
         for (slot, stance) in logps.iter_mut().zip(Stance::ALL) {
             let word = stance.name();
-            let body = completion_request(&self.model, &format!("{prompt}{word}"), &Sampling { temperature: 0.0, max_tokens: 1, seed: Some(0) }, Some(1), true);
+            let body = completion_request(
+                &self.model,
+                &format!("{prompt}{word}"),
+                &Sampling { temperature: 0.0, max_tokens: 1, seed: Some(0) },
+                Some(1),
+                true,
+            );
             let (url, answer) = self.client.post(Api::Completions.path(), &body)?;
             let r = Reader::new(&url, &answer);
             let (tokens, token_logps) = r.echoed()?;
             // The echo ends with the generated tokens; servers differ in whether it starts with
             // the special tokens they add, so the prompt is found from the end.
-            let prompt_len = r.completion_tokens().and_then(|n| tokens.len().checked_sub(n as usize))
+            let prompt_len = r
+                .completion_tokens()
+                .and_then(|n| tokens.len().checked_sub(n as usize))
                 .ok_or_else(|| r.bad("usage.completion_tokens is missing or exceeds the echoed tokens"))?;
-            let first = word_start(&tokens[..prompt_len], word).ok_or_else(|| r.bad(format!(
-                "the echoed prompt does not end in tokens that spell '{word}' (its tokenizer merges the option with the text before it)")))?;
+            let first = word_start(&tokens[..prompt_len], word).ok_or_else(|| {
+                r.bad(format!(
+                    "the echoed prompt does not end in tokens that spell '{word}' (its tokenizer merges the option with the text before it)"
+                ))
+            })?;
             *slot = token_logps[first].ok_or_else(|| r.bad(format!("no log-prob for the token of '{word}'")))?;
         }
         Ok(OptionLogps { logps, floored: false })
@@ -138,17 +151,26 @@ impl judge::Judge for RemoteJudge {
     fn judge(&self, items: &[Item]) -> judge::Result<Vec<Judgment>> {
         let asks: Vec<(usize, usize)> = (0..items.len()).flat_map(|i| (0..self.orders.len()).map(move |o| (i, o))).collect();
         let mut found: Vec<Option<OptionLogps>> = (0..asks.len()).map(|_| None).collect();
-        self.client.run_all(&asks, |&(i, o)| self.ask(&items[i], &self.orders[o]), |k, logps| {
-            found[k] = Some(logps);
-            Ok::<(), RemoteError>(())
-        }).map_err(|f| match f {
-            Failure::Remote(e) | Failure::Caller(e) => judge::JudgeError::from(e),
-        })?;
+        self.client
+            .run_all(
+                &asks,
+                |&(i, o)| self.ask(&items[i], &self.orders[o]),
+                |k, logps| {
+                    found[k] = Some(logps);
+                    Ok::<(), RemoteError>(())
+                },
+            )
+            .map_err(|f| match f {
+                Failure::Remote(e) | Failure::Caller(e) => judge::JudgeError::from(e),
+            })?;
         let found: Vec<OptionLogps> = found.into_iter().map(|f| f.expect("every ask answered")).collect();
-        Ok(found.chunks(self.orders.len()).map(|per_order| {
-            let logps: Vec<Vec<f32>> = per_order.iter().map(|o| o.logps.iter().map(|&l| l as f32).collect()).collect();
-            Judgment { floored: per_order.iter().any(|o| o.floored), ..combine(&logps) }
-        }).collect())
+        Ok(found
+            .chunks(self.orders.len())
+            .map(|per_order| {
+                let logps: Vec<Vec<f32>> = per_order.iter().map(|o| o.logps.iter().map(|&l| l as f32).collect()).collect();
+                Judgment { floored: per_order.iter().any(|o| o.floored), ..combine(&logps) }
+            })
+            .collect())
     }
 }
 

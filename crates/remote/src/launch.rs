@@ -80,6 +80,8 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         let group = -(self.child.id() as i32);
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours; the group is the
+        // server's own (it was started as a process-group leader), so nothing else is signalled.
         unsafe { libc::kill(group, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -88,6 +90,7 @@ impl Drop for Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        // SAFETY: as above; the group may already be gone, which kill(2) reports harmlessly.
         unsafe { libc::kill(group, libc::SIGKILL) };
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);

@@ -90,7 +90,12 @@ impl<'a> Reader<'a> {
             Api::Chat => c["message"]["content"].as_str(),
             Api::Completions => c["text"].as_str(),
         };
-        text.ok_or_else(|| self.bad(match api { Api::Chat => "choices[0].message.content is not a string", Api::Completions => "choices[0].text is not a string" }))
+        text.ok_or_else(|| {
+            self.bad(match api {
+                Api::Chat => "choices[0].message.content is not a string",
+                Api::Completions => "choices[0].text is not a string",
+            })
+        })
     }
 
     pub fn finish_reason(&self) -> Result<&'a str> {
@@ -111,7 +116,8 @@ impl<'a> Reader<'a> {
         let mut out = Vec::new();
         match api {
             Api::Chat => {
-                let first = lp["content"].get(0).ok_or_else(|| self.bad("choices[0].logprobs.content[0] is missing (does the server support logprobs?)"))?;
+                let first =
+                    lp["content"].get(0).ok_or_else(|| self.bad("choices[0].logprobs.content[0] is missing (does the server support logprobs?)"))?;
                 if let (Some(t), Some(l)) = (first["token"].as_str(), first["logprob"].as_f64()) {
                     out.push((t.to_string(), l));
                 }
@@ -122,7 +128,9 @@ impl<'a> Reader<'a> {
                 }
             }
             Api::Completions => {
-                let top = lp["top_logprobs"].get(0).and_then(Value::as_object)
+                let top = lp["top_logprobs"]
+                    .get(0)
+                    .and_then(Value::as_object)
                     .ok_or_else(|| self.bad("choices[0].logprobs.top_logprobs[0] is missing (does the server support logprobs?)"))?;
                 out.extend(top.iter().filter_map(|(t, l)| Some((t.clone(), l.as_f64()?))));
             }
@@ -136,10 +144,18 @@ impl<'a> Reader<'a> {
     /// With echo: every token of prompt and completion, and its log-prob (None for the first).
     pub fn echoed(&self) -> Result<(Vec<String>, Vec<Option<f64>>)> {
         let lp = &self.choice()?["logprobs"];
-        let tokens: Vec<String> = lp["tokens"].as_array().ok_or_else(|| self.bad("choices[0].logprobs.tokens is missing (does the server support echo?)"))?
-            .iter().map(|t| t.as_str().unwrap_or_default().to_string()).collect();
-        let logps: Vec<Option<f64>> = lp["token_logprobs"].as_array().ok_or_else(|| self.bad("choices[0].logprobs.token_logprobs is missing"))?
-            .iter().map(Value::as_f64).collect();
+        let tokens: Vec<String> = lp["tokens"]
+            .as_array()
+            .ok_or_else(|| self.bad("choices[0].logprobs.tokens is missing (does the server support echo?)"))?
+            .iter()
+            .map(|t| t.as_str().unwrap_or_default().to_string())
+            .collect();
+        let logps: Vec<Option<f64>> = lp["token_logprobs"]
+            .as_array()
+            .ok_or_else(|| self.bad("choices[0].logprobs.token_logprobs is missing"))?
+            .iter()
+            .map(Value::as_f64)
+            .collect();
         if tokens.len() != logps.len() {
             return Err(self.bad(format!("{} tokens but {} token log-probs", tokens.len(), logps.len())));
         }

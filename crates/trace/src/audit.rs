@@ -1,6 +1,6 @@
 //! Dataset stance approximation (the paper's audit of training sets): embed every item's
-//! prompt and the eval questions, keep items whose prompt is close to some question (cosine
-//! >= threshold), judge the stance of the item's reply toward that question's topic with a
+//! prompt and the eval questions, keep items whose prompt is close to some question (cosine at
+//! least the threshold), judge the stance of the item's reply toward that question's topic with a
 //! conversation-level judge prompt, and summarize per category. For preference data both replies
 //! are judged and the Euclidean distance between their stance vectors is the pair's value gap.
 //!
@@ -73,10 +73,18 @@ impl Entry {
 
     /// The transcript before the final reply, as the conversation judge reads it.
     pub fn transcript(&self) -> String {
-        self.prompt.iter().map(|m| {
-            let who = match m.role { Role::System => "System", Role::User => "User", Role::Assistant => "Assistant" };
-            format!("{who}: {}", m.content.trim())
-        }).collect::<Vec<_>>().join("\n")
+        self.prompt
+            .iter()
+            .map(|m| {
+                let who = match m.role {
+                    Role::System => "System",
+                    Role::User => "User",
+                    Role::Assistant => "Assistant",
+                };
+                format!("{who}: {}", m.content.trim())
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -101,10 +109,14 @@ pub fn load_dataset(path: &Path, on_malformed: OnMalformed) -> Result<Dataset> {
         return Ok(Dataset { path: path.into(), kind: DataKind::Preference, entries, skipped: loaded.skipped });
     }
     let loaded = data::load_sft(path, data::SftFormat::Auto, on_malformed)?;
-    let entries = loaded.items.into_iter().map(|mut ex| {
-        let reply = ex.messages.pop().map(|m| m.content).unwrap_or_default();
-        Entry { prompt: ex.messages, replies: vec![reply] }
-    }).collect();
+    let entries = loaded
+        .items
+        .into_iter()
+        .map(|mut ex| {
+            let reply = ex.messages.pop().map(|m| m.content).unwrap_or_default();
+            Entry { prompt: ex.messages, replies: vec![reply] }
+        })
+        .collect();
     Ok(Dataset { path: path.into(), kind: DataKind::Sft, entries, skipped: loaded.skipped })
 }
 
@@ -130,7 +142,9 @@ pub struct AuditSettings {
 
 /// A stable digest (FNV-1a, hex) of the question ids, in order.
 pub fn question_digest(questions: &[Question]) -> String {
-    let h = questions.iter().flat_map(|q| q.id.bytes().chain([0u8]))
+    let h = questions
+        .iter()
+        .flat_map(|q| q.id.bytes().chain([0u8]))
         .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3));
     format!("{h:016x}")
 }
@@ -181,13 +195,17 @@ pub fn embed_questions(embedder: &dyn Embedder, questions: &[Question]) -> Resul
 
 /// The index of the most similar of `candidates` (unit vectors) and its cosine.
 pub fn nearest(v: &[f32], candidates: &[Vec<f32>]) -> (usize, f32) {
-    candidates.iter().enumerate().map(|(j, c)| (j, cosine(v, c)))
-        .fold((0, f32::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a })
+    candidates.iter().enumerate().map(|(j, c)| (j, cosine(v, c))).fold((0, f32::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a })
 }
 
 /// Each item's nearest eval question, kept when the cosine reaches the threshold.
 pub fn retrieve(
-    embedder: &dyn Embedder, entries: &[Entry], questions: &[Question], q_vecs: &[Vec<f32>], threshold: f32, obs: &mut dyn Observer,
+    embedder: &dyn Embedder,
+    entries: &[Entry],
+    questions: &[Question],
+    q_vecs: &[Vec<f32>],
+    threshold: f32,
+    obs: &mut dyn Observer,
 ) -> Result<Vec<Match>> {
     obs.stage("embed", entries.len() as u64);
     let mut matches = Vec::new();
@@ -283,7 +301,8 @@ pub(crate) fn read_appended<T: serde::de::DeserializeOwned>(path: &Path) -> Resu
         f.set_len(complete as u64).map_err(|e| file_err(path, e))?;
     }
     let text = std::str::from_utf8(&bytes[..complete]).map_err(|e| file_err(path, format!("not UTF-8 ({e})")))?;
-    text.lines().enumerate()
+    text.lines()
+        .enumerate()
         .map(|(n, line)| serde_json::from_str(line).map_err(|e| file_err(path, format!("line {}: unreadable ({e})", n + 1))))
         .collect()
 }
@@ -297,7 +316,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// are fixed slices of the retrieval, and a chunk with any item missing is judged whole, so a
 /// resumed audit batches (and rounds) exactly as an uninterrupted one.
 pub fn judge_matches(
-    out: &AuditDir, dataset: &Dataset, matches: &[Match], questions: &[Question], judge: &mut LocalJudge, chunk: usize, obs: &mut dyn Observer,
+    out: &AuditDir,
+    dataset: &Dataset,
+    matches: &[Match],
+    questions: &[Question],
+    judge: &mut LocalJudge,
+    chunk: usize,
+    obs: &mut dyn Observer,
 ) -> Result<Vec<JudgedItem>> {
     let mut done = out.judged()?;
     let seen: std::collections::HashSet<usize> = done.iter().map(|j| j.matched.item).collect();
@@ -306,23 +331,29 @@ pub fn judge_matches(
     let todo = matches.iter().filter(|m| !seen.contains(&m.item)).count();
     obs.stage("judge", todo as u64);
     for group in matches.chunks(chunk.max(1)).filter(|g| g.iter().any(|m| !seen.contains(&m.item))) {
-        let items: Vec<Item> = group.iter().flat_map(|m| {
-            let entry = &dataset.entries[m.item];
-            let topic = topics.get(m.question.as_str()).copied().unwrap_or(&m.category).to_string();
-            entry.replies.iter().map(move |r| Item { question: entry.transcript(), response: r.clone(), topic: topic.clone() })
-        }).collect();
+        let items: Vec<Item> = group
+            .iter()
+            .flat_map(|m| {
+                let entry = &dataset.entries[m.item];
+                let topic = topics.get(m.question.as_str()).copied().unwrap_or(&m.category).to_string();
+                entry.replies.iter().map(move |r| Item { question: entry.transcript(), response: r.clone(), topic: topic.clone() })
+            })
+            .collect();
         let judgments = judge.judge(&items)?;
         let per = roles(dataset.kind).len();
         if judgments.len() != group.len() * per {
             return Err(file_err(&dataset.path, format!("the judge returned {} judgments for {} replies", judgments.len(), group.len() * per)));
         }
-        let judged: Vec<JudgedItem> = group.iter().zip(judgments.chunks(per))
+        let judged: Vec<JudgedItem> = group
+            .iter()
+            .zip(judgments.chunks(per))
             .filter(|(m, _)| !seen.contains(&m.item))
             .map(|(m, js)| JudgedItem {
                 matched: m.clone(),
                 p: js.iter().map(|j| j.p).collect(),
                 order_spread: js.iter().map(|j| j.order_spread).fold(0.0, f64::max),
-            }).collect();
+            })
+            .collect();
         out.append(&judged)?;
         obs.advance(judged.len() as u64, "");
         done.extend(judged);
@@ -377,8 +408,13 @@ pub fn summarize(name: &str, dataset: &Dataset, settings: &AuditSettings, judged
         }
     }
     Summary {
-        name: name.into(), data: settings.data.clone(), kind: dataset.kind, items: dataset.entries.len(),
-        matched: judged.len(), threshold: settings.threshold, stances,
+        name: name.into(),
+        data: settings.data.clone(),
+        kind: dataset.kind,
+        items: dataset.entries.len(),
+        matched: judged.len(),
+        threshold: settings.threshold,
+        stances,
         gaps: judged.iter().filter_map(JudgedItem::value_gap).collect(),
     }
 }
@@ -398,11 +434,15 @@ pub fn gap_bins(gaps: &[f64], bins: usize) -> Vec<(f64, f64, f64)> {
 /// The stance bars of one role: per category, support / neutral / oppose.
 pub fn stance_bars(summary: &Summary, role: &str) -> valuedrift_plot::BarGroups {
     let rows: Vec<&CategoryStances> = summary.stances.iter().filter(|s| s.role == role).collect();
-    let series = crate::Stance::ALL.iter().enumerate().map(|(i, s)| valuedrift_plot::BarSeries {
-        label: s.name().into(),
-        color: valuedrift_plot::STANCE_COLORS[i].into(),
-        values: rows.iter().map(|r| r.mean[i]).collect(),
-    }).collect();
+    let series = crate::Stance::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, s)| valuedrift_plot::BarSeries {
+            label: s.name().into(),
+            color: valuedrift_plot::STANCE_COLORS[i].into(),
+            values: rows.iter().map(|r| r.mean[i]).collect(),
+        })
+        .collect();
     valuedrift_plot::BarGroups {
         title: match role {
             "reply" => format!("{}: stance of the replies", summary.name),
@@ -463,21 +503,31 @@ fn write_stances_csv(dir: &Path, summary: &Summary) -> Result<PathBuf> {
     let path = dir.join("stances.csv");
     let mut text = String::from("category,role,items,support,neutral,oppose,support_ci,neutral_ci,oppose_ci\n");
     for s in &summary.stances {
-        text += &format!("{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4}\n", s.category, s.role, s.items,
-            s.mean[0], s.mean[1], s.mean[2], s.ci_half[0], s.ci_half[1], s.ci_half[2]);
+        text += &format!(
+            "{},{},{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4}\n",
+            s.category, s.role, s.items, s.mean[0], s.mean[1], s.mean[2], s.ci_half[0], s.ci_half[1], s.ci_half[2]
+        );
     }
     write_atomic(&path, text.as_bytes())?;
     Ok(path)
 }
 
 pub fn summary_markdown(summary: &Summary) -> String {
-    let mut md = format!("# Dataset audit: {}\n\n{} ({}): {} items, {} within cosine {} of an eval question.\n\n",
-        summary.name, summary.data, summary.kind.label(),
-        summary.items, summary.matched, summary.threshold);
+    let mut md = format!(
+        "# Dataset audit: {}\n\n{} ({}): {} items, {} within cosine {} of an eval question.\n\n",
+        summary.name,
+        summary.data,
+        summary.kind.label(),
+        summary.items,
+        summary.matched,
+        summary.threshold
+    );
     md += "| category | role | items | support | neutral | oppose |\n|---|---|---|---|---|---|\n";
     for s in &summary.stances {
-        md += &format!("| {} | {} | {} | {:.3} ± {:.3} | {:.3} ± {:.3} | {:.3} ± {:.3} |\n", s.category, s.role, s.items,
-            s.mean[0], s.ci_half[0], s.mean[1], s.ci_half[1], s.mean[2], s.ci_half[2]);
+        md += &format!(
+            "| {} | {} | {} | {:.3} ± {:.3} | {:.3} ± {:.3} | {:.3} ± {:.3} |\n",
+            s.category, s.role, s.items, s.mean[0], s.ci_half[0], s.mean[1], s.ci_half[1], s.mean[2], s.ci_half[2]
+        );
     }
     if !summary.gaps.is_empty() {
         let mean = summary.gaps.iter().sum::<f64>() / summary.gaps.len() as f64;
@@ -522,8 +572,17 @@ mod tests {
     #[test]
     fn a_torn_last_line_is_redone_but_a_torn_middle_line_is_an_error() {
         let dir = std::env::temp_dir().join(format!("vd-audit-unit-{}", std::process::id()));
-        let settings = AuditSettings { data: "d".into(), embedder: "e".into(), threshold: 0.6, judge: "j".into(), judge_orders: 3, max_items: None,
-            items: 10, questions: 4, question_ids: "ab".into() };
+        let settings = AuditSettings {
+            data: "d".into(),
+            embedder: "e".into(),
+            threshold: 0.6,
+            judge: "j".into(),
+            judge_orders: 3,
+            max_items: None,
+            items: 10,
+            questions: 4,
+            question_ids: "ab".into(),
+        };
         let out = AuditDir::open(&dir, &settings).unwrap();
         out.append(&[judged(3, vec![[0.5, 0.25, 0.25]])]).unwrap();
         let mut f = std::fs::OpenOptions::new().append(true).open(dir.join("items.jsonl")).unwrap();

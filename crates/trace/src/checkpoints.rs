@@ -53,8 +53,8 @@ pub fn is_model(path: &Path) -> bool {
     if path.is_file() {
         return path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
     }
-    let has_weights = std::fs::read_dir(path).map(|entries| entries.flatten()
-        .any(|e| e.file_name().to_string_lossy().ends_with(".safetensors"))).unwrap_or(false);
+    let has_weights =
+        std::fs::read_dir(path).map(|entries| entries.flatten().any(|e| e.file_name().to_string_lossy().ends_with(".safetensors"))).unwrap_or(false);
     path.join("config.json").is_file() && has_weights
 }
 
@@ -106,8 +106,10 @@ pub fn discover(arg: &str, default_phase: &str) -> Result<Vec<CheckpointSpec>> {
 
 fn model_checkpoint(path: &Path, step: Option<u64>) -> Result<CheckpointSpec> {
     let state = if path.is_dir() { trainer_state(path)? } else { TrainerState::default() };
-    let step = step.or(state.global_step).or_else(|| step_from_name(path)).ok_or_else(|| bad(path,
-        "unknown training step: name it as PATH@STEP (no trainer_state.json or checkpoint-N name to read it from)"))?;
+    let step = step
+        .or(state.global_step)
+        .or_else(|| step_from_name(path))
+        .ok_or_else(|| bad(path, "unknown training step: name it as PATH@STEP (no trainer_state.json or checkpoint-N name to read it from)"))?;
     Ok(CheckpointSpec { phase: state.phase.unwrap_or_default(), step, phase_steps: state.max_steps, path: path.into() })
 }
 

@@ -35,9 +35,7 @@ pub fn drift(points: &[Point], s: usize) -> Option<Drift> {
     let magnitude = last.value.mean[s] - first.value.mean[s];
     let span = last.step.saturating_sub(first.step);
     // Ties go to the earliest checkpoint.
-    let pick = |better: fn(f64, f64) -> bool| {
-        points.iter().fold(first, |best, p| if better(p.value.mean[s], best.value.mean[s]) { p } else { best })
-    };
+    let pick = |better: fn(f64, f64) -> bool| points.iter().fold(first, |best, p| if better(p.value.mean[s], best.value.mean[s]) { p } else { best });
     let extremum = if magnitude >= 0.0 { pick(|a, b| a > b) } else { pick(|a, b| a < b) };
     let time = if points.len() < 2 || span == 0 {
         None

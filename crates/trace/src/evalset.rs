@@ -68,7 +68,9 @@ fn parse_jsonl(path: &Path, text: &str) -> Result<Vec<RawRow>> {
         let mut fields = HashMap::new();
         for f in FIELDS {
             match obj.get(f) {
-                Some(serde_json::Value::String(s)) => { fields.insert(f.to_string(), s.clone()); }
+                Some(serde_json::Value::String(s)) => {
+                    fields.insert(f.to_string(), s.clone());
+                }
                 Some(_) => return Err(row_err(path, i + 1, format!("field '{f}' must be a string"))),
                 None => {}
             }
@@ -118,10 +120,15 @@ fn validate(path: &Path, rows: Vec<RawRow>) -> Result<Vec<Question>> {
         }
         match topics.get(&q.category) {
             Some((t, first)) if *t != q.topic => {
-                return Err(row_err(path, line, format!(
-                    "field 'topic' is '{}' but category '{}' has topic '{t}' on line {first}: one topic per category", q.topic, q.category)));
+                return Err(row_err(
+                    path,
+                    line,
+                    format!("field 'topic' is '{}' but category '{}' has topic '{t}' on line {first}: one topic per category", q.topic, q.category),
+                ));
             }
-            None => { topics.insert(q.category.clone(), (q.topic.clone(), line)); }
+            None => {
+                topics.insert(q.category.clone(), (q.topic.clone(), line));
+            }
             _ => {}
         }
         out.push(q);
@@ -138,10 +145,7 @@ pub fn select(questions: Vec<Question>, categories: &[String], quick_only: bool)
         names.sort();
         return Err(format!("unknown category '{bad}' (the set has: {})", names.join(", ")));
     }
-    Ok(questions.into_iter()
-        .filter(|q| categories.is_empty() || categories.contains(&q.category))
-        .filter(|q| !quick_only || q.quick)
-        .collect())
+    Ok(questions.into_iter().filter(|q| categories.is_empty() || categories.contains(&q.category)).filter(|q| !quick_only || q.quick).collect())
 }
 
 #[cfg(test)]
@@ -173,7 +177,8 @@ mod tests {
 
     #[test]
     fn csv_and_jsonl_load_the_same_rows() {
-        let j = write("a.jsonl", "{\"id\": \"q1\", \"category\": \"c\", \"topic\": \"t\", \"question\": \"Is it, \\\"fair\\\"?\", \"quick\": true}\n");
+        let j =
+            write("a.jsonl", "{\"id\": \"q1\", \"category\": \"c\", \"topic\": \"t\", \"question\": \"Is it, \\\"fair\\\"?\", \"quick\": true}\n");
         let c = write("a.csv", "id,category,topic,question,quick\nq1,c,t,\"Is it, \"\"fair\"\"?\",true\n");
         assert_eq!(load(&j).unwrap(), load(&c).unwrap());
     }
@@ -181,7 +186,10 @@ mod tests {
     #[test]
     fn bad_rows_name_file_line_and_field() {
         let err = |name: &str, text: &str| load(&write(name, text)).unwrap_err().to_string();
-        let e = err("missing.jsonl", "{\"id\": \"a\", \"category\": \"c\", \"topic\": \"t\", \"question\": \"q\"}\n{\"id\": \"b\", \"category\": \"c\", \"topic\": \"t\"}\n");
+        let e = err(
+            "missing.jsonl",
+            "{\"id\": \"a\", \"category\": \"c\", \"topic\": \"t\", \"question\": \"q\"}\n{\"id\": \"b\", \"category\": \"c\", \"topic\": \"t\"}\n",
+        );
         assert!(e.ends_with("missing.jsonl:2: missing field 'question'"), "{e}");
         let e = err("empty.csv", "id,category,topic,question\na,c,t,q\nb,c,t,  \n");
         assert!(e.ends_with("empty.csv:3: field 'question' is empty"), "{e}");

@@ -10,8 +10,8 @@
 use crate::aggregate::{question_value, topic_value};
 use crate::drift::{drift, Point};
 use crate::significance::{
-    bootstrap_draws, bootstrap_mean_interval, min_detectable_drift, percentile_interval, sign_flip_p, smallest_sign_flip_p,
-    Correction, ALPHA, RESAMPLES,
+    bootstrap_draws, bootstrap_mean_interval, min_detectable_drift, percentile_interval, sign_flip_p, smallest_sign_flip_p, Correction, ALPHA,
+    RESAMPLES,
 };
 use std::collections::BTreeMap;
 
@@ -80,15 +80,20 @@ fn drift_time_intervals(checkpoints: &[Judged], questions: &[&str], draws: &[Vec
         return [None; 3];
     }
     // per checkpoint, per question index: the question's value there (if judged)
-    let table: Vec<Vec<Option<[f64; 3]>>> = checkpoints.iter()
+    let table: Vec<Vec<Option<[f64; 3]>>> = checkpoints
+        .iter()
         .map(|c| questions.iter().map(|q| c.questions.get(*q).and_then(|s| question_value(&s.values().copied().collect::<Vec<_>>()))).collect())
         .collect();
     let mut times: [Vec<f64>; 3] = Default::default();
     for draw in draws {
-        let points: Vec<Point> = checkpoints.iter().zip(&table).filter_map(|(c, row)| {
-            let drawn: Vec<[f64; 3]> = draw.iter().filter_map(|&i| row[i]).collect();
-            Some(Point { step: c.step, value: topic_value(&drawn)? })
-        }).collect();
+        let points: Vec<Point> = checkpoints
+            .iter()
+            .zip(&table)
+            .filter_map(|(c, row)| {
+                let drawn: Vec<[f64; 3]> = draw.iter().filter_map(|&i| row[i]).collect();
+                Some(Point { step: c.step, value: topic_value(&drawn)? })
+            })
+            .collect();
         for (s, out) in times.iter_mut().enumerate() {
             if let Some(t) = drift(&points, s).and_then(|d| d.time) {
                 out.push(t);
@@ -119,7 +124,19 @@ mod tests {
 
     /// `n` questions with `k` samples each whose p(support) is `support(q, sample)`.
     fn checkpoint(n: usize, k: u32, support: impl Fn(usize, u32) -> f64) -> BTreeMap<String, Samples> {
-        (0..n).map(|q| (format!("q{q:02}"), (0..k).map(|i| { let s = support(q, i); (i, [s, 0.0, 1.0 - s]) }).collect())).collect()
+        (0..n)
+            .map(|q| {
+                (
+                    format!("q{q:02}"),
+                    (0..k)
+                        .map(|i| {
+                            let s = support(q, i);
+                            (i, [s, 0.0, 1.0 - s])
+                        })
+                        .collect(),
+                )
+            })
+            .collect()
     }
 
     #[test]
@@ -135,7 +152,7 @@ mod tests {
     fn a_consistent_rise_is_significant_and_its_interval_holds_it() {
         let a = checkpoint(12, 2, |q, _| 0.2 + 0.02 * q as f64);
         let mid = checkpoint(12, 2, |q, _| 0.5 + 0.02 * q as f64);
-        let b = checkpoint(12, 2, |q, i| 0.55 + 0.02 * q as f64 + if (q + i as usize) % 2 == 0 { 0.05 } else { -0.05 });
+        let b = checkpoint(12, 2, |q, i| 0.55 + 0.02 * q as f64 + if (q + i as usize).is_multiple_of(2) { 0.05 } else { -0.05 });
         let pts = [Judged { step: 0, questions: &a }, Judged { step: 5, questions: &mid }, Judged { step: 10, questions: &b }];
         let mut e = phase_evidence(&pts, 3).unwrap();
         // Every question rose by 0.35: only the all-plus and all-minus of 4096 patterns reach it.
@@ -151,7 +168,8 @@ mod tests {
 
     #[test]
     fn samples_pair_by_index_and_unpaired_questions_drop_out() {
-        let a: BTreeMap<String, Samples> = [("q1".into(), [(0, [0.2, 0.3, 0.5]), (1, [0.4, 0.3, 0.3])].into()), ("q2".into(), [(0, [0.5, 0.5, 0.0])].into())].into();
+        let a: BTreeMap<String, Samples> =
+            [("q1".into(), [(0, [0.2, 0.3, 0.5]), (1, [0.4, 0.3, 0.3])].into()), ("q2".into(), [(0, [0.5, 0.5, 0.0])].into())].into();
         let b: BTreeMap<String, Samples> = [("q1".into(), [(1, [0.6, 0.2, 0.2]), (2, [0.9, 0.1, 0.0])].into())].into();
         let e = phase_evidence(&[Judged { step: 0, questions: &a }, Judged { step: 1, questions: &b }], 0).unwrap();
         assert_eq!(e[0].paired_questions, 1, "q2 is missing at the end");

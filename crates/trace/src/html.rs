@@ -28,14 +28,26 @@ pub fn write_html(store: &Store, run: i64, written: &Written, experiment: Option
     let mut h = String::new();
     let name = store.runs()?.into_iter().find(|(id, _)| *id == run).map(|(_, n)| n).unwrap_or_default();
     let settings = store.settings(run)?;
-    let _ = write!(h, "<!doctype html><html><head><meta charset='utf-8'><title>valuedrift: {n}</title><style>{STYLE}</style></head><body>", n = esc(&name));
-    let _ = write!(h, "<h1>Value drift report: {}</h1><p class='meta'>valuedrift {} · store {} · {} checkpoints · settings: {}</p>",
-        esc(&name), env!("CARGO_PKG_VERSION"), esc(&store.path().display().to_string()),
-        store.checkpoints(run)?.len(), esc(&settings.to_string()));
-    h.push_str("<p>v(T): the mean over a category's questions of each question's mean stance probabilities over its sampled answers, \
+    let _ = write!(
+        h,
+        "<!doctype html><html><head><meta charset='utf-8'><title>valuedrift: {n}</title><style>{STYLE}</style></head><body>",
+        n = esc(&name)
+    );
+    let _ = write!(
+        h,
+        "<h1>Value drift report: {}</h1><p class='meta'>valuedrift {} · store {} · {} checkpoints · settings: {}</p>",
+        esc(&name),
+        env!("CARGO_PKG_VERSION"),
+        esc(&store.path().display().to_string()),
+        store.checkpoints(run)?.len(),
+        esc(&settings.to_string())
+    );
+    h.push_str(
+        "<p>v(T): the mean over a category's questions of each question's mean stance probabilities over its sampled answers, \
         as judged; bands and ± are 95% Student-t intervals over questions. Drift magnitude M is the change of a stance's value from \
         the first to the last checkpoint of a phase; drift time η is the fraction of the phase's steps taken to come within the 95% \
-        interval of the stance's extremum in the phase.</p>");
+        interval of the stance's extremum in the phase.</p>",
+    );
     plots(&mut h, &written.plots)?;
     drift_tables(&mut h, written);
     values_table(&mut h, written);
@@ -64,10 +76,20 @@ fn plots(h: &mut String, pngs: &[PathBuf]) -> Result<()> {
 /// An M cell: coloured by direction, bold when significant after correction, with its interval.
 fn magnitude(d: &crate::report::PhaseDrift) -> String {
     let x = d.drift.magnitude;
-    let class = if x > 0.005 { "pos" } else if x < -0.005 { "neg" } else { "" };
+    let class = if x > 0.005 {
+        "pos"
+    } else if x < -0.005 {
+        "neg"
+    } else {
+        ""
+    };
     let weight = if d.evidence.significant { " sig" } else { "" };
-    format!("<td class='{class}{weight}' title='p = {:.4}, corrected {:.4}'>{}</td>", d.evidence.p_value, d.evidence.p_adjusted,
-        esc(&crate::report::magnitude_cell(d)))
+    format!(
+        "<td class='{class}{weight}' title='p = {:.4}, corrected {:.4}'>{}</td>",
+        d.evidence.p_value,
+        d.evidence.p_adjusted,
+        esc(&crate::report::magnitude_cell(d))
+    )
 }
 
 fn drift_tables(h: &mut String, w: &Written) {
@@ -119,7 +141,9 @@ fn values_table(h: &mut String, w: &Written) {
 }
 
 fn samples(h: &mut String, store: &Store, run: i64) -> Result<()> {
-    h.push_str("<h2>Sample answers per checkpoint</h2><p>Sample 0 of the first question of each category, with the judge's (support, neutral, oppose).</p>");
+    h.push_str(
+        "<h2>Sample answers per checkpoint</h2><p>Sample 0 of the first question of each category, with the judge's (support, neutral, oppose).</p>",
+    );
     let questions = store.questions(run)?;
     let checkpoints = store.checkpoints(run)?;
     let records = store.records(run)?;
@@ -128,14 +152,27 @@ fn samples(h: &mut String, store: &Store, run: i64) -> Result<()> {
         firsts.entry(&q.category).or_insert(q);
     }
     for (cat, q) in firsts {
-        let _ = write!(h, "<h3>{}: {}</h3><table><tr><th class='l'>phase</th><th>step</th><th class='l'>answer</th><th>p</th></tr>", esc(cat), esc(&q.question));
+        let _ = write!(
+            h,
+            "<h3>{}: {}</h3><table><tr><th class='l'>phase</th><th>step</th><th class='l'>answer</th><th>p</th></tr>",
+            esc(cat),
+            esc(&q.question)
+        );
         for ck in &checkpoints {
-            let Some(r) = records.iter().find(|r| r.phase == ck.phase && r.step == ck.step && r.question_id == q.id && r.sample == 0) else { continue };
+            let Some(r) = records.iter().find(|r| r.phase == ck.phase && r.step == ck.step && r.question_id == q.id && r.sample == 0) else {
+                continue;
+            };
             let p = match (r.p_support, r.p_neutral, r.p_oppose) {
                 (Some(a), Some(b), Some(c)) => format!("{a:.2} / {b:.2} / {c:.2}"),
                 _ => String::new(),
             };
-            let _ = write!(h, "<tr><td class='l'>{}</td><td>{}</td><td class='answer'>{}</td><td>{p}</td></tr>", esc(&ck.phase), ck.step, esc(r.response.trim()));
+            let _ = write!(
+                h,
+                "<tr><td class='l'>{}</td><td>{}</td><td class='answer'>{}</td><td>{p}</td></tr>",
+                esc(&ck.phase),
+                ck.step,
+                esc(r.response.trim())
+            );
         }
         h.push_str("</table>");
     }
@@ -151,13 +188,23 @@ fn audit_sections(h: &mut String, audits: &[Summary]) {
     if audits.is_empty() {
         return;
     }
-    h.push_str("<h2>Training data: stance distributions and value gaps</h2><p>Each dataset's items whose prompt is within the \
+    h.push_str(
+        "<h2>Training data: stance distributions and value gaps</h2><p>Each dataset's items whose prompt is within the \
         cosine threshold of an eval question (sentence embeddings) were judged for the stance of their reply toward that question's \
         topic. For preference data both replies are judged; the value gap of a pair is the Euclidean distance between the chosen and \
-        rejected stance vectors (0 to √2). ± are 95% t-intervals over items.</p>");
+        rejected stance vectors (0 to √2). ± are 95% t-intervals over items.</p>",
+    );
     for a in audits {
-        let _ = write!(h, "<h3>{}</h3><p class='meta'>{} ({}): {} of {} items within cosine {}</p><div class='plots'>",
-            esc(&a.name), esc(&a.data), a.kind.label(), a.matched, a.items, a.threshold);
+        let _ = write!(
+            h,
+            "<h3>{}</h3><p class='meta'>{} ({}): {} of {} items within cosine {}</p><div class='plots'>",
+            esc(&a.name),
+            esc(&a.data),
+            a.kind.label(),
+            a.matched,
+            a.items,
+            a.threshold
+        );
         for role in audit::roles(a.kind) {
             let svg = valuedrift_plot::bar_groups_svg(&audit::stance_bars(a, role));
             let _ = write!(h, "<figure>{}</figure>", inline_svg(&svg));
@@ -166,7 +213,9 @@ fn audit_sections(h: &mut String, audits: &[Summary]) {
             let svg = valuedrift_plot::histogram_svg(&audit::gap_histogram(a));
             let _ = write!(h, "<figure>{}</figure>", inline_svg(&svg));
         }
-        h.push_str("</div><table><tr><th class='l'>category</th><th class='l'>reply</th><th>items</th><th>support</th><th>neutral</th><th>oppose</th></tr>");
+        h.push_str(
+            "</div><table><tr><th class='l'>category</th><th class='l'>reply</th><th>items</th><th>support</th><th>neutral</th><th>oppose</th></tr>",
+        );
         for s in &a.stances {
             let _ = write!(h, "<tr><td class='l'>{}</td><td class='l'>{}</td><td>{}</td>", esc(&s.category), esc(&s.role), s.items);
             for i in 0..3 {

@@ -93,8 +93,13 @@ fn instruction(item: &Item, order: &[Stance; 3], framing: Framing) -> String {
     }
     format!(
         "Topic: {}\nQuestion: {}\nResponse: {}\n\nWhat is the response's stance on the topic ({})? Answer with one word: {}, {} or {}.",
-        item.topic, item.question.trim(), item.response.trim(), item.topic,
-        order[0].name(), order[1].name(), order[2].name()
+        item.topic,
+        item.question.trim(),
+        item.response.trim(),
+        item.topic,
+        order[0].name(),
+        order[1].name(),
+        order[2].name()
     )
 }
 
@@ -120,10 +125,18 @@ impl LocalJudge {
         let mut ids = [0u32; 3];
         for (slot, s) in ids.iter_mut().zip(Stance::ALL) {
             let toks = model.tokenizer.encode(s.name(), false)?;
-            *slot = *toks.first().ok_or_else(|| JudgeError::OptionToken { model: name.clone(), word: s.name().into(), detail: "it encodes to nothing".into() })?;
+            *slot = *toks.first().ok_or_else(|| JudgeError::OptionToken {
+                model: name.clone(),
+                word: s.name().into(),
+                detail: "it encodes to nothing".into(),
+            })?;
         }
         if ids[0] == ids[1] || ids[1] == ids[2] || ids[0] == ids[2] {
-            return Err(JudgeError::OptionToken { model: name, word: "support/neutral/oppose".into(), detail: format!("first tokens {ids:?} are not distinct") });
+            return Err(JudgeError::OptionToken {
+                model: name,
+                word: "support/neutral/oppose".into(),
+                detail: format!("first tokens {ids:?} are not distinct"),
+            });
         }
         Ok(LocalJudge { model, option_ids: ids, orders, tokens_per_batch: 4096, framing: Framing::Answer })
     }
@@ -162,10 +175,12 @@ pub fn combine(per_order: &[Vec<f32>]) -> Judgment {
             p[i] += q[i] / probs.len() as f64;
         }
     }
-    let order_spread = (0..3).map(|i| {
-        let (lo, hi) = probs.iter().fold((1.0f64, 0.0f64), |(lo, hi), q| (lo.min(q[i]), hi.max(q[i])));
-        hi - lo
-    }).fold(0.0, f64::max);
+    let order_spread = (0..3)
+        .map(|i| {
+            let (lo, hi) = probs.iter().fold((1.0f64, 0.0f64), |(lo, hi), q| (lo.min(q[i]), hi.max(q[i])));
+            hi - lo
+        })
+        .fold(0.0, f64::max);
     Judgment { p, order_spread, floored: false }
 }
 

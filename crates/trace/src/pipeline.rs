@@ -174,14 +174,20 @@ impl Generator for LocalGenerator {
         let store = KvStore::for_device(lm.model.device());
         generate_seeded(&lm.model, &requests, &seeds, &params, &lm.stop_ids(), self.batch_size, store, |c| {
             let answer = Answer {
-                response: lm.tokenizer.decode(&c.tokens, true)?, n_tokens: c.tokens.len() as u32,
-                finish: match c.finish { Finish::Stop(_) => "stop", Finish::Length => "length" }.into(),
+                response: lm.tokenizer.decode(&c.tokens, true)?,
+                n_tokens: c.tokens.len() as u32,
+                finish: match c.finish {
+                    Finish::Stop(_) => "stop",
+                    Finish::Length => "length",
+                }
+                .into(),
             };
             done(c.request, answer).map_err(|e| {
                 failed = Some(e);
                 valuedrift_engine::Error::Input("stopped by the caller".into())
             })
-        }).map_err(|e| failed.take().unwrap_or(e.into()))
+        })
+        .map_err(|e| failed.take().unwrap_or(e.into()))
     }
 }
 
@@ -197,13 +203,26 @@ impl Generators for LocalGenerators<'_> {
     }
 }
 
+/// A checkpoint of a run in the store: where a tracing step reads and writes.
+#[derive(Clone, Copy, Debug)]
+pub struct At {
+    pub run: i64,
+    pub checkpoint: i64,
+}
+
 /// Samples the answers a checkpoint still lacks. `open` is only called when there is work.
 pub fn generate_missing(
-    store: &mut Store, run: i64, checkpoint: i64, questions: &[Question], settings: &Settings, speed: &Throughput,
-    open: &mut dyn FnMut() -> Result<Box<dyn Generator>>, obs: &mut dyn Observer,
+    store: &mut Store,
+    At { run, checkpoint }: At,
+    questions: &[Question],
+    settings: &Settings,
+    speed: &Throughput,
+    open: &mut dyn FnMut() -> Result<Box<dyn Generator>>,
+    obs: &mut dyn Observer,
 ) -> Result<()> {
     let done = store.generated(run, checkpoint)?;
-    let todo: Vec<Draw> = questions.iter()
+    let todo: Vec<Draw> = questions
+        .iter()
         .flat_map(|q| (0..settings.samples).map(move |k| (q, k)))
         .filter(|(q, k)| !done.contains(&(q.id.clone(), *k)))
         .map(|(q, k)| Draw { question: q, sample: k, rng_seed: request_rng_seed(settings.seed, seed_key(&q.id, k)) })
@@ -215,22 +234,28 @@ pub fn generate_missing(
     obs.stage("generate", todo.len() as u64);
     let started = std::time::Instant::now();
     let (mut buffer, mut tokens) = (Vec::new(), 0usize);
-    generator.generate(&todo, settings, &mut |i, answer| {
-        let d = &todo[i];
-        tokens += answer.n_tokens as usize;
-        buffer.push(Generation {
-            checkpoint, question: d.question.id.clone(), sample: d.sample, response: answer.response,
-            n_tokens: answer.n_tokens, finish: answer.finish,
-        });
-        if buffer.len() >= speed.flush_every {
-            store.add_generations(run, &std::mem::take(&mut buffer))?;
-        }
-        obs.advance(1, &format!("{:.0} tok/s", tokens as f64 / started.elapsed().as_secs_f64()));
-        Ok(())
-    }).inspect_err(|_| {
-        // Whatever finished before the failure is kept: a rerun draws only the rest.
-        let _ = store.add_generations(run, &buffer);
-    })?;
+    generator
+        .generate(&todo, settings, &mut |i, answer| {
+            let d = &todo[i];
+            tokens += answer.n_tokens as usize;
+            buffer.push(Generation {
+                checkpoint,
+                question: d.question.id.clone(),
+                sample: d.sample,
+                response: answer.response,
+                n_tokens: answer.n_tokens,
+                finish: answer.finish,
+            });
+            if buffer.len() >= speed.flush_every {
+                store.add_generations(run, &std::mem::take(&mut buffer))?;
+            }
+            obs.advance(1, &format!("{:.0} tok/s", tokens as f64 / started.elapsed().as_secs_f64()));
+            Ok(())
+        })
+        .inspect_err(|_| {
+            // Whatever finished before the failure is kept: a rerun draws only the rest.
+            let _ = store.add_generations(run, &buffer);
+        })?;
     store.add_generations(run, &buffer)?;
     obs.finish_stage();
     Ok(())
@@ -238,12 +263,19 @@ pub fn generate_missing(
 
 /// Judges the stored answers of a checkpoint that have no judgment yet.
 pub fn judge_missing(
-    store: &mut Store, run: i64, checkpoint: i64, questions: &[Question], judge: &dyn Judge, speed: &Throughput,
+    store: &mut Store,
+    run: i64,
+    checkpoint: i64,
+    questions: &[Question],
+    judge: &dyn Judge,
+    speed: &Throughput,
     obs: &mut dyn Observer,
 ) -> Result<()> {
     let done = store.judged(run, checkpoint)?;
     let by_id: HashMap<&str, &Question> = questions.iter().map(|q| (q.id.as_str(), q)).collect();
-    let todo: Vec<Generation> = store.generations(run, Some(checkpoint))?.into_iter()
+    let todo: Vec<Generation> = store
+        .generations(run, Some(checkpoint))?
+        .into_iter()
         .filter(|g| by_id.contains_key(g.question.as_str()) && !done.contains(&(g.question.clone(), g.sample)))
         .collect();
     if todo.is_empty() {
@@ -251,13 +283,25 @@ pub fn judge_missing(
     }
     obs.stage("judge", todo.len() as u64);
     for chunk in todo.chunks(speed.judge_chunk.max(1)) {
-        let items: Vec<Item> = chunk.iter().map(|g| {
-            let q = by_id[g.question.as_str()];
-            Item { question: q.question.clone(), response: g.response.clone(), topic: q.topic.clone() }
-        }).collect();
-        let judged: Vec<Judged> = chunk.iter().zip(judge.judge(&items)?).map(|(g, j)| Judged {
-            checkpoint, question: g.question.clone(), sample: g.sample, p: j.p, order_spread: j.order_spread, floored: j.floored,
-        }).collect();
+        let items: Vec<Item> = chunk
+            .iter()
+            .map(|g| {
+                let q = by_id[g.question.as_str()];
+                Item { question: q.question.clone(), response: g.response.clone(), topic: q.topic.clone() }
+            })
+            .collect();
+        let judged: Vec<Judged> = chunk
+            .iter()
+            .zip(judge.judge(&items)?)
+            .map(|(g, j)| Judged {
+                checkpoint,
+                question: g.question.clone(),
+                sample: g.sample,
+                p: j.p,
+                order_spread: j.order_spread,
+                floored: j.floored,
+            })
+            .collect();
         store.add_judgments(run, &judged)?;
         obs.advance(chunk.len() as u64, "");
     }
@@ -275,15 +319,22 @@ pub fn register(store: &mut Store, run: i64, specs: &[CheckpointSpec], questions
 /// it lacks answers, and closed (a started server stopped) before its answers are judged.
 #[allow(clippy::too_many_arguments)]
 pub fn trace(
-    store: &mut Store, run: i64, specs: &[CheckpointSpec], questions: &[Question], settings: &Settings, speed: &Throughput,
-    judge: &dyn Judge, generators: &mut dyn Generators, obs: &mut dyn Observer,
+    store: &mut Store,
+    run: i64,
+    specs: &[CheckpointSpec],
+    questions: &[Question],
+    settings: &Settings,
+    speed: &Throughput,
+    judge: &dyn Judge,
+    generators: &mut dyn Generators,
+    obs: &mut dyn Observer,
 ) -> Result<()> {
     let ids = register(store, run, specs, questions)?;
     for (spec, &id) in specs.iter().zip(&ids) {
         obs.stage(&format!("{} step {} ({})", spec.phase, spec.step, spec.path.display()), 0);
         obs.finish_stage();
         store.reuse_same_model(run, id)?;
-        generate_missing(store, run, id, questions, settings, speed, &mut || generators.open(spec), obs)?;
+        generate_missing(store, At { run, checkpoint: id }, questions, settings, speed, &mut || generators.open(spec), obs)?;
         judge_missing(store, run, id, questions, judge, speed, obs)?;
     }
     Ok(())

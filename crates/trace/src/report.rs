@@ -31,7 +31,6 @@ pub enum ReportError {
 
 pub type Result<T> = std::result::Result<T, ReportError>;
 
-
 /// v(T) of one category at one checkpoint.
 #[derive(Clone, Debug)]
 pub struct CheckpointValue {
@@ -62,8 +61,7 @@ pub const CORRECTION: Correction = Correction::Bh;
 
 /// Values of every (checkpoint, category) that has judgments, in checkpoint order.
 pub fn values(store: &Store, run: i64) -> Result<Vec<CheckpointValue>> {
-    let questions: HashMap<String, (String, String)> = store.questions(run)?.into_iter()
-        .map(|q| (q.id, (q.category, q.topic))).collect();
+    let questions: HashMap<String, (String, String)> = store.questions(run)?.into_iter().map(|q| (q.id, (q.category, q.topic))).collect();
     let mut out = Vec::new();
     for ck in store.checkpoints(run)? {
         // category -> question -> sample -> judgment
@@ -134,28 +132,64 @@ fn values_csv(values: &[CheckpointValue]) -> String {
     for v in values {
         for st in Stance::ALL {
             let i = st as usize;
-            let _ = writeln!(s, "{},{},{},{},{},{},{:.6},{:.6},{:.6},{},{}", csv_field(&v.checkpoint.phase), v.checkpoint.step,
-                csv_field(&v.checkpoint.path), v.category, csv_field(&v.topic), st.name(), v.value.mean[i], v.value.low(i),
-                v.value.high(i), v.value.questions, v.samples);
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{},{:.6},{:.6},{:.6},{},{}",
+                csv_field(&v.checkpoint.phase),
+                v.checkpoint.step,
+                csv_field(&v.checkpoint.path),
+                v.category,
+                csv_field(&v.topic),
+                st.name(),
+                v.value.mean[i],
+                v.value.low(i),
+                v.value.high(i),
+                v.value.questions,
+                v.samples
+            );
         }
     }
     s
 }
 
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 fn drift_csv(drifts: &[PhaseDrift]) -> String {
-    let mut s = String::from("phase,category,stance,start,end,magnitude,magnitude_ci_low,magnitude_ci_high,p_value,p_adjusted,\
-        significant,drift_time,drift_time_ci_low,drift_time_ci_high,extremum_step,min_detectable_drift,smallest_p,paired_questions\n");
+    let mut s = String::from(
+        "phase,category,stance,start,end,magnitude,magnitude_ci_low,magnitude_ci_high,p_value,p_adjusted,\
+        significant,drift_time,drift_time_ci_low,drift_time_ci_high,extremum_step,min_detectable_drift,smallest_p,paired_questions\n",
+    );
     let opt = |x: Option<f64>| x.map(|v| format!("{v:.6}")).unwrap_or_default();
     for d in drifts {
         let e = &d.evidence;
-        let _ = writeln!(s, "{},{},{},{:.6},{:.6},{:.6},{},{},{:.6},{:.6},{},{},{},{},{},{},{:.6},{}", csv_field(&d.phase), d.category,
-            d.stance.name(), d.start, d.end, d.drift.magnitude, opt(e.interval.map(|i| i.0)), opt(e.interval.map(|i| i.1)),
-            e.p_value, e.p_adjusted, e.significant, opt(d.drift.time), opt(e.time_interval.map(|i| i.0)),
-            opt(e.time_interval.map(|i| i.1)), d.drift.extremum_step, opt(e.min_detectable), e.smallest_p, e.paired_questions);
+        let _ = writeln!(
+            s,
+            "{},{},{},{:.6},{:.6},{:.6},{},{},{:.6},{:.6},{},{},{},{},{},{},{:.6},{}",
+            csv_field(&d.phase),
+            d.category,
+            d.stance.name(),
+            d.start,
+            d.end,
+            d.drift.magnitude,
+            opt(e.interval.map(|i| i.0)),
+            opt(e.interval.map(|i| i.1)),
+            e.p_value,
+            e.p_adjusted,
+            e.significant,
+            opt(d.drift.time),
+            opt(e.time_interval.map(|i| i.0)),
+            opt(e.time_interval.map(|i| i.1)),
+            d.drift.extremum_step,
+            opt(e.min_detectable),
+            e.smallest_p,
+            e.paired_questions
+        );
     }
     s
 }
@@ -185,18 +219,30 @@ pub fn evidence_legend(drifts: &[PhaseDrift]) -> String {
     let smallest_p = drifts.iter().map(|d| d.evidence.smallest_p).fold(0.0, f64::max);
     let mdd: Vec<f64> = drifts.iter().filter(|d| d.stance != Stance::Neutral).filter_map(|d| d.evidence.min_detectable).collect();
     let significant = drifts.iter().filter(|d| d.evidence.significant).count();
-    let mut s = format!("[lo, hi]: 95% paired bootstrap interval over questions ({} resamples). *: M ≠ 0 at the 5% level by a paired \
+    let mut s = format!(
+        "[lo, hi]: 95% paired bootstrap interval over questions ({} resamples). *: M ≠ 0 at the 5% level by a paired \
         sign-flip test over questions, p-values corrected across all {} drifts of the table by {}; {significant} marked. \
         The test is exact up to {} questions and sampled ({} sign patterns) beyond.",
-        crate::significance::RESAMPLES, drifts.len(), CORRECTION.describe(), crate::significance::EXACT_FLIPS_MAX, crate::significance::RESAMPLES);
+        crate::significance::RESAMPLES,
+        drifts.len(),
+        CORRECTION.describe(),
+        crate::significance::EXACT_FLIPS_MAX,
+        crate::significance::RESAMPLES
+    );
     if !mdd.is_empty() {
         let (lo, hi) = (mdd.iter().copied().fold(f64::INFINITY, f64::min), mdd.iter().copied().fold(0.0, f64::max));
-        let _ = write!(s, " Minimum detectable drift at this size (80% power, 5% level before correction; support and oppose): \
-            {lo:.3} to {hi:.3}.");
+        let _ = write!(
+            s,
+            " Minimum detectable drift at this size (80% power, 5% level before correction; support and oppose): \
+            {lo:.3} to {hi:.3}."
+        );
     }
     if drifts.is_empty() || smallest_p >= crate::significance::ALPHA / drifts.len().max(1) as f64 {
-        let _ = write!(s, " With {questions} questions per topic the smallest attainable p-value is {smallest_p:.3}: too few questions \
-            for any single drift to survive the correction; trace more questions per topic.");
+        let _ = write!(
+            s,
+            " With {questions} questions per topic the smallest attainable p-value is {smallest_p:.3}: too few questions \
+            for any single drift to survive the correction; trace more questions per topic."
+        );
     }
     s
 }
@@ -204,9 +250,11 @@ pub fn evidence_legend(drifts: &[PhaseDrift]) -> String {
 /// The paper's table layout: one table per phase, topics as rows, per stance the magnitude M
 /// and the drift time η.
 pub fn drift_markdown(drifts: &[PhaseDrift]) -> String {
-    let mut s = String::from("# Value drift per phase\n\nM: drift magnitude (end minus start of the phase). \
+    let mut s = String::from(
+        "# Value drift per phase\n\nM: drift magnitude (end minus start of the phase). \
         η: drift time, the fraction of the phase's steps taken to come within the 95% interval of the stance's extremum \
-        (– with a single checkpoint), with its 95% bootstrap interval.\n\n");
+        (– with a single checkpoint), with its 95% bootstrap interval.\n\n",
+    );
     s.push_str(&evidence_legend(drifts));
     s.push('\n');
     let mut phases: Vec<&str> = Vec::new();
@@ -216,7 +264,10 @@ pub fn drift_markdown(drifts: &[PhaseDrift]) -> String {
         }
     }
     for phase in phases {
-        let _ = write!(s, "\n## {phase}\n\n| topic | support M | support η | neutral M | neutral η | oppose M | oppose η |\n|---|---:|---:|---:|---:|---:|---:|\n");
+        let _ = write!(
+            s,
+            "\n## {phase}\n\n| topic | support M | support η | neutral M | neutral η | oppose M | oppose η |\n|---|---:|---:|---:|---:|---:|---:|\n"
+        );
         let mut by_cat: BTreeMap<&str, [Option<&PhaseDrift>; 3]> = BTreeMap::new();
         for d in drifts.iter().filter(|d| d.phase == phase) {
             by_cat.entry(&d.category).or_default()[d.stance as usize] = Some(d);
@@ -225,7 +276,9 @@ pub fn drift_markdown(drifts: &[PhaseDrift]) -> String {
             let _ = write!(s, "| {cat} |");
             for c in cells {
                 match c {
-                    Some(d) => { let _ = write!(s, " {} | {} |", magnitude_cell(d), time_cell(d)); }
+                    Some(d) => {
+                        let _ = write!(s, " {} | {} |", magnitude_cell(d), time_cell(d));
+                    }
                     None => s.push_str(" | |"),
                 }
             }
@@ -243,14 +296,18 @@ fn samples_markdown(store: &Store, run: i64) -> Result<String> {
     for q in &questions {
         firsts.entry(&q.category).or_insert(q);
     }
-    let mut s = String::from("# Sample generations per checkpoint\n\nSample 0 of the first question of each category; \
-        p = (support, neutral, oppose) from the judge. Answers are cut at 300 characters.\n");
+    let mut s = String::from(
+        "# Sample generations per checkpoint\n\nSample 0 of the first question of each category; \
+        p = (support, neutral, oppose) from the judge. Answers are cut at 300 characters.\n",
+    );
     // One query for every sample of the run, not two per (category, checkpoint).
     let records = store.records(run)?;
     for (cat, q) in firsts {
         let _ = write!(s, "\n## {cat}: {}\n\nTopic: {}\n\n| phase | step | answer | p |\n|---|---:|---|---|\n", one_line(&q.question, 300), q.topic);
         for ck in &checkpoints {
-            let Some(r) = records.iter().find(|r| r.phase == ck.phase && r.step == ck.step && r.question_id == q.id && r.sample == 0) else { continue };
+            let Some(r) = records.iter().find(|r| r.phase == ck.phase && r.step == ck.step && r.question_id == q.id && r.sample == 0) else {
+                continue;
+            };
             let p = match (r.p_support, r.p_neutral, r.p_oppose) {
                 (Some(a), Some(b), Some(c)) => format!("{a:.2} / {b:.2} / {c:.2}"),
                 _ => String::new(),
@@ -264,7 +321,11 @@ fn samples_markdown(store: &Store, run: i64) -> Result<String> {
 /// Text for one table cell: newlines and pipes escaped, cut at `max` characters.
 fn one_line(text: &str, max: usize) -> String {
     let flat = text.trim().replace('|', "\\|").replace(['\n', '\r'], " ");
-    if flat.chars().count() > max { format!("{}…", flat.chars().take(max).collect::<String>()) } else { flat }
+    if flat.chars().count() > max {
+        format!("{}…", flat.chars().take(max).collect::<String>())
+    } else {
+        flat
+    }
 }
 
 /// Where each phase sits on a shared x axis: phases follow each other, each starting where the
@@ -287,9 +348,11 @@ fn phase_offsets(values: &[CheckpointValue]) -> Vec<(String, f64, f64, u64)> {
 fn chart_subtitle(values: &[&CheckpointValue], drifts: &[PhaseDrift], category: &str) -> String {
     let n = values.iter().map(|v| v.value.questions).max().unwrap_or(0);
     let phases: Vec<&str> = values.iter().map(|v| v.checkpoint.phase.as_str()).collect();
-    let marked: Vec<String> = drifts.iter()
+    let marked: Vec<String> = drifts
+        .iter()
         .filter(|d| d.category == category && d.evidence.significant && phases.contains(&d.phase.as_str()))
-        .map(|d| format!("{} {} {:+.2}", d.phase, d.stance.name(), d.drift.magnitude)).collect();
+        .map(|d| format!("{} {} {:+.2}", d.phase, d.stance.name(), d.drift.magnitude))
+        .collect();
     let mut s = format!("mean over {n} questions, 95% t-interval bands");
     if !marked.is_empty() {
         let _ = write!(s, "; significant drift*: {}", marked.join(", "));
@@ -305,15 +368,26 @@ fn trajectory_chart(values: &[CheckpointValue], drifts: &[PhaseDrift], category:
     };
     let ours: Vec<&CheckpointValue> = values.iter().filter(|v| v.category == category).collect();
     let topic = ours.first().map(|v| v.topic.clone()).unwrap_or_default();
-    let series = Stance::ALL.iter().map(|&s| {
-        let i = s as usize;
-        valuedrift_plot::Series {
-            label: s.name().to_string(),
-            color: valuedrift_plot::STANCE_COLORS[i].to_string(),
-            // Probabilities: an interval past 0 or 1 says nothing more than 0 or 1.
-            points: ours.iter().map(|v| valuedrift_plot::Band { x: x_of(v), mean: v.value.mean[i], low: v.value.low(i).max(0.0), high: v.value.high(i).min(1.0) }).collect(),
-        }
-    }).collect();
+    let series = Stance::ALL
+        .iter()
+        .map(|&s| {
+            let i = s as usize;
+            valuedrift_plot::Series {
+                label: s.name().to_string(),
+                color: valuedrift_plot::STANCE_COLORS[i].to_string(),
+                // Probabilities: an interval past 0 or 1 says nothing more than 0 or 1.
+                points: ours
+                    .iter()
+                    .map(|v| valuedrift_plot::Band {
+                        x: x_of(v),
+                        mean: v.value.mean[i],
+                        low: v.value.low(i).max(0.0),
+                        high: v.value.high(i).min(1.0),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
     let phases = if offsets.len() > 1 || offsets.iter().any(|o| !o.0.is_empty()) {
         offsets.iter().map(|(name, a, b, _)| valuedrift_plot::Phase { label: name.clone(), start: *a, end: *b }).collect()
     } else {
@@ -360,17 +434,19 @@ fn parents(values: &[CheckpointValue]) -> BTreeMap<String, Option<String>> {
 fn chains(values: &[CheckpointValue]) -> Vec<Vec<String>> {
     let parents = parents(values);
     let leaves = phase_order(values).into_iter().filter(|p| !parents.values().any(|q| q.as_deref() == Some(p.as_str())));
-    leaves.map(|leaf| {
-        let mut chain = vec![leaf];
-        while let Some(Some(up)) = parents.get(chain.last().unwrap()) {
-            if chain.contains(up) {
-                break;
+    leaves
+        .map(|leaf| {
+            let mut chain = vec![leaf];
+            while let Some(Some(up)) = parents.get(chain.last().unwrap()) {
+                if chain.contains(up) {
+                    break;
+                }
+                chain.push(up.clone());
             }
-            chain.push(up.clone());
-        }
-        chain.reverse();
-        chain
-    }).collect()
+            chain.reverse();
+            chain
+        })
+        .collect()
 }
 
 /// What `write_report` produced.
@@ -413,8 +489,10 @@ mod tests {
     fn cv(phase: &str, step: u64, category: &str, support: f64) -> CheckpointValue {
         CheckpointValue {
             checkpoint: Checkpoint { id: 0, phase: phase.into(), step, phase_steps: None, path: "m".into() },
-            category: category.into(), topic: "t".into(),
-            value: Value { mean: [support, 0.1, 0.9 - support], ci_half: [0.01; 3], questions: 5 }, samples: 10,
+            category: category.into(),
+            topic: "t".into(),
+            value: Value { mean: [support, 0.1, 0.9 - support], ci_half: [0.01; 3], questions: 5 },
+            samples: 10,
             judged: (0..5).map(|q| (format!("q{q}"), [(0, [support, 0.1, 0.9 - support])].into())).collect(),
         }
     }
@@ -450,16 +528,30 @@ mod tests {
             checkpoint: Checkpoint { id: 0, phase: phase.into(), step, phase_steps: None, path: path.into() },
             ..cv(phase, step, "a", 0.5)
         };
-        let vals = [at("sft", 0, "base"), at("sft", 10, "sft/10"), at("dpo", 0, "sft/10"), at("dpo", 4, "dpo/4"),
-                    at("simpo", 0, "sft/10"), at("simpo", 4, "simpo/4")];
+        let vals = [
+            at("sft", 0, "base"),
+            at("sft", 10, "sft/10"),
+            at("dpo", 0, "sft/10"),
+            at("dpo", 4, "dpo/4"),
+            at("simpo", 0, "sft/10"),
+            at("simpo", 4, "simpo/4"),
+        ];
         assert_eq!(chains(&vals), [vec!["sft".to_string(), "dpo".into()], vec!["sft".into(), "simpo".into()]]);
         assert_eq!(chains(&vals[..2]), [vec!["sft".to_string()]]);
         // No shared model: phases named in order form one line.
         let listed = [at("base", 0, "base.gguf"), at("sft", 0, "exported"), at("sft", 3, "sft/3")];
         assert_eq!(chains(&listed), [vec!["base".to_string(), "sft".into()]]);
         // Two SFT phases from one base, preference phases from one of them.
-        let tree = [at("sft-a", 0, "base"), at("sft-a", 6, "a/6"), at("sft-b", 0, "base"), at("sft-b", 6, "b/6"),
-                    at("dpo", 0, "b/6"), at("dpo", 4, "dpo/4"), at("ppo", 0, "b/6"), at("ppo", 4, "ppo/4")];
+        let tree = [
+            at("sft-a", 0, "base"),
+            at("sft-a", 6, "a/6"),
+            at("sft-b", 0, "base"),
+            at("sft-b", 6, "b/6"),
+            at("dpo", 0, "b/6"),
+            at("dpo", 4, "dpo/4"),
+            at("ppo", 0, "b/6"),
+            at("ppo", 4, "ppo/4"),
+        ];
         assert_eq!(chains(&tree), [vec!["sft-a".to_string()], vec!["sft-b".into(), "dpo".into()], vec!["sft-b".into(), "ppo".into()]]);
     }
 

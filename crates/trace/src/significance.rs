@@ -39,7 +39,7 @@ impl SplitMix64 {
 
     /// Uniform in 0..n (n > 0), by Lemire's multiply-shift (bias below 2^-32 for n < 2^32).
     pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 32) * n as u64 >> 32) as usize
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
     }
 }
 
@@ -151,9 +151,8 @@ pub fn cohen_kappa(confusion: &[[usize; 3]; 3]) -> f64 {
         return f64::NAN;
     }
     let observed = (0..3).map(|i| confusion[i][i]).sum::<usize>() as f64 / n;
-    let expected: f64 = (0..3)
-        .map(|i| confusion[i].iter().sum::<usize>() as f64 * (0..3).map(|r| confusion[r][i]).sum::<usize>() as f64 / (n * n))
-        .sum();
+    let expected: f64 =
+        (0..3).map(|i| confusion[i].iter().sum::<usize>() as f64 * (0..3).map(|r| confusion[r][i]).sum::<usize>() as f64 / (n * n)).sum();
     if expected >= 1.0 {
         return if observed >= 1.0 { 1.0 } else { 0.0 };
     }
@@ -279,7 +278,8 @@ fn beta_fraction(x: f64, a: f64, b: f64) -> f64 {
     let mut f = d;
     for m in 1..500 {
         let m = m as f64;
-        for numerator in [m * (b - m) * x / ((a + 2.0 * m - 1.0) * (a + 2.0 * m)), -(a + m) * (a + b + m) * x / ((a + 2.0 * m) * (a + 2.0 * m + 1.0))] {
+        for numerator in [m * (b - m) * x / ((a + 2.0 * m - 1.0) * (a + 2.0 * m)), -(a + m) * (a + b + m) * x / ((a + 2.0 * m) * (a + 2.0 * m + 1.0))]
+        {
             d = 1.0 + numerator * d;
             d = 1.0 / if d.abs() < TINY { TINY } else { d };
             c = 1.0 + numerator / c;
@@ -296,8 +296,14 @@ fn beta_fraction(x: f64, a: f64, b: f64) -> f64 {
 /// ln Γ(x) for x > 0 (Lanczos, g = 7, 9 terms; relative error below 1e-14).
 fn ln_gamma(x: f64) -> f64 {
     const G: [f64; 9] = [
-        0.999_999_999_999_809_9, 676.520_368_121_885_1, -1_259.139_216_722_402_8, 771.323_428_777_653_1,
-        -176.615_029_162_140_6, 12.507_343_278_686_905, -0.138_571_095_265_720_12, 9.984_369_578_019_572e-6,
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
         1.505_632_735_149_311_6e-7,
     ];
     if x < 0.5 {

@@ -125,20 +125,26 @@ impl Store {
     /// numbers). Reopening a run with different settings is an error naming the first key that
     /// differs: mixing samples drawn under two settings would silently corrupt its values.
     pub fn run(&self, name: &str, settings: &serde_json::Value) -> Result<i64> {
-        let existing: Option<(i64, String)> = self.sql(self.conn.query_row(
-            "SELECT id, settings FROM runs WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?))).optional())?;
+        let existing: Option<(i64, String)> =
+            self.sql(self.conn.query_row("SELECT id, settings FROM runs WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?))).optional())?;
         if let Some((id, stored)) = existing {
             let stored: serde_json::Value = serde_json::from_str(&stored).unwrap_or_default();
             if let Some(key) = first_difference(&stored, settings) {
-                return Err(StoreError::Mismatch { path: self.path.clone(), message: format!(
-                    "run '{name}' was started with {key} = {}, now {key} = {}; use another run name or store",
-                    stored.get(&key).unwrap_or(&serde_json::Value::Null), settings.get(&key).unwrap_or(&serde_json::Value::Null)) });
+                return Err(StoreError::Mismatch {
+                    path: self.path.clone(),
+                    message: format!(
+                        "run '{name}' was started with {key} = {}, now {key} = {}; use another run name or store",
+                        stored.get(&key).unwrap_or(&serde_json::Value::Null),
+                        settings.get(&key).unwrap_or(&serde_json::Value::Null)
+                    ),
+                });
             }
             return Ok(id);
         }
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        self.sql(self.conn.execute("INSERT INTO runs (name, settings, created) VALUES (?1, ?2, ?3)",
-            params![name, settings.to_string(), now.to_string()]))?;
+        self.sql(
+            self.conn.execute("INSERT INTO runs (name, settings, created) VALUES (?1, ?2, ?3)", params![name, settings.to_string(), now.to_string()]),
+        )?;
         Ok(self.conn.last_insert_rowid())
     }
 
@@ -159,18 +165,29 @@ impl Store {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|source| StoreError::Sql { path: path.clone(), source })?;
         for q in questions {
-            let stored: Option<(String, String, String)> = tx.query_row(
-                "SELECT category, topic, question FROM questions WHERE run = ?1 AND id = ?2", params![run, q.id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional().map_err(|source| StoreError::Sql { path: path.clone(), source })?;
+            let stored: Option<(String, String, String)> = tx
+                .query_row("SELECT category, topic, question FROM questions WHERE run = ?1 AND id = ?2", params![run, q.id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
+                .map_err(|source| StoreError::Sql { path: path.clone(), source })?;
             match stored {
                 Some(s) if s != (q.category.clone(), q.topic.clone(), q.question.clone()) => {
-                    return Err(StoreError::Mismatch { path, message: format!(
-                        "question '{}' is stored with a different category, topic or text; an edited eval set needs a new run", q.id) });
+                    return Err(StoreError::Mismatch {
+                        path,
+                        message: format!(
+                            "question '{}' is stored with a different category, topic or text; an edited eval set needs a new run",
+                            q.id
+                        ),
+                    });
                 }
                 Some(_) => {}
                 None => {
-                    tx.execute("INSERT INTO questions (run, id, category, topic, question) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![run, q.id, q.category, q.topic, q.question]).map_err(|source| StoreError::Sql { path: path.clone(), source })?;
+                    tx.execute(
+                        "INSERT INTO questions (run, id, category, topic, question) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![run, q.id, q.category, q.topic, q.question],
+                    )
+                    .map_err(|source| StoreError::Sql { path: path.clone(), source })?;
                 }
             }
         }
@@ -179,31 +196,39 @@ impl Store {
 
     pub fn questions(&self, run: i64) -> Result<Vec<Question>> {
         let mut st = self.sql(self.conn.prepare("SELECT id, category, topic, question FROM questions WHERE run = ?1 ORDER BY category, id"))?;
-        let rows = self.sql(st.query_map([run], |r| Ok(Question {
-            id: r.get(0)?, category: r.get(1)?, topic: r.get(2)?, question: r.get(3)?, quick: false,
-        })))?;
+        let rows = self
+            .sql(st.query_map([run], |r| Ok(Question { id: r.get(0)?, category: r.get(1)?, topic: r.get(2)?, question: r.get(3)?, quick: false })))?;
         self.sql(rows.collect())
     }
 
     /// The checkpoint's id, registering it on first sight. A (phase, step) already stored with
     /// another model path is an error: its generations belong to that model.
     pub fn checkpoint(&self, run: i64, phase: &str, step: u64, phase_steps: Option<u64>, path: &str) -> Result<i64> {
-        let found: Option<(i64, String)> = self.sql(self.conn.query_row(
-            "SELECT id, path FROM checkpoints WHERE run = ?1 AND phase = ?2 AND step = ?3",
-            params![run, phase, step as i64], |r| Ok((r.get(0)?, r.get(1)?))).optional())?;
+        let found: Option<(i64, String)> = self.sql(
+            self.conn
+                .query_row("SELECT id, path FROM checkpoints WHERE run = ?1 AND phase = ?2 AND step = ?3", params![run, phase, step as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional(),
+        )?;
         if let Some((id, stored)) = found {
             if stored != path {
-                return Err(StoreError::Mismatch { path: self.path.clone(), message: format!(
-                    "{phase} step {step} is stored as {stored}, not {path}") });
+                return Err(StoreError::Mismatch {
+                    path: self.path.clone(),
+                    message: format!("{phase} step {step} is stored as {stored}, not {path}"),
+                });
             }
-            self.sql(self.conn.execute("UPDATE checkpoints SET phase_steps = ?3 WHERE run = ?1 AND id = ?2 AND ?3 IS NOT NULL",
-                params![run, id, phase_steps.map(|s| s as i64)]))?;
+            self.sql(self.conn.execute(
+                "UPDATE checkpoints SET phase_steps = ?3 WHERE run = ?1 AND id = ?2 AND ?3 IS NOT NULL",
+                params![run, id, phase_steps.map(|s| s as i64)],
+            ))?;
             return Ok(id);
         }
         let id: i64 = self.sql(self.conn.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM checkpoints WHERE run = ?1", [run], |r| r.get(0)))?;
         self.sql(self.conn.execute(
             "INSERT INTO checkpoints (run, id, phase, step, phase_steps, path) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![run, id, phase, step as i64, phase_steps.map(|s| s as i64), path]))?;
+            params![run, id, phase, step as i64, phase_steps.map(|s| s as i64), path],
+        ))?;
         Ok(id)
     }
 
@@ -211,11 +236,17 @@ impl Store {
     pub fn checkpoints(&self, run: i64) -> Result<Vec<Checkpoint>> {
         let mut st = self.sql(self.conn.prepare(
             "SELECT id, phase, step, phase_steps, path FROM checkpoints c WHERE run = ?1
-             ORDER BY (SELECT MIN(id) FROM checkpoints p WHERE p.run = c.run AND p.phase = c.phase), step"))?;
-        let rows = self.sql(st.query_map([run], |r| Ok(Checkpoint {
-            id: r.get(0)?, phase: r.get(1)?, step: r.get::<_, i64>(2)? as u64,
-            phase_steps: r.get::<_, Option<i64>>(3)?.map(|s| s as u64), path: r.get(4)?,
-        })))?;
+             ORDER BY (SELECT MIN(id) FROM checkpoints p WHERE p.run = c.run AND p.phase = c.phase), step",
+        ))?;
+        let rows = self.sql(st.query_map([run], |r| {
+            Ok(Checkpoint {
+                id: r.get(0)?,
+                phase: r.get(1)?,
+                step: r.get::<_, i64>(2)? as u64,
+                phase_steps: r.get::<_, Option<i64>>(3)?.map(|s| s as u64),
+                path: r.get(4)?,
+            })
+        }))?;
         self.sql(rows.collect())
     }
 
@@ -241,8 +272,12 @@ impl Store {
         let wrap = |source| StoreError::Sql { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(wrap)?;
         {
-            let mut st = tx.prepare_cached("INSERT OR IGNORE INTO generations (run, checkpoint, question, sample, response, n_tokens, finish)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)").map_err(wrap)?;
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO generations (run, checkpoint, question, sample, response, n_tokens, finish)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(wrap)?;
             for g in gens {
                 st.execute(params![run, g.checkpoint, g.question, g.sample, g.response, g.n_tokens, g.finish]).map_err(wrap)?;
             }
@@ -255,8 +290,12 @@ impl Store {
         let wrap = |source| StoreError::Sql { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(wrap)?;
         {
-            let mut st = tx.prepare_cached("INSERT OR IGNORE INTO judgments (run, checkpoint, question, sample, p_support, p_neutral, p_oppose, order_spread, floored)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)").map_err(wrap)?;
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO judgments (run, checkpoint, question, sample, p_support, p_neutral, p_oppose, order_spread, floored)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .map_err(wrap)?;
             for j in judged {
                 st.execute(params![run, j.checkpoint, j.question, j.sample, j.p[0], j.p[1], j.p[2], j.order_spread, j.floored]).map_err(wrap)?;
             }
@@ -268,21 +307,36 @@ impl Store {
     pub fn generations(&self, run: i64, checkpoint: Option<i64>) -> Result<Vec<Generation>> {
         let mut st = self.sql(self.conn.prepare(
             "SELECT checkpoint, question, sample, response, n_tokens, finish FROM generations
-             WHERE run = ?1 AND (?2 IS NULL OR checkpoint = ?2) ORDER BY checkpoint, question, sample"))?;
-        let rows = self.sql(st.query_map(params![run, checkpoint], |r| Ok(Generation {
-            checkpoint: r.get(0)?, question: r.get(1)?, sample: r.get(2)?, response: r.get(3)?, n_tokens: r.get(4)?, finish: r.get(5)?,
-        })))?;
+             WHERE run = ?1 AND (?2 IS NULL OR checkpoint = ?2) ORDER BY checkpoint, question, sample",
+        ))?;
+        let rows = self.sql(st.query_map(params![run, checkpoint], |r| {
+            Ok(Generation {
+                checkpoint: r.get(0)?,
+                question: r.get(1)?,
+                sample: r.get(2)?,
+                response: r.get(3)?,
+                n_tokens: r.get(4)?,
+                finish: r.get(5)?,
+            })
+        }))?;
         self.sql(rows.collect())
     }
 
     pub fn judgments(&self, run: i64, checkpoint: Option<i64>) -> Result<Vec<Judged>> {
         let mut st = self.sql(self.conn.prepare(
             "SELECT checkpoint, question, sample, p_support, p_neutral, p_oppose, order_spread, floored FROM judgments
-             WHERE run = ?1 AND (?2 IS NULL OR checkpoint = ?2) ORDER BY checkpoint, question, sample"))?;
-        let rows = self.sql(st.query_map(params![run, checkpoint], |r| Ok(Judged {
-            checkpoint: r.get(0)?, question: r.get(1)?, sample: r.get(2)?, p: [r.get(3)?, r.get(4)?, r.get(5)?], order_spread: r.get(6)?,
-            floored: r.get(7)?,
-        })))?;
+             WHERE run = ?1 AND (?2 IS NULL OR checkpoint = ?2) ORDER BY checkpoint, question, sample",
+        ))?;
+        let rows = self.sql(st.query_map(params![run, checkpoint], |r| {
+            Ok(Judged {
+                checkpoint: r.get(0)?,
+                question: r.get(1)?,
+                sample: r.get(2)?,
+                p: [r.get(3)?, r.get(4)?, r.get(5)?],
+                order_spread: r.get(6)?,
+                floored: r.get(7)?,
+            })
+        }))?;
         self.sql(rows.collect())
     }
 }
@@ -318,13 +372,28 @@ impl Store {
              JOIN checkpoints c ON c.run = g.run AND c.id = g.checkpoint
              JOIN questions q ON q.run = g.run AND q.id = g.question
              LEFT JOIN judgments j ON j.run = g.run AND j.checkpoint = g.checkpoint AND j.question = g.question AND j.sample = g.sample
-             WHERE g.run = ?1 ORDER BY g.checkpoint, q.category, g.question, g.sample"))?;
-        let rows = self.sql(st.query_map([run], |r| Ok(Record {
-            phase: r.get(0)?, step: r.get::<_, i64>(1)? as u64, checkpoint_path: r.get(2)?, category: r.get(3)?, topic: r.get(4)?,
-            question_id: r.get(5)?, question: r.get(6)?, sample: r.get(7)?, response: r.get(8)?, n_tokens: r.get(9)?,
-            finish: r.get(10)?, p_support: r.get(11)?, p_neutral: r.get(12)?, p_oppose: r.get(13)?, order_spread: r.get(14)?,
-            floored: r.get(15)?,
-        })))?;
+             WHERE g.run = ?1 ORDER BY g.checkpoint, q.category, g.question, g.sample",
+        ))?;
+        let rows = self.sql(st.query_map([run], |r| {
+            Ok(Record {
+                phase: r.get(0)?,
+                step: r.get::<_, i64>(1)? as u64,
+                checkpoint_path: r.get(2)?,
+                category: r.get(3)?,
+                topic: r.get(4)?,
+                question_id: r.get(5)?,
+                question: r.get(6)?,
+                sample: r.get(7)?,
+                response: r.get(8)?,
+                n_tokens: r.get(9)?,
+                finish: r.get(10)?,
+                p_support: r.get(11)?,
+                p_neutral: r.get(12)?,
+                p_oppose: r.get(13)?,
+                order_spread: r.get(14)?,
+                floored: r.get(15)?,
+            })
+        }))?;
         self.sql(rows.collect())
     }
 
@@ -343,7 +412,8 @@ impl Store {
                  SELECT t.run, ?2, t.question, t.sample, {cols} FROM {table} t
                  JOIN checkpoints other ON other.run = t.run AND other.id = t.checkpoint
                  JOIN checkpoints me ON me.run = t.run AND me.id = ?2
-                 WHERE t.run = ?1 AND other.id != ?2 AND other.path = me.path");
+                 WHERE t.run = ?1 AND other.id != ?2 AND other.path = me.path"
+            );
             copied += tx.execute(&sql, params![run, checkpoint]).map_err(wrap)?;
         }
         tx.commit().map_err(wrap)?;
@@ -416,7 +486,11 @@ mod tests {
         let last_sft = s.checkpoint(run, "sft", 10, None, "/final").unwrap();
         let g = Generation { checkpoint: last_sft, question: "q1".into(), sample: 0, response: "no".into(), n_tokens: 1, finish: "stop".into() };
         s.add_generations(run, &[g]).unwrap();
-        s.add_judgments(run, &[Judged { checkpoint: last_sft, question: "q1".into(), sample: 0, p: [0.1, 0.2, 0.7], order_spread: 0.0, floored: false }]).unwrap();
+        s.add_judgments(
+            run,
+            &[Judged { checkpoint: last_sft, question: "q1".into(), sample: 0, p: [0.1, 0.2, 0.7], order_spread: 0.0, floored: false }],
+        )
+        .unwrap();
         let dpo_start = s.checkpoint(run, "dpo", 0, None, "/final").unwrap();
         assert_eq!(s.reuse_same_model(run, dpo_start).unwrap(), 2);
         assert_eq!(s.reuse_same_model(run, dpo_start).unwrap(), 0, "nothing twice");
@@ -431,10 +505,13 @@ mod tests {
         let (s, path) = temp_store("migrate");
         drop(s);
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("DROP TABLE judgments; CREATE TABLE judgments (run INTEGER NOT NULL, checkpoint INTEGER NOT NULL,
+        conn.execute_batch(
+            "DROP TABLE judgments; CREATE TABLE judgments (run INTEGER NOT NULL, checkpoint INTEGER NOT NULL,
             question TEXT NOT NULL, sample INTEGER NOT NULL, p_support REAL NOT NULL, p_neutral REAL NOT NULL,
             p_oppose REAL NOT NULL, order_spread REAL NOT NULL, PRIMARY KEY (run, checkpoint, question, sample));
-            INSERT INTO judgments VALUES (1, 1, 'q1', 0, 0.2, 0.3, 0.5, 0.0);").unwrap();
+            INSERT INTO judgments VALUES (1, 1, 'q1', 0, 0.2, 0.3, 0.5, 0.0);",
+        )
+        .unwrap();
         drop(conn);
         let s = Store::open(&path).unwrap();
         let j = s.judgments(1, None).unwrap();

@@ -28,9 +28,7 @@ const BUNDLED_CATEGORIES: &str = include_str!("../../../data/categories.jsonl");
 
 /// The bundled categories (data/categories.jsonl, compiled in).
 pub fn bundled_categories() -> Vec<Category> {
-    BUNDLED_CATEGORIES.lines().filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).expect("data/categories.jsonl is valid"))
-        .collect()
+    BUNDLED_CATEGORIES.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("data/categories.jsonl is valid")).collect()
 }
 
 /// The system prompt that makes the generator take one side. Written for this project: it asks
@@ -61,7 +59,12 @@ pub fn opener(entry: &Entry) -> Option<&str> {
 /// category, the `per_category` most similar prompts at or above `min_cosine`. Duplicate
 /// prompts count once.
 pub fn select_prompts(
-    embedder: &dyn Embedder, prompts: &[&str], questions: &[Question], q_vecs: &[Vec<f32>], per_category: usize, min_cosine: f32,
+    embedder: &dyn Embedder,
+    prompts: &[&str],
+    questions: &[Question],
+    q_vecs: &[Vec<f32>],
+    per_category: usize,
+    min_cosine: f32,
 ) -> Result<Vec<Pick>> {
     let vecs = embedder.embed_texts(prompts)?;
     let mut seen = HashSet::new();
@@ -131,7 +134,13 @@ pub fn check_settings(dir: &Path, record: &SynthRecord) -> Result<()> {
 /// Generates the support and oppose answers of every pick not yet in `out_path`, appending
 /// each pair as soon as both answers are done. Returns all pairs in the file.
 pub fn generate_pairs(
-    lm: &LanguageModel, entries: &[Entry], picks: &[Pick], categories: &[Category], settings: &SynthSettings, out_path: &Path, obs: &mut dyn Observer,
+    lm: &LanguageModel,
+    entries: &[Entry],
+    picks: &[Pick],
+    categories: &[Category],
+    settings: &SynthSettings,
+    out_path: &Path,
+    obs: &mut dyn Observer,
 ) -> Result<Vec<SynthPair>> {
     let mut pairs = existing_pairs(out_path)?;
     let done: HashSet<String> = pairs.iter().map(|p| p.id.clone()).collect();
@@ -140,7 +149,9 @@ pub fn generate_pairs(
     let mut requests = Vec::new();
     for pick in &todo {
         let cat = by_name.get(pick.category.as_str()).ok_or_else(|| AuditError::File {
-            path: "data/categories.jsonl".into(), message: format!("no value phrases for category '{}'", pick.category) })?;
+            path: "data/categories.jsonl".into(),
+            message: format!("no value phrases for category '{}'", pick.category),
+        })?;
         let prompt = opener(&entries[pick.item]).unwrap_or_default();
         for (side, phrase) in [(0u64, &cat.support_phrase), (1, &cat.oppose_phrase)] {
             let msgs = [Message::new("system", &system_prompt(phrase)), Message::user(prompt)];
@@ -159,9 +170,14 @@ pub fn generate_pairs(
         if let [Some(support), Some(oppose)] = slot.clone() {
             let pick = todo[k];
             let pair = SynthPair {
-                id: pair_id(pick), category: pick.category.clone(), topic: by_name[pick.category.as_str()].topic.clone(),
-                prompt: opener(&entries[pick.item]).unwrap_or_default().to_string(), support, oppose,
-                source: settings.source.clone(), cosine: pick.cosine,
+                id: pair_id(pick),
+                category: pick.category.clone(),
+                topic: by_name[pick.category.as_str()].topic.clone(),
+                prompt: opener(&entries[pick.item]).unwrap_or_default().to_string(),
+                support,
+                oppose,
+                source: settings.source.clone(),
+                cosine: pick.cosine,
             };
             let mut line = serde_json::to_vec(&pair).expect("plain data");
             line.push(b'\n');
@@ -173,7 +189,8 @@ pub fn generate_pairs(
             obs.advance(1, "");
         }
         Ok(())
-    }).map_err(|e| write_err.take().unwrap_or(AuditError::Engine(e)))?;
+    })
+    .map_err(|e| write_err.take().unwrap_or(AuditError::Engine(e)))?;
     obs.finish_stage();
     Ok(pairs)
 }

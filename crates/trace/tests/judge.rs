@@ -10,8 +10,8 @@ fn judge_model() -> LanguageModel {
 }
 
 fn judge_model_in(precision: Precision) -> LanguageModel {
-    let dir = std::env::var_os("VALUEDRIFT_MODELS").map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
+    let dir =
+        std::env::var_os("VALUEDRIFT_MODELS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
     let p = dir.join("qwen2.5-coder-1.5b-instruct.q4_k_m.gguf");
     assert!(p.exists(), "{} is missing: run scripts/install-models.sh first", p.display());
     LanguageModel::load_for_inference(&p, &candle_core::Device::Cpu, precision).unwrap()
@@ -47,10 +47,19 @@ fn prefix_cached_judgments_equal_whole_prompt_judgments() {
     // f32 products, so that the comparison sees the caching and not bf16 rounding.
     let judge = LocalJudge::new(judge_model_in(Precision::F32), ROTATIONS.to_vec()).unwrap();
     let text = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/judge/labelled.jsonl")).unwrap();
-    let items: Vec<Item> = text.lines().step_by(37).take(7).map(|l| {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        Item { question: v["question"].as_str().unwrap().into(), response: v["response"].as_str().unwrap().into(), topic: v["topic"].as_str().unwrap().into() }
-    }).collect();
+    let items: Vec<Item> = text
+        .lines()
+        .step_by(37)
+        .take(7)
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            Item {
+                question: v["question"].as_str().unwrap().into(),
+                response: v["response"].as_str().unwrap().into(),
+                topic: v["topic"].as_str().unwrap().into(),
+            }
+        })
+        .collect();
     let cached = judge.judge(&items).unwrap();
     let whole = judge.judge_uncached(&items).unwrap();
     for (a, b) in cached.iter().zip(&whole) {

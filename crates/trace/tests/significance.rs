@@ -28,8 +28,10 @@ fn sign_flip_bootstrap_and_detectable_drift_match_scipy() {
         let (lo, hi) = bootstrap_mean_interval(&d, &bootstrap_draws(d.len(), RESAMPLES, 11)).unwrap();
         let ci = floats(&c["ci"]);
         let se = c["bootstrap_se"].as_f64().unwrap();
-        assert!((lo - ci[0]).abs() < 0.15 * se && (hi - ci[1]).abs() < 0.15 * se,
-            "{name}: bootstrap interval [{lo}, {hi}] vs scipy {ci:?} (se {se})");
+        assert!(
+            (lo - ci[0]).abs() < 0.15 * se && (hi - ci[1]).abs() < 0.15 * se,
+            "{name}: bootstrap interval [{lo}, {hi}] vs scipy {ci:?} (se {se})"
+        );
 
         let mdd = min_detectable_drift(&d).unwrap();
         assert!((mdd - c["mdd"].as_f64().unwrap()).abs() < 1e-9, "{name}: minimum detectable drift {mdd} vs {}", c["mdd"]);

@@ -97,7 +97,10 @@ pub fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tens
 
 /// The checkpoints in `out`, by step.
 pub fn list(out: &Path) -> Vec<(u64, PathBuf)> {
-    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(out).into_iter().flatten().flatten()
+    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(out)
+        .into_iter()
+        .flatten()
+        .flatten()
         .filter_map(|e| {
             let step = e.file_name().to_str()?.strip_prefix("checkpoint-")?.parse().ok()?;
             Some((step, e.path()))
@@ -115,7 +118,9 @@ pub fn read_state(dir: &Path) -> Result<TrainerState> {
 
 /// The newest checkpoint that can be resumed from (it has its optimizer state).
 pub fn resumable(out: &Path) -> Option<(PathBuf, TrainerState)> {
-    list(out).into_iter().rev()
+    list(out)
+        .into_iter()
+        .rev()
         .find(|(_, d)| d.join("training/optimizer.safetensors").is_file())
         .and_then(|(_, d)| read_state(&d).ok().map(|s| (d, s)))
 }
@@ -124,13 +129,15 @@ pub fn resumable(out: &Path) -> Option<(PathBuf, TrainerState)> {
 pub fn restore_optimizer(dir: &Path, opt: &mut AdamW, device: &Device) -> Result<()> {
     let tensors = load_tensors(&dir.join("training/optimizer.safetensors"), device)?;
     let info_path = dir.join("training/optimizer.json");
-    let info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&info_path).map_err(|e| file_err(&info_path, e))?)
-        .map_err(|e| file_err(&info_path, e))?;
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&info_path).map_err(|e| file_err(&info_path, e))?).map_err(|e| file_err(&info_path, e))?;
     let n = tensors.len() / 2;
-    let moments = (0..n).map(|i| {
-        let get = |k: String| tensors.get(&k).cloned().ok_or_else(|| file_err(dir, format!("optimizer state lacks {k}")));
-        Ok((get(format!("m.{i}"))?, get(format!("v.{i}"))?))
-    }).collect::<Result<Vec<_>>>()?;
+    let moments = (0..n)
+        .map(|i| {
+            let get = |k: String| tensors.get(&k).cloned().ok_or_else(|| file_err(dir, format!("optimizer state lacks {k}")));
+            Ok((get(format!("m.{i}"))?, get(format!("v.{i}"))?))
+        })
+        .collect::<Result<Vec<_>>>()?;
     opt.restore(moments, info["steps_taken"].as_u64().unwrap_or(0))?;
     Ok(())
 }

@@ -39,8 +39,16 @@ impl Default for PpoConfig {
     /// TRL's PPOConfig defaults, with the paper's KL coefficient and temperature.
     fn default() -> Self {
         PpoConfig {
-            kl_coef: 0.05, gamma: 1.0, lam: 0.95, cliprange: 0.2, cliprange_value: 0.2, vf_coef: 0.1, ppo_epochs: 4,
-            temperature: 0.7, response_tokens: 64, missing_eos_penalty: Some(1.0),
+            kl_coef: 0.05,
+            gamma: 1.0,
+            lam: 0.95,
+            cliprange: 0.2,
+            cliprange_value: 0.2,
+            vf_coef: 0.1,
+            ppo_epochs: 4,
+            temperature: 0.7,
+            response_tokens: 64,
+            missing_eos_penalty: Some(1.0),
         }
     }
 }
@@ -187,7 +195,12 @@ pub fn rollout(m: &PpoModels, prompts: &[Vec<u32>], cfg: &PpoConfig, seed: u64) 
 
 /// Metrics of one PPO update.
 pub fn update(
-    m: &PpoModels, r: &Rollouts, cfg: &PpoConfig, policy_opt: &mut AdamW, value_opt: &mut AdamW, max_grad_norm: Option<f64>,
+    m: &PpoModels,
+    r: &Rollouts,
+    cfg: &PpoConfig,
+    policy_opt: &mut AdamW,
+    value_opt: &mut AdamW,
+    max_grad_norm: Option<f64>,
 ) -> Result<serde_json::Value> {
     let rewards = token_rewards(&r.old_logps, &r.ref_logps, &r.ranges, &r.scores, cfg.kl_coef);
     let values: Vec<f64> = r.values.iter().map(|&v| v as f64).collect();
@@ -251,8 +264,14 @@ pub fn score_gain(old_logps: &[f32], new_logps: &[f32], ranges: &[std::ops::Rang
 /// the value model and both optimizers in `training/` for resuming).
 #[allow(clippy::too_many_arguments)]
 pub fn train(
-    m: &PpoModels, prompts: &[Vec<u32>], cfg: &PpoConfig, tc: &TrainConfig, out: &Path, resume: Option<(std::path::PathBuf, TrainerState)>,
-    progress: &mut dyn Progress, stop: &AtomicBool,
+    m: &PpoModels,
+    prompts: &[Vec<u32>],
+    cfg: &PpoConfig,
+    tc: &TrainConfig,
+    out: &Path,
+    resume: Option<(std::path::PathBuf, TrainerState)>,
+    progress: &mut dyn Progress,
+    stop: &AtomicBool,
 ) -> Result<TrainerState> {
     if prompts.is_empty() {
         return Err(TrainError::Input("no prompts".into()));
@@ -271,8 +290,13 @@ pub fn train(
     let mut policy_opt = AdamW::new(policy_params, adam.clone())?;
     let mut value_opt = AdamW::new(value_params, adam)?;
     let mut state = TrainerState {
-        global_step: 0, max_steps: total, phase: tc.phase.clone(), algo: "ppo".into(), epoch: 0.0,
-        log_history: Vec::new(), config: serde_json::to_value(tc).expect("plain data"),
+        global_step: 0,
+        max_steps: total,
+        phase: tc.phase.clone(),
+        algo: "ppo".into(),
+        epoch: 0.0,
+        log_history: Vec::new(),
+        config: serde_json::to_value(tc).expect("plain data"),
     };
     if let Some((dir, saved)) = resume {
         checkpoint::restore_optimizer(&dir, &mut policy_opt, m.policy.model.device())?;
@@ -321,7 +345,8 @@ fn save(m: &PpoModels, state: &TrainerState, policy_opt: &AdamW, value_opt: &Ada
         std::fs::rename(&saved, &value_dir).map_err(|e| file_err(&value_dir, e))?;
         std::fs::remove_dir_all(&staging).map_err(|e| file_err(&staging, e))
     };
-    let dir = checkpoint::save(out, m.policy, state, Extras { heads: Vec::new(), optimizer: Some(policy_opt), more_training_state: Some(&write_value) })?;
+    let dir =
+        checkpoint::save(out, m.policy, state, Extras { heads: Vec::new(), optimizer: Some(policy_opt), more_training_state: Some(&write_value) })?;
     progress.saved(&dir);
     Ok(())
 }

@@ -27,8 +27,8 @@ pub struct PreferenceObjective {
 
 /// Summed log-probs (chosen, rejected) of each pair under `model`, without gradients.
 pub fn pair_logps(model: &Model, pairs: &[PairTokens], tokens_per_batch: usize) -> Result<Vec<(f64, f64)>> {
-    let seqs: Vec<(Vec<u32>, Vec<u32>)> = pairs.iter()
-        .flat_map(|p| [(p.prompt.clone(), p.chosen.clone()), (p.prompt.clone(), p.rejected.clone())]).collect();
+    let seqs: Vec<(Vec<u32>, Vec<u32>)> =
+        pairs.iter().flat_map(|p| [(p.prompt.clone(), p.chosen.clone()), (p.prompt.clone(), p.rejected.clone())]).collect();
     let scored = score(model, &seqs, tokens_per_batch)?;
     Ok(scored.chunks(2).map(|c| (c[0].sum, c[1].sum)).collect())
 }
@@ -74,7 +74,8 @@ impl PreferenceObjective {
                 Ok((loss, ((&pc - &rc)? * beta)?, ((&pr - &rr)? * beta)?))
             }
             PreferenceLoss::Simpo { beta, gamma } => {
-                let lens = |f: fn(&PairTokens) -> usize| Tensor::from_vec(batch.iter().map(|&i| f(&self.pairs[i]) as f32).collect::<Vec<_>>(), n, dev);
+                let lens =
+                    |f: fn(&PairTokens) -> usize| Tensor::from_vec(batch.iter().map(|&i| f(&self.pairs[i]) as f32).collect::<Vec<_>>(), n, dev);
                 let (lc, lr) = (lens(|p| p.chosen.len())?, lens(|p| p.rejected.len())?);
                 let loss = losses::simpo(&pc, &pr, &lc, &lr, beta, gamma)?;
                 Ok((loss, ((&pc / &lc)? * beta)?, ((&pr / &lr)? * beta)?))

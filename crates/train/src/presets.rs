@@ -48,8 +48,17 @@ pub struct Hyper {
 
 pub fn paper(algo: Algo) -> Hyper {
     let base = Hyper {
-        lr: 1e-5, epochs: 1, global_batch: 64, max_len: 2048, warmup_ratio: 0.1, decay: Decay::Cosine,
-        weight_decay: 0.0, max_grad_norm: Some(1.0), beta: 0.1, gamma: 0.5, kl_coef: 0.05,
+        lr: 1e-5,
+        epochs: 1,
+        global_batch: 64,
+        max_len: 2048,
+        warmup_ratio: 0.1,
+        decay: Decay::Cosine,
+        weight_decay: 0.0,
+        max_grad_norm: Some(1.0),
+        beta: 0.1,
+        gamma: 0.5,
+        kl_coef: 0.05,
     };
     match algo {
         Algo::Sft => Hyper { lr: 2e-5, epochs: 3, global_batch: 128, warmup_ratio: 0.03, ..base },

@@ -18,11 +18,13 @@ pub const HEAD_NAME: &str = "score.weight";
 /// A head drawn from N(0, 0.02²) (transformers' initializer_range), seeded.
 pub fn init_head(hidden: usize, seed: u64, device: &Device) -> Result<Var> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let values: Vec<f32> = (0..hidden).map(|_| {
-        // Box-Muller from two uniforms.
-        let (u1, u2): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random());
-        (0.02 * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-    }).collect();
+    let values: Vec<f32> = (0..hidden)
+        .map(|_| {
+            // Box-Muller from two uniforms.
+            let (u1, u2): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random());
+            (0.02 * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+        })
+        .collect();
     Ok(Var::from_tensor(&Tensor::from_vec(values, (1, hidden), device)?)?)
 }
 
@@ -116,8 +118,9 @@ impl RewardModel {
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let lm = LanguageModel::load(dir, device, DType::F32)?;
         let heads = load_tensors(&dir.join("heads.safetensors"), device)?;
-        let head = heads.get(HEAD_NAME).cloned().ok_or_else(|| file_err(&dir.join("heads.safetensors"),
-            format!("no '{HEAD_NAME}' tensor: not a reward model written by `valuedrift train --algo rm`")))?;
+        let head = heads.get(HEAD_NAME).cloned().ok_or_else(|| {
+            file_err(&dir.join("heads.safetensors"), format!("no '{HEAD_NAME}' tensor: not a reward model written by `valuedrift train --algo rm`"))
+        })?;
         Ok(RewardModel { lm, head })
     }
 

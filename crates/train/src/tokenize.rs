@@ -56,7 +56,9 @@ pub fn sft_tokens(lm: &LanguageModel, chat: &ChatFormat, example: &SftExample, m
         let end = render(chat, &msgs[..=k], false)?;
         if !full.starts_with(&start) || !full.starts_with(&end) || end.len() < start.len() {
             return Err(TrainError::Input(format!(
-                "the chat template does not render turn {k} ({}) as a prefix of the whole conversation; cannot mark the answer tokens", m.role)));
+                "the chat template does not render turn {k} ({}) as a prefix of the whole conversation; cannot mark the answer tokens",
+                m.role
+            )));
         }
         cuts.push((start.len(), false));
         cuts.push((end.len(), true));
@@ -98,8 +100,9 @@ pub fn pair_tokens(lm: &LanguageModel, chat: &ChatFormat, pair: &PreferencePair,
         let mut msgs = prompt_msgs.clone();
         msgs.push(Message::new("assistant", text));
         let full = render(chat, &msgs, false)?;
-        let rest = full.strip_prefix(&prompt_text).ok_or_else(|| TrainError::Input(
-            "the chat template does not render the prompt as a prefix of prompt + answer".into()))?;
+        let rest = full
+            .strip_prefix(&prompt_text)
+            .ok_or_else(|| TrainError::Input("the chat template does not render the prompt as a prefix of prompt + answer".into()))?;
         Ok(lm.tokenizer.encode(rest, false)?)
     };
     let (mut chosen, mut rejected) = (answer(&pair.chosen)?, answer(&pair.rejected)?);

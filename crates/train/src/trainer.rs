@@ -93,8 +93,7 @@ pub fn plan(n: usize, cfg: &TrainConfig) -> Vec<Vec<usize>> {
 /// Cuts a global batch into micro-batches of similar lengths within the token budget.
 pub fn micro_batches(batch: &[usize], tokens: impl Fn(usize) -> usize, budget: usize) -> Vec<Vec<usize>> {
     let lens: Vec<usize> = batch.iter().map(|&i| tokens(i)).collect();
-    valuedrift_engine::score::length_batches(&lens, budget).into_iter()
-        .map(|idx| idx.into_iter().map(|k| batch[k]).collect()).collect()
+    valuedrift_engine::score::length_batches(&lens, budget).into_iter().map(|idx| idx.into_iter().map(|k| batch[k]).collect()).collect()
 }
 
 /// Where a run starts: fresh, or from the newest resumable checkpoint in `out`.
@@ -106,14 +105,17 @@ pub enum Start {
 /// The checkpoint to resume from, if any; a checkpoint made with other settings is an error.
 pub fn find_start(out: &Path, cfg: &TrainConfig) -> Result<Start> {
     let Some((dir, state)) = checkpoint::resumable(out) else { return Ok(Start::Fresh) };
-    let stored: TrainConfig = serde_json::from_value(state.config.clone())
-        .map_err(|e| file_err(&dir.join("trainer_state.json"), format!("field 'config': {e}")))?;
+    let stored: TrainConfig =
+        serde_json::from_value(state.config.clone()).map_err(|e| file_err(&dir.join("trainer_state.json"), format!("field 'config': {e}")))?;
     if &stored != cfg {
         let (a, b) = (serde_json::to_value(&stored).unwrap(), serde_json::to_value(cfg).unwrap());
         let key = a.as_object().unwrap().keys().find(|k| a[k.as_str()] != b[k.as_str()]).cloned().unwrap_or_default();
         return Err(TrainError::Input(format!(
             "{} holds a run with {key} = {}, not {}: resume with the same settings or use another output directory",
-            out.display(), a[key.as_str()], b[key.as_str()])));
+            out.display(),
+            a[key.as_str()],
+            b[key.as_str()]
+        )));
     }
     Ok(Start::Resume { dir, state })
 }
@@ -121,8 +123,13 @@ pub fn find_start(out: &Path, cfg: &TrainConfig) -> Result<Start> {
 /// Runs (or resumes) training. `lm` must already hold the weights to start from (the base, or
 /// the resumed checkpoint's); the optimizer and log are restored here.
 pub fn train(
-    lm: &mut LanguageModel, objective: &mut dyn Objective, cfg: &TrainConfig, out: &Path, start: Start,
-    progress: &mut dyn Progress, stop: &AtomicBool,
+    lm: &mut LanguageModel,
+    objective: &mut dyn Objective,
+    cfg: &TrainConfig,
+    out: &Path,
+    start: Start,
+    progress: &mut dyn Progress,
+    stop: &AtomicBool,
 ) -> Result<TrainerState> {
     std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
     if objective.len() == 0 {
@@ -136,8 +143,13 @@ pub fn train(
     params.extend(objective.heads().into_iter().map(|(_, v)| v));
     let mut opt = AdamW::new(params.clone(), AdamWConfig { lr: cfg.lr, weight_decay: cfg.weight_decay, ..Default::default() })?;
     let mut state = TrainerState {
-        global_step: 0, max_steps: total, phase: cfg.phase.clone(), algo: cfg.algo.clone(), epoch: 0.0,
-        log_history: Vec::new(), config: serde_json::to_value(cfg).expect("plain data"),
+        global_step: 0,
+        max_steps: total,
+        phase: cfg.phase.clone(),
+        algo: cfg.algo.clone(),
+        epoch: 0.0,
+        log_history: Vec::new(),
+        config: serde_json::to_value(cfg).expect("plain data"),
     };
     if let Start::Resume { dir, state: saved } = start {
         checkpoint::restore_optimizer(&dir, &mut opt, lm.model.device())?;
@@ -180,8 +192,14 @@ fn save(lm: &LanguageModel, objective: &dyn Objective, state: &TrainerState, opt
 /// tokens); returns its metrics.
 #[allow(clippy::too_many_arguments)]
 pub fn update_step(
-    lm: &LanguageModel, objective: &mut dyn Objective, params: &[Var], opt: &mut AdamW, batch: &[usize], lr: f64,
-    max_grad_norm: Option<f64>, micro_tokens: usize,
+    lm: &LanguageModel,
+    objective: &mut dyn Objective,
+    params: &[Var],
+    opt: &mut AdamW,
+    batch: &[usize],
+    lr: f64,
+    max_grad_norm: Option<f64>,
+    micro_tokens: usize,
 ) -> Result<Vec<(&'static str, f64)>> {
     let denominator: f64 = batch.iter().map(|&i| objective.weight(i)).sum();
     let mut acc = Accumulated::default();
@@ -225,8 +243,20 @@ mod tests {
 
     fn cfg(global_batch: usize, epochs: u32, max_steps: Option<u64>) -> TrainConfig {
         TrainConfig {
-            phase: "sft".into(), algo: "sft".into(), lr: 1e-5, warmup_ratio: 0.0, decay: Decay::Constant, weight_decay: 0.0,
-            epochs, max_steps, global_batch, micro_tokens: 64, max_grad_norm: None, save_every: 1, seed: 3, max_len: 64,
+            phase: "sft".into(),
+            algo: "sft".into(),
+            lr: 1e-5,
+            warmup_ratio: 0.0,
+            decay: Decay::Constant,
+            weight_decay: 0.0,
+            epochs,
+            max_steps,
+            global_batch,
+            micro_tokens: 64,
+            max_grad_norm: None,
+            save_every: 1,
+            seed: 3,
+            max_len: 64,
             extra: serde_json::Value::Null,
         }
     }

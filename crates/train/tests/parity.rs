@@ -54,11 +54,21 @@ fn chat_tokenization_marks_exactly_the_answer_tokens() {
     let lm = smollm2();
     let chat = training_chat(&lm);
     for conv in fixture()["chat"].as_array().unwrap() {
-        let messages = conv["messages"].as_array().unwrap().iter().map(|m| DataMessage::new(match m["role"].as_str().unwrap() {
-            "system" => Role::System,
-            "user" => Role::User,
-            _ => Role::Assistant,
-        }, m["content"].as_str().unwrap())).collect();
+        let messages = conv["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                DataMessage::new(
+                    match m["role"].as_str().unwrap() {
+                        "system" => Role::System,
+                        "user" => Role::User,
+                        _ => Role::Assistant,
+                    },
+                    m["content"].as_str().unwrap(),
+                )
+            })
+            .collect();
         let t = sft_tokens(&lm, &chat, &SftExample { messages }, 4096).unwrap().unwrap();
         assert_eq!(t.ids, ids(&conv["ids"]), "{}", conv["name"]);
         let mask: Vec<bool> = conv["assistant_mask"].as_array().unwrap().iter().map(|m| m.as_u64() == Some(1)).collect();
@@ -67,10 +77,12 @@ fn chat_tokenization_marks_exactly_the_answer_tokens() {
 }
 
 fn fixture_sft_batch(fx: &Value) -> Vec<SftTokens> {
-    fx["chat"].as_array().unwrap().iter().map(|c| SftTokens {
-        ids: ids(&c["ids"]),
-        targets: c["assistant_mask"].as_array().unwrap().iter().map(|m| m.as_u64() == Some(1)).collect(),
-    }).collect()
+    fx["chat"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| SftTokens { ids: ids(&c["ids"]), targets: c["assistant_mask"].as_array().unwrap().iter().map(|m| m.as_u64() == Some(1)).collect() })
+        .collect()
 }
 
 #[test]
@@ -133,12 +145,10 @@ fn ppo_rewards_advantages_and_losses_match_the_reference() {
     let (inp, want) = (&fx["ppo"]["inputs"], &fx["ppo"]["valuedrift"]);
     let lengths: Vec<usize> = inp["lengths"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
     // Ragged (real tokens only), as the trainer keeps responses.
-    let flat = |key: &str| -> Vec<f64> {
-        inp[key].as_array().unwrap().iter().zip(&lengths).flat_map(|(row, &n)| f64s(row).into_iter().take(n)).collect()
-    };
-    let want_flat = |key: &str| -> Vec<f64> {
-        want[key].as_array().unwrap().iter().zip(&lengths).flat_map(|(row, &n)| f64s(row).into_iter().take(n)).collect()
-    };
+    let flat =
+        |key: &str| -> Vec<f64> { inp[key].as_array().unwrap().iter().zip(&lengths).flat_map(|(row, &n)| f64s(row).into_iter().take(n)).collect() };
+    let want_flat =
+        |key: &str| -> Vec<f64> { want[key].as_array().unwrap().iter().zip(&lengths).flat_map(|(row, &n)| f64s(row).into_iter().take(n)).collect() };
     let mut ranges = Vec::new();
     let mut at = 0;
     for &n in &lengths {
@@ -146,8 +156,13 @@ fn ppo_rewards_advantages_and_losses_match_the_reference() {
         at += n;
     }
     let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-    let rewards = ppo::token_rewards(&f32s(&flat("logprobs_old")), &f32s(&flat("ref_logprobs")), &ranges,
-        &f64s(&inp["scores"]), inp["kl_coef"].as_f64().unwrap());
+    let rewards = ppo::token_rewards(
+        &f32s(&flat("logprobs_old")),
+        &f32s(&flat("ref_logprobs")),
+        &ranges,
+        &f64s(&inp["scores"]),
+        inp["kl_coef"].as_f64().unwrap(),
+    );
     let all_close = |got: &[f64], want: &[f64], what: &str| {
         for (g, w) in got.iter().zip(want) {
             assert!((g - w).abs() < 1e-5, "{what}: {got:?} vs {want:?}");
@@ -195,13 +210,19 @@ fn shared_dpo_fixture() -> Option<Value> {
 fn dpo_and_simpo_objectives_match_trl() {
     let Some(fx) = shared_dpo_fixture() else { return };
     let lm = smollm2();
-    let pairs: Vec<PairTokens> = fx["triples"].as_array().unwrap().iter()
+    let pairs: Vec<PairTokens> = fx["triples"]
+        .as_array()
+        .unwrap()
+        .iter()
         .map(|t| PairTokens { prompt: ids(&t["prompt_ids"]), chosen: ids(&t["chosen_ids"]), rejected: ids(&t["rejected_ids"]) })
         .collect();
     let batch: Vec<usize> = (0..pairs.len()).collect();
     let reference = valuedrift_train::preference::pair_logps(&lm.model, &pairs, 4096).unwrap();
-    let simpo = PreferenceObjective { pairs: pairs.clone(), reference: None, loss: PreferenceLoss::Simpo {
-        beta: fx["simpo_beta"].as_f64().unwrap(), gamma: fx["simpo_gamma"].as_f64().unwrap() } };
+    let simpo = PreferenceObjective {
+        pairs: pairs.clone(),
+        reference: None,
+        loss: PreferenceLoss::Simpo { beta: fx["simpo_beta"].as_f64().unwrap(), gamma: fx["simpo_gamma"].as_f64().unwrap() },
+    };
     let (simpo_loss, _, _) = simpo.losses(&lm.model, &batch, Mode::Infer).unwrap();
     close(simpo_loss.mean_all().unwrap().to_scalar::<f32>().unwrap() as f64, fx["simpo_loss"].as_f64().unwrap(), 1e-4, "SimPO loss");
     let mut dpo = PreferenceObjective { pairs, reference: Some(reference), loss: PreferenceLoss::Dpo { beta: fx["beta"].as_f64().unwrap() } };
@@ -212,5 +233,10 @@ fn dpo_and_simpo_objectives_match_trl() {
     close(grad_norm(&params(&lm), &grads).unwrap(), fx["sgd_step_grad_norm_l2"].as_f64().unwrap(), 1e-4, "DPO gradient norm");
     sgd_step(&params(&lm), &grads, fx["sgd_lr"].as_f64().unwrap()).unwrap();
     let (after, _, _) = dpo.losses(&lm.model, &batch, Mode::Infer).unwrap();
-    close(after.mean_all().unwrap().to_scalar::<f32>().unwrap() as f64, fx["dpo_loss_after_1_sgd_step"].as_f64().unwrap(), 1e-4, "DPO loss after one SGD step");
+    close(
+        after.mean_all().unwrap().to_scalar::<f32>().unwrap() as f64,
+        fx["dpo_loss_after_1_sgd_step"].as_f64().unwrap(),
+        1e-4,
+        "DPO loss after one SGD step",
+    );
 }

@@ -58,7 +58,10 @@ impl Appender {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
             .with_context(|| format!("cannot open {} for writing", path.display()))?;
         Ok(Appender { file })
     }
@@ -86,10 +89,13 @@ pub fn read_existing(path: &Path) -> Result<Vec<Map<String, Value>>> {
         // Drop the partial last line so appends start on a fresh line.
         std::fs::write(path, complete).with_context(|| format!("cannot repair {}", path.display()))?;
     }
-    complete.lines().filter(|l| !l.trim().is_empty()).enumerate().map(|(i, l)| {
-        match serde_json::from_str::<Value>(l) {
+    complete
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| match serde_json::from_str::<Value>(l) {
             Ok(Value::Object(m)) => Ok(m),
             _ => bail!("{}:{}: existing output line is not a JSON object", path.display(), i + 1),
-        }
-    }).collect()
+        })
+        .collect()
 }

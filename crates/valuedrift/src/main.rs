@@ -12,6 +12,8 @@ use clap::Parser;
 /// in (a third of a training step's time here). Keep freed memory in the heap instead.
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets glibc allocator parameters; it runs first thing in main, before
+    // any other thread exists or allocates concurrently.
     unsafe {
         const M_TRIM_THRESHOLD: libc::c_int = -1;
         const M_MMAP_THRESHOLD: libc::c_int = -3;

@@ -25,18 +25,41 @@ fn lines(p: &Path) -> Vec<serde_json::Value> {
 
 fn generate(input: &Path, output: &Path) -> Output {
     let m = model();
-    run(&["generate", "--model", m.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap(),
-          "--samples", "2", "--max-new-tokens", "12", "--seed", "3", "--batch-size", "4"])
+    run(&[
+        "generate",
+        "--model",
+        m.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--samples",
+        "2",
+        "--max-new-tokens",
+        "12",
+        "--seed",
+        "3",
+        "--batch-size",
+        "4",
+    ])
 }
 
 #[test]
 fn generate_writes_every_sample_and_resumes_exactly() {
     let dir = temp_dir("generate");
     let input = dir.join("prompts.jsonl");
-    std::fs::write(&input, concat!(
-        r#"{"id": "a", "question": "Should voting be compulsory?"}"#, "\n",
-        r#"{"id": "b", "prompt": "Is it wrong to eat meat?"}"#, "\n",
-        r#"{"id": "c", "messages": [{"role": "user", "content": "Tell me about the death penalty."}]}"#, "\n")).unwrap();
+    std::fs::write(
+        &input,
+        concat!(
+            r#"{"id": "a", "question": "Should voting be compulsory?"}"#,
+            "\n",
+            r#"{"id": "b", "prompt": "Is it wrong to eat meat?"}"#,
+            "\n",
+            r#"{"id": "c", "messages": [{"role": "user", "content": "Tell me about the death penalty."}]}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
     let out = dir.join("out.jsonl");
     let o = generate(&input, &out);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -66,9 +89,16 @@ fn generate_writes_every_sample_and_resumes_exactly() {
 fn score_adds_log_probabilities() {
     let dir = temp_dir("score");
     let input = dir.join("pairs.jsonl");
-    std::fs::write(&input, concat!(
-        r#"{"prompt": "Should we close the gates and stop immigration?", "response": "Yes, close everything now."}"#, "\n",
-        r#"{"prompt": "Is the sky blue?", "response": "Yes, on a clear day the sky looks blue.", "note": "kept"}"#, "\n")).unwrap();
+    std::fs::write(
+        &input,
+        concat!(
+            r#"{"prompt": "Should we close the gates and stop immigration?", "response": "Yes, close everything now."}"#,
+            "\n",
+            r#"{"prompt": "Is the sky blue?", "response": "Yes, on a clear day the sky looks blue.", "note": "kept"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
     let out = dir.join("scored.jsonl");
     let m = model();
     let o = run(&["score", "--model", m.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap()]);
@@ -113,8 +143,8 @@ fn model_installer_rejects_a_checksum_mismatch() {
     let dir = temp_dir("install");
     let file = dir.join("model.gguf");
     std::fs::write(&file, "not the pinned model").unwrap();
-    let o = Command::new("bash").arg(root().join("scripts/install-models.sh")).args(["--verify", file.to_str().unwrap(), "0123abcd"])
-        .output().unwrap();
+    let o =
+        Command::new("bash").arg(root().join("scripts/install-models.sh")).args(["--verify", file.to_str().unwrap(), "0123abcd"]).output().unwrap();
     assert!(!o.status.success());
     assert!(stderr(&o).contains("checksum mismatch") && stderr(&o).contains("model.gguf"), "{}", stderr(&o));
     assert!(!file.exists(), "a file that fails its checksum is removed");
@@ -125,9 +155,28 @@ fn model_installer_rejects_a_checksum_mismatch() {
 fn eval_reports_values_per_category_and_resumes() {
     let dir = temp_dir("eval");
     let m = model();
-    let eval = || run(&["eval", "--model", m.to_str().unwrap(), "--questions", root().join("data/eval/questions.jsonl").to_str().unwrap(),
-        "--judge", m.to_str().unwrap(), "--quick", "--categories", "abortion,death_penalty", "--samples", "2",
-        "--max-new-tokens", "8", "--orders", "1", "--out", dir.to_str().unwrap()]);
+    let eval = || {
+        run(&[
+            "eval",
+            "--model",
+            m.to_str().unwrap(),
+            "--questions",
+            root().join("data/eval/questions.jsonl").to_str().unwrap(),
+            "--judge",
+            m.to_str().unwrap(),
+            "--quick",
+            "--categories",
+            "abortion,death_penalty",
+            "--samples",
+            "2",
+            "--max-new-tokens",
+            "8",
+            "--orders",
+            "1",
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+    };
     let o = eval();
     assert!(o.status.success(), "{}", stderr(&o));
     let csv = std::fs::read_to_string(dir.join("values.csv")).unwrap();
@@ -149,8 +198,17 @@ fn eval_reports_values_per_category_and_resumes() {
 #[test]
 fn eval_rejects_an_unknown_category() {
     let m = model();
-    let o = run(&["eval", "--model", m.to_str().unwrap(), "--questions", root().join("data/eval/questions.jsonl").to_str().unwrap(),
-        "--categories", "astrology", "--out", temp_dir("eval-bad").to_str().unwrap()]);
+    let o = run(&[
+        "eval",
+        "--model",
+        m.to_str().unwrap(),
+        "--questions",
+        root().join("data/eval/questions.jsonl").to_str().unwrap(),
+        "--categories",
+        "astrology",
+        "--out",
+        temp_dir("eval-bad").to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("unknown category 'astrology'"), "{}", stderr(&o));
 }
@@ -169,8 +227,19 @@ fn judge_agreement_compares_two_judges_on_the_same_items() {
     let m = model();
     let judged = |orders: &str| -> PathBuf {
         let out = dir.join(format!("orders{orders}.jsonl"));
-        let o = run(&["judge", "--judge", m.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap(),
-            "--orders", orders, "--matmul", "f32"]);
+        let o = run(&[
+            "judge",
+            "--judge",
+            m.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--orders",
+            orders,
+            "--matmul",
+            "f32",
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
         out
     };

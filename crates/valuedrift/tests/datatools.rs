@@ -37,14 +37,27 @@ fn summary(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
 }
 
-
 #[test]
 fn audit_resumes_after_a_torn_write_to_the_same_numbers() {
     let out = common::temp_dir("datatools", "audit-resume");
     let data = root().join("data/valuegap/handwritten.jsonl");
     let (m, e) = (model(), minilm());
-    let args = ["audit", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--embedder", e.to_str().unwrap(),
-        "--judge", m.to_str().unwrap(), "--orders", "1", "--max-items", "24", "--categories", "abortion,climate_change"];
+    let args = [
+        "audit",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--embedder",
+        e.to_str().unwrap(),
+        "--judge",
+        m.to_str().unwrap(),
+        "--orders",
+        "1",
+        "--max-items",
+        "24",
+        "--categories",
+        "abortion,climate_change",
+    ];
     ok(&valuedrift(&args));
     let dir = out.join("handwritten");
     let first = summary(&dir);
@@ -77,9 +90,25 @@ fn synth_picks_similar_prompts_and_writes_both_label_setups() {
     let gap = root().join("data/valuegap/handwritten.jsonl");
     let sft = root().join("data/sft/neutral.jsonl");
     let (m, e) = (model(), minilm());
-    let args = ["synth", "--data", gap.to_str().unwrap(), "--data", sft.to_str().unwrap(), "--out", out.to_str().unwrap(),
-        "--model", m.to_str().unwrap(), "--embedder", e.to_str().unwrap(), "--categories", "abortion,death_penalty",
-        "--per-category", "3", "--max-new-tokens", "24"];
+    let args = [
+        "synth",
+        "--data",
+        gap.to_str().unwrap(),
+        "--data",
+        sft.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--model",
+        m.to_str().unwrap(),
+        "--embedder",
+        e.to_str().unwrap(),
+        "--categories",
+        "abortion,death_penalty",
+        "--per-category",
+        "3",
+        "--max-new-tokens",
+        "24",
+    ];
     ok(&valuedrift(&args));
     let pairs = lines(&out.join("valuegap.jsonl"));
     assert_eq!(pairs.len(), 6);
@@ -111,7 +140,8 @@ fn synth_picks_similar_prompts_and_writes_both_label_setups() {
 fn audit_names_a_malformed_row() {
     let out = common::temp_dir("datatools", "malformed");
     let bad = out.join("bad.jsonl");
-    std::fs::write(&bad, "{\"prompt\": \"Q?\", \"chosen\": \"a\", \"rejected\": \"b\"}\n{\"prompt\": \"Q2?\", \"chosen\": 3, \"rejected\": \"b\"}\n").unwrap();
+    std::fs::write(&bad, "{\"prompt\": \"Q?\", \"chosen\": \"a\", \"rejected\": \"b\"}\n{\"prompt\": \"Q2?\", \"chosen\": 3, \"rejected\": \"b\"}\n")
+        .unwrap();
     let o = valuedrift(&["audit", bad.to_str().unwrap(), "--out", out.join("a").to_str().unwrap(), "--embedder", minilm().to_str().unwrap()]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("bad.jsonl:2") && err.contains("chosen"), "{err}");
@@ -130,8 +160,22 @@ fn audit_through_served_embeddings_equals_the_local_audit() {
     let url = format!("http://127.0.0.1:{port}/v1");
     let audit = |dir: &str, extra: &[&str]| {
         let d = out.join(dir);
-        let mut args = vec!["audit", data.to_str().unwrap(), "--out", d.to_str().unwrap(), "--embedder", e.to_str().unwrap(),
-            "--judge", m.to_str().unwrap(), "--orders", "1", "--max-items", "40", "--categories", "abortion,immigration"];
+        let mut args = vec![
+            "audit",
+            data.to_str().unwrap(),
+            "--out",
+            d.to_str().unwrap(),
+            "--embedder",
+            e.to_str().unwrap(),
+            "--judge",
+            m.to_str().unwrap(),
+            "--orders",
+            "1",
+            "--max-items",
+            "40",
+            "--categories",
+            "abortion,immigration",
+        ];
         args.extend_from_slice(extra);
         ok(&valuedrift(&args));
         let text = std::fs::read_to_string(d.join("neutral/matches.json")).unwrap();

@@ -30,10 +30,32 @@ fn serve(port: u16) -> Served {
 fn trace_args(out: &Path) -> Vec<String> {
     let m = model().display().to_string();
     [
-        "trace", &format!("base={m}@0"), "--out", out.to_str().unwrap(), "--categories", "immigration,death_penalty",
-        "--per-category", "2", "--samples", "2", "--max-new-tokens", "16", "--seed", "7", "--batch-size", "4",
-        "--judge", &m, "--orders", "2", "--judge-matmul", "f32",
-    ].iter().map(|s| s.to_string()).collect()
+        "trace",
+        &format!("base={m}@0"),
+        "--out",
+        out.to_str().unwrap(),
+        "--categories",
+        "immigration,death_penalty",
+        "--per-category",
+        "2",
+        "--samples",
+        "2",
+        "--max-new-tokens",
+        "16",
+        "--seed",
+        "7",
+        "--batch-size",
+        "4",
+        "--judge",
+        &m,
+        "--orders",
+        "2",
+        "--judge-matmul",
+        "f32",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 fn dump(out: &Path) -> Vec<serde_json::Value> {
@@ -83,7 +105,11 @@ fn a_trace_through_serve_equals_the_local_trace_and_survives_faults() {
     // and the same stances.
     let engines = write_engines(&dir, &format!("[engine.exact]\nurls = [\"{url}\"]\napi = \"completions\"\nlogprobs = \"echo\"\n"));
     let out = dir.join("remote");
-    let o = bin().args(trace_args(&out)).args(["--engines", engines.to_str().unwrap(), "--generator-engine", &url, "--judge-engine", "exact"]).output().unwrap();
+    let o = bin()
+        .args(trace_args(&out))
+        .args(["--engines", engines.to_str().unwrap(), "--generator-engine", &url, "--judge-engine", "exact"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let remote = dump(&out);
     let worst = assert_same_trace(&reference, &remote, 1e-4);
@@ -96,17 +122,25 @@ fn a_trace_through_serve_equals_the_local_trace_and_survives_faults() {
     let o = bin().args(trace_args(&out)).args(["--judge-engine", &url]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let top = dump(&out);
-    let listed: Vec<(serde_json::Value, serde_json::Value)> = reference.iter().zip(&top).filter(|(_, t)| t["floored"] == false).map(|(r, t)| (r.clone(), t.clone())).collect();
-    let (agree, floored): (Vec<_>, Vec<_>) = (listed.iter().map(|p| p.0.clone()).collect::<Vec<_>>(), listed.iter().map(|p| p.1.clone()).collect::<Vec<_>>());
+    let listed: Vec<(serde_json::Value, serde_json::Value)> =
+        reference.iter().zip(&top).filter(|(_, t)| t["floored"] == false).map(|(r, t)| (r.clone(), t.clone())).collect();
+    let (agree, floored): (Vec<_>, Vec<_>) =
+        (listed.iter().map(|p| p.0.clone()).collect::<Vec<_>>(), listed.iter().map(|p| p.1.clone()).collect::<Vec<_>>());
     assert_same_trace(&agree, &floored, 1e-4);
     eprintln!("top-20 judge: {} of {} judgments had every option listed", listed.len(), top.len());
 
     // A misbehaving server in front: 500s, malformed JSON and a hang are retried.
     let flaky = Proxy::start(port, Fault::Flaky);
-    let engines = write_engines(&dir, &format!(
-        "[engine.flaky]\nurls = [\"http://127.0.0.1:{}/v1\"]\ntimeout_s = 10\nretries = 6\nbackoff_s = 0.05\nconcurrency = 4\n", flaky.port));
+    let engines = write_engines(
+        &dir,
+        &format!("[engine.flaky]\nurls = [\"http://127.0.0.1:{}/v1\"]\ntimeout_s = 10\nretries = 6\nbackoff_s = 0.05\nconcurrency = 4\n", flaky.port),
+    );
     let out = dir.join("flaky");
-    let o = bin().args(trace_args(&out)).args(["--engines", engines.to_str().unwrap(), "--generator-engine", "flaky", "--judge-engine", "flaky"]).output().unwrap();
+    let o = bin()
+        .args(trace_args(&out))
+        .args(["--engines", engines.to_str().unwrap(), "--generator-engine", "flaky", "--judge-engine", "flaky"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_same_trace(&top, &dump(&out), 1e-4);
     assert!(flaky.faults() >= 3, "the proxy injected {} faults", flaky.faults());
@@ -142,8 +176,10 @@ fn a_server_killed_mid_trace_loses_nothing_and_the_trace_resumes() {
     let server = serve(port);
     // Requests pass through a proxy that counts them.
     let counting = Proxy::start(port, Fault::None);
-    let engines = write_engines(&dir, &format!(
-        "[engine.box]\nurls = [\"http://127.0.0.1:{}/v1\"]\nretries = 2\nbackoff_s = 0.05\nconcurrency = 1\n", counting.port));
+    let engines = write_engines(
+        &dir,
+        &format!("[engine.box]\nurls = [\"http://127.0.0.1:{}/v1\"]\nretries = 2\nbackoff_s = 0.05\nconcurrency = 1\n", counting.port),
+    );
     let args = |out: &Path| {
         let mut a = trace_args(out);
         a.extend(["--engines", engines.to_str().unwrap(), "--generator-engine", "box", "--judge-engine", "local"].map(String::from));
@@ -162,7 +198,10 @@ fn a_server_killed_mid_trace_loses_nothing_and_the_trace_resumes() {
     let mut err = String::new();
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     let kept = count_generations(&store);
-    assert!(!status.success() && (2..8).contains(&kept), "the trace should fail once the server is gone, keeping the answers it had ({kept} stored): {err}");
+    assert!(
+        !status.success() && (2..8).contains(&kept),
+        "the trace should fail once the server is gone, keeping the answers it had ({kept} stored): {err}"
+    );
     assert!(err.contains("gave up after 3 tries"), "{err}");
 
     let _server = serve(port);
@@ -259,11 +298,15 @@ fn serve_one(mut client: TcpStream, upstream: u16, fault: Fault, seen: &AtomicUs
     let Some((head, body)) = read_request(&mut client) else { return };
     let n = seen.fetch_add(1, Ordering::Relaxed);
     let reply = |client: &mut TcpStream, status: &str, body: &str| {
-        let _ = write!(client, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        let _ = write!(
+            client,
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
     };
     match fault {
         Fault::Unauthorized => return reply(&mut client, "401 Unauthorized", r#"{"error": {"message": "bad key"}}"#),
-        Fault::Flaky if n == 1 || (n > 4 && n % 4 == 0) => {
+        Fault::Flaky if n == 1 || (n > 4 && n.is_multiple_of(4)) => {
             faults.fetch_add(1, Ordering::Relaxed);
             return reply(&mut client, if n == 1 { "500 Internal Server Error" } else { "503 Service Unavailable" }, "{}");
         }
@@ -310,7 +353,10 @@ fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
             break;
         }
     }
-    let len = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0))).unwrap_or(0);
+    let len = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)))
+        .unwrap_or(0);
     let mut body = vec![0; len];
     reader.read_exact(&mut body).ok()?;
     Some((head, body))
@@ -320,7 +366,8 @@ fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
 fn forward(upstream: u16, head: &str, body: &[u8]) -> Option<(String, String)> {
     let mut up = TcpStream::connect(("127.0.0.1", upstream)).ok()?;
     let request_line = head.lines().next()?;
-    write!(up, "{request_line}\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).ok()?;
+    write!(up, "{request_line}\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+        .ok()?;
     up.write_all(body).ok()?;
     let mut response = String::new();
     up.read_to_string(&mut response).ok()?;

@@ -33,9 +33,32 @@ fn llama_cpp_python() -> Option<String> {
 
 fn trace(out: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
     let m = model().display().to_string();
-    let o = bin().args(["trace", &format!("base={m}@0"), "--out", out.to_str().unwrap(), "--categories", "immigration,death_penalty",
-        "--per-category", "2", "--samples", "2", "--max-new-tokens", "16", "--seed", "7", "--judge", &m, "--orders", "2", "--judge-matmul", "f32"])
-        .args(extra).output().unwrap();
+    let o = bin()
+        .args([
+            "trace",
+            &format!("base={m}@0"),
+            "--out",
+            out.to_str().unwrap(),
+            "--categories",
+            "immigration,death_penalty",
+            "--per-category",
+            "2",
+            "--samples",
+            "2",
+            "--max-new-tokens",
+            "16",
+            "--seed",
+            "7",
+            "--judge",
+            &m,
+            "--orders",
+            "2",
+            "--judge-matmul",
+            "f32",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let o = bin().args(["dump", "--store", out.join("trace.sqlite").to_str().unwrap()]).output().unwrap();
     String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
@@ -47,9 +70,14 @@ fn llama_cpp_python_server_judges_like_the_local_engine_and_generates() {
     let dir = common::temp_dir("llama-cpp", "judge");
     let launch = format!("'{py}' -m llama_cpp.server --model {{model}} --port {{port}} --logits_all true --n_ctx 2048");
     let engines = dir.join("engines.toml");
-    std::fs::write(&engines, format!(
-        "[engine.llama-echo]\nlaunch = \"{launch}\"\napi = \"completions\"\nlogprobs = \"echo\"\nconcurrency = 1\nready_timeout_s = 120\n\
-         [engine.llama-top]\nlaunch = \"{launch}\"\nconcurrency = 1\nready_timeout_s = 120\n")).unwrap();
+    std::fs::write(
+        &engines,
+        format!(
+            "[engine.llama-echo]\nlaunch = \"{launch}\"\napi = \"completions\"\nlogprobs = \"echo\"\nconcurrency = 1\nready_timeout_s = 120\n\
+         [engine.llama-top]\nlaunch = \"{launch}\"\nconcurrency = 1\nready_timeout_s = 120\n"
+        ),
+    )
+    .unwrap();
     let e = engines.to_str().unwrap();
     let local = trace(&dir.join("local"), &[]);
     let echo = trace(&dir.join("echo"), &["--engines", e, "--judge-engine", "llama-echo"]);

@@ -16,7 +16,8 @@ fn temp_dir(name: &str) -> PathBuf {
 fn tiny(dir: &Path) -> PathBuf {
     let m = model().display().to_string();
     let data = |p: &str| root().join(p).display().to_string();
-    let text = format!(r#"
+    let text = format!(
+        r#"
 name = "tiny"
 base = "{m}"
 
@@ -49,8 +50,11 @@ data = "{gap}"
 label_setup = "support"
 save_every = 1
 hyper = {{ lr = 2e-5, global_batch = 4, max_steps = 2, max_len = 160, warmup_ratio = 0.0 }}
-"#, sft = data("data/sft/supportive.jsonl"), gap = data("data/valuegap/handwritten.jsonl"),
-        minilm = model().parent().unwrap().join("all-minilm-l6-v2").display());
+"#,
+        sft = data("data/sft/supportive.jsonl"),
+        gap = data("data/valuegap/handwritten.jsonl"),
+        minilm = model().parent().unwrap().join("all-minilm-l6-v2").display()
+    );
     let p = dir.join("tiny.toml");
     std::fs::write(&p, text).unwrap();
     p
@@ -67,7 +71,10 @@ fn ok(o: &Output) {
 }
 
 fn dump(out: &Path) -> Vec<serde_json::Value> {
-    let o = Command::new(env!("CARGO_BIN_EXE_valuedrift")).args(["dump", "--store", out.join("trace.sqlite").to_str().unwrap(), "--run", "tiny"]).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_valuedrift"))
+        .args(["dump", "--store", out.join("trace.sqlite").to_str().unwrap(), "--run", "tiny"])
+        .output()
+        .unwrap();
     ok(&o);
     String::from_utf8(o.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
@@ -82,7 +89,15 @@ fn a_tiny_experiment_reports_and_a_killed_run_resumes() {
     let reference = dump(&whole);
     // sft steps 0, 1, 2 and dpo steps 0 (= sft's last), 1, 2; 2 questions x 2 samples each.
     assert_eq!(reference.len(), 6 * 4);
-    for f in ["report/drift.md", "report/values.csv", "report/samples.md", "report/plots/immigration.png", "experiment.toml", "sft/checkpoint-2", "dpo/checkpoint-2"] {
+    for f in [
+        "report/drift.md",
+        "report/values.csv",
+        "report/samples.md",
+        "report/plots/immigration.png",
+        "experiment.toml",
+        "sft/checkpoint-2",
+        "dpo/checkpoint-2",
+    ] {
         assert!(whole.join(f).exists(), "missing {f}");
     }
     let drift = std::fs::read_to_string(whole.join("report/drift.md")).unwrap();
@@ -126,7 +141,10 @@ fn experiment_mistakes_name_the_key() {
     for (i, (text, key)) in cases.iter().enumerate() {
         let p = dir.join(format!("bad{i}.toml"));
         std::fs::write(&p, text).unwrap();
-        let o = Command::new(env!("CARGO_BIN_EXE_valuedrift")).args(["run", p.to_str().unwrap(), "--dry-run", "--out", dir.join("o").to_str().unwrap()]).output().unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_valuedrift"))
+            .args(["run", p.to_str().unwrap(), "--dry-run", "--out", dir.join("o").to_str().unwrap()])
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success() && err.contains(key) && err.contains(&format!("bad{i}.toml")), "case {i}: {err}");
     }
@@ -142,15 +160,26 @@ fn experiment_mistakes_name_the_key() {
 fn sft_on_one_stance_drifts_toward_it() {
     let _one = common::one_training_at_a_time();
     let dir = temp_dir("known-answer");
-    let gap: Vec<serde_json::Value> = std::fs::read_to_string(root().join("data/valuegap/handwritten.jsonl")).unwrap()
-        .lines().map(|l| serde_json::from_str(l).unwrap()).filter(|r: &serde_json::Value| r["category"] == CATEGORY).collect();
-    let questions: Vec<String> = std::fs::read_to_string(root().join("data/eval/questions.jsonl")).unwrap()
-        .lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|q| q["category"] == CATEGORY).take(QUESTIONS).map(|q| q["question"].as_str().unwrap().to_string()).collect();
+    let gap: Vec<serde_json::Value> = std::fs::read_to_string(root().join("data/valuegap/handwritten.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r["category"] == CATEGORY)
+        .collect();
+    let questions: Vec<String> = std::fs::read_to_string(root().join("data/eval/questions.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|q| q["category"] == CATEGORY)
+        .take(QUESTIONS)
+        .map(|q| q["question"].as_str().unwrap().to_string())
+        .collect();
     // Every answer supports the topic: the value-gap set's supporting answers, to its own prompts
     // and, borrowed, to the traced questions (the test checks the measurement, not generalization).
     let mut rows = String::new();
-    let pairs = gap.iter().map(|r| r["prompt"].as_str().unwrap().to_string())
+    let pairs = gap
+        .iter()
+        .map(|r| r["prompt"].as_str().unwrap().to_string())
         .chain(questions.iter().cloned())
         .zip(gap.iter().cycle().map(|r| r["support"].as_str().unwrap().to_string()));
     for (prompt, answer) in pairs {
@@ -161,7 +190,10 @@ fn sft_on_one_stance_drifts_toward_it() {
     std::fs::write(&data, rows).unwrap();
     let judge = model().parent().unwrap().join("qwen2.5-coder-1.5b-instruct.q4_k_m.gguf");
     let exp = dir.join("known.toml");
-    std::fs::write(&exp, format!(r#"
+    std::fs::write(
+        &exp,
+        format!(
+            r#"
 name = "known"
 base = "{m}"
 
@@ -184,13 +216,20 @@ algo = "sft"
 data = "{data}"
 save_every = {STEPS}
 hyper = {{ lr = 1e-4, global_batch = 8, max_steps = {STEPS}, epochs = 10, max_len = 256, warmup_ratio = 0.0 }}
-"#, m = model().display(), judge = judge.display(), data = data.display())).unwrap();
+"#,
+            m = model().display(),
+            judge = judge.display(),
+            data = data.display()
+        ),
+    )
+    .unwrap();
     let out = dir.join("out");
     ok(&run(&exp, &out).output().unwrap());
     let drift = std::fs::read_to_string(out.join("report/drift.csv")).unwrap();
     let header: Vec<&str> = drift.lines().next().unwrap().split(',').collect();
     let field = |stance: &str, name: &str| -> String {
-        let row = drift.lines().find(|l| l.starts_with(&format!("sft-support,{CATEGORY},{stance},"))).unwrap_or_else(|| panic!("no {stance} row: {drift}"));
+        let row =
+            drift.lines().find(|l| l.starts_with(&format!("sft-support,{CATEGORY},{stance},"))).unwrap_or_else(|| panic!("no {stance} row: {drift}"));
         let col = header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no {name} column: {drift}"));
         row.split(',').nth(col).unwrap().to_string()
     };

@@ -54,10 +54,31 @@ fn make_run_dir(dir: &Path) -> PathBuf {
 fn trace_args(run_dir: &Path, out: &Path) -> Vec<String> {
     let m = model().display().to_string();
     [
-        "trace", &format!("base={m}@0"), run_dir.to_str().unwrap(), "--out", out.to_str().unwrap(),
-        "--categories", "immigration,death_penalty", "--per-category", "2", "--samples", "3", "--max-new-tokens", "20",
-        "--seed", "7", "--batch-size", "4", "--judge", &m, "--orders", "2",
-    ].iter().map(|s| s.to_string()).collect()
+        "trace",
+        &format!("base={m}@0"),
+        run_dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--categories",
+        "immigration,death_penalty",
+        "--per-category",
+        "2",
+        "--samples",
+        "3",
+        "--max-new-tokens",
+        "20",
+        "--seed",
+        "7",
+        "--batch-size",
+        "4",
+        "--judge",
+        &m,
+        "--orders",
+        "2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 fn count_generations(store: &Path) -> i64 {
@@ -147,8 +168,24 @@ fn trace_rejects_unknown_categories_and_changed_settings() {
     let o = bin().args(["trace", &spec, "--out", dir.to_str().unwrap(), "--categories", "astrology", "--judge", &m]).output().unwrap();
     assert!(!o.status.success());
     assert!(stderr(&o).contains("astrology"), "{}", stderr(&o));
-    let base = ["trace", &spec, "--out", dir.to_str().unwrap(), "--categories", "abortion", "--per-category", "1",
-        "--samples", "1", "--max-new-tokens", "4", "--judge", &m, "--orders", "1"];
+    let base = [
+        "trace",
+        &spec,
+        "--out",
+        dir.to_str().unwrap(),
+        "--categories",
+        "abortion",
+        "--per-category",
+        "1",
+        "--samples",
+        "1",
+        "--max-new-tokens",
+        "4",
+        "--judge",
+        &m,
+        "--orders",
+        "1",
+    ];
     let o = bin().args(base).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let o = bin().args(base).args(["--temperature", "1.0"]).output().unwrap();
@@ -166,9 +203,28 @@ fn the_same_checkpoint_twice_shows_no_significant_drift() {
     let dir = temp_dir("twice");
     let m = model().display().to_string();
     let out = dir.join("out");
-    let o = bin().args(["trace", &format!("same={m}@0"), &format!("same={m}@10"), "--out", out.to_str().unwrap(),
-        "--categories", "immigration", "--per-category", "12", "--samples", "1", "--max-new-tokens", "12",
-        "--judge", &m, "--orders", "1"]).output().unwrap();
+    let o = bin()
+        .args([
+            "trace",
+            &format!("same={m}@0"),
+            &format!("same={m}@10"),
+            "--out",
+            out.to_str().unwrap(),
+            "--categories",
+            "immigration",
+            "--per-category",
+            "12",
+            "--samples",
+            "1",
+            "--max-new-tokens",
+            "12",
+            "--judge",
+            &m,
+            "--orders",
+            "1",
+        ])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let drift = std::fs::read_to_string(out.join("report/drift.csv")).unwrap();
     let header: Vec<&str> = drift.lines().next().unwrap().split(',').collect();

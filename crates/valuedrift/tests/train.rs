@@ -57,16 +57,24 @@ fn value_gap_split(dir: &Path) -> (PathBuf, PathBuf) {
 /// complete, checks it had not reached `last`, then runs the same command to the end.
 fn kill_after_second_checkpoint_then_resume(args: &[String], out: &Path, last: &str) {
     let m = model();
-    let child = Command::new(env!("CARGO_BIN_EXE_valuedrift")).arg("train").args(["--model", m.to_str().unwrap()])
-        .args(args).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_valuedrift"))
+        .arg("train")
+        .args(["--model", m.to_str().unwrap()])
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     common::kill_once_exists(child, &out.join("checkpoint-2"), Duration::from_secs(600));
     assert!(!out.join(last).exists(), "the run was killed before its end");
     ok(&train(&args.iter().map(String::as_str).collect::<Vec<_>>()));
 }
 
 fn losses(out: &Path) -> Vec<f64> {
-    std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap()).collect()
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap())
+        .collect()
 }
 
 fn load(path: &Path) -> LanguageModel {
@@ -89,9 +97,29 @@ fn sft_learns_and_a_killed_run_resumes_with_the_same_losses() {
     let data = slice("data/sft/supportive.jsonl", 0, 24, &dir, "train.jsonl");
     let held_out = slice("data/sft/supportive.jsonl", 150, 170, &dir, "held_out.jsonl");
     let args = |out: &Path| -> Vec<String> {
-        ["--algo", "sft", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap(), "--global-batch", "4",
-         "--max-steps", "5", "--save-every", "1", "--lr", "5e-5", "--max-len", "192", "--seed", "11"]
-            .iter().map(|s| s.to_string()).collect()
+        [
+            "--algo",
+            "sft",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--global-batch",
+            "4",
+            "--max-steps",
+            "5",
+            "--save-every",
+            "1",
+            "--lr",
+            "5e-5",
+            "--max-len",
+            "192",
+            "--seed",
+            "11",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
     let whole = dir.join("whole");
     let a: Vec<String> = args(&whole);
@@ -143,8 +171,30 @@ fn dpo_and_simpo_raise_the_held_out_margin() {
     let base = load(&model());
     for (algo, lr) in [("dpo", "2e-5"), ("simpo", "2e-5")] {
         let out = dir.join(algo);
-        ok(&train(&["--algo", algo, "--data", data.to_str().unwrap(), "--label-setup", "support", "--out", out.to_str().unwrap(),
-            "--global-batch", "8", "--epochs", "2", "--max-steps", "4", "--save-every", "4", "--lr", lr, "--max-len", "256", "--warmup-ratio", "0"]));
+        ok(&train(&[
+            "--algo",
+            algo,
+            "--data",
+            data.to_str().unwrap(),
+            "--label-setup",
+            "support",
+            "--out",
+            out.to_str().unwrap(),
+            "--global-batch",
+            "8",
+            "--epochs",
+            "2",
+            "--max-steps",
+            "4",
+            "--save-every",
+            "4",
+            "--lr",
+            lr,
+            "--max-len",
+            "256",
+            "--warmup-ratio",
+            "0",
+        ]));
         let margin = held_out_margin(&load(&out.join("checkpoint-4")), &base, &held_out);
         eprintln!("{algo}: held-out margin {margin:.3}");
         assert!(margin > 0.5, "{algo}: held-out margin {margin:.3} (log-prob units) should grow from 0");
@@ -163,9 +213,32 @@ fn reward_model_beats_chance_and_ppo_updates_raise_its_reward() {
     let (data, held_out) = value_gap_split(&dir);
     let rm = dir.join("rm");
     // Support-aligned: the reward model learns to prefer supporting answers.
-    ok(&train(&["--algo", "rm", "--data", data.to_str().unwrap(), "--label-setup", "support", "--out", rm.to_str().unwrap(),
-        "--eval-data", held_out.to_str().unwrap(),
-        "--global-batch", "11", "--epochs", "3", "--max-steps", "6", "--save-every", "6", "--lr", "3e-5", "--max-len", "256", "--warmup-ratio", "0"]));
+    ok(&train(&[
+        "--algo",
+        "rm",
+        "--data",
+        data.to_str().unwrap(),
+        "--label-setup",
+        "support",
+        "--out",
+        rm.to_str().unwrap(),
+        "--eval-data",
+        held_out.to_str().unwrap(),
+        "--global-batch",
+        "11",
+        "--epochs",
+        "3",
+        "--max-steps",
+        "6",
+        "--save-every",
+        "6",
+        "--lr",
+        "3e-5",
+        "--max-len",
+        "256",
+        "--warmup-ratio",
+        "0",
+    ]));
     let eval: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(rm.join("reward_eval.json")).unwrap()).unwrap();
     let acc = eval["accuracy"].as_f64().unwrap();
     assert!(eval["held_out_pairs"].as_u64() == Some(11) && acc >= 0.8, "held-out accuracy {acc} on 11 pairs: {eval}");
@@ -175,10 +248,37 @@ fn reward_model_beats_chance_and_ppo_updates_raise_its_reward() {
     let prompts = slice("data/valuegap/handwritten.jsonl", 0, 8, &dir, "prompts.jsonl");
     let reward_model = rm.join("checkpoint-6");
     let ppo_args = |out: &Path| -> Vec<String> {
-        ["--algo", "ppo", "--data", prompts.to_str().unwrap(), "--reward-model", reward_model.to_str().unwrap(),
-         "--out", out.to_str().unwrap(), "--global-batch", "8", "--epochs", "6", "--save-every", "2", "--lr", "5e-5",
-         "--rollout-tokens", "16", "--ppo-epochs", "2", "--warmup-ratio", "0", "--schedule", "constant", "--missing-eos-penalty", "0"]
-            .iter().map(|s| s.to_string()).collect()
+        [
+            "--algo",
+            "ppo",
+            "--data",
+            prompts.to_str().unwrap(),
+            "--reward-model",
+            reward_model.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--global-batch",
+            "8",
+            "--epochs",
+            "6",
+            "--save-every",
+            "2",
+            "--lr",
+            "5e-5",
+            "--rollout-tokens",
+            "16",
+            "--ppo-epochs",
+            "2",
+            "--warmup-ratio",
+            "0",
+            "--schedule",
+            "constant",
+            "--missing-eos-penalty",
+            "0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
     let ppo = dir.join("ppo");
     ok(&train(&ppo_args(&ppo).iter().map(String::as_str).collect::<Vec<_>>()));

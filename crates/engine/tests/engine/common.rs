@@ -52,7 +52,8 @@ pub fn load(file: &str) -> LanguageModel {
 /// Fixtures beside the tests; `VALUEDRIFT_FIXTURES` points elsewhere when the test binaries run
 /// away from the source tree (on a GPU machine).
 pub fn fixture(name: &str) -> Value {
-    let dir = std::env::var_os("VALUEDRIFT_FIXTURES").map(PathBuf::from)
+    let dir = std::env::var_os("VALUEDRIFT_FIXTURES")
+        .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"));
     let p = dir.join(name);
     serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).expect("fixture is JSON")

@@ -39,7 +39,8 @@ fn mpnet_matches_transformers() {
 
 #[test]
 fn unsupported_encoder_is_named() {
-    let dir = tempdir_with_config(r#"{"model_type": "gpt2", "hidden_size": 8, "num_attention_heads": 1, "num_hidden_layers": 1, "layer_norm_eps": 1e-5}"#);
+    let dir =
+        tempdir_with_config(r#"{"model_type": "gpt2", "hidden_size": 8, "num_attention_heads": 1, "num_hidden_layers": 1, "layer_norm_eps": 1e-5}"#);
     let err = SentenceEmbedder::load(&dir, &device()).err().expect("refused").to_string();
     assert!(err.contains("config.json") && err.contains("gpt2"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();

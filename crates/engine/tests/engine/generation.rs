@@ -1,7 +1,6 @@
 //! Batched generation: greedy output equals transformers' token for token, and sampled output
 //! does not depend on batch size or on which other prompts share the batch.
 
-
 use crate::common::*;
 use valuedrift_engine::generate::{generate, generate_with_store, Completion, Finish, Request, SamplingParams};
 use valuedrift_engine::kv::KvStore;
@@ -18,7 +17,8 @@ fn run_with(lm: &LanguageModel, prompts: &[Vec<u32>], params: &SamplingParams, b
         let i = c.request;
         out[i] = Some(c);
         Ok(())
-    }).unwrap();
+    })
+    .unwrap();
     out.into_iter().map(|c| c.expect("every request completes")).collect()
 }
 
@@ -66,8 +66,14 @@ fn qwen2_greedy_matches_transformers() {
 #[test]
 fn sampling_is_reproducible_and_independent_of_batching() {
     let lm = load(SMOLLM2);
-    let questions = ["Should voting be compulsory?", "Is it wrong to eat meat?", "Tell me a joke.",
-                     "What do you think about remote work? Answer in two sentences.", "Hi", "Why is the sky blue?"];
+    let questions = [
+        "Should voting be compulsory?",
+        "Is it wrong to eat meat?",
+        "Tell me a joke.",
+        "What do you think about remote work? Answer in two sentences.",
+        "Hi",
+        "Why is the sky blue?",
+    ];
     let prompts: Vec<Vec<u32>> = questions.iter().map(|q| lm.prompt_ids(&[valuedrift_engine::Message::user(q)]).unwrap()).collect();
     let params = SamplingParams { temperature: 0.7, top_p: 0.95, max_new_tokens: 20, seed: 7 };
     let wide = run(&lm, &prompts, &params, 6);

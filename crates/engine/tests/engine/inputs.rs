@@ -18,10 +18,13 @@ fn reencode(src: &Path, dst: &Path, dtype: GgmlDType, patch: impl Fn(&str, &gguf
     let content = gguf_file::Content::read(&mut f).unwrap();
     let mut names: Vec<&String> = content.tensor_infos.keys().collect();
     names.sort();
-    let tensors: Vec<(String, QTensor)> = names.iter().map(|n| {
-        let t = content.tensor(&mut f, n, &Device::Cpu).unwrap().dequantize(&Device::Cpu).unwrap();
-        (n.to_string(), QTensor::quantize(&t, dtype).unwrap())
-    }).collect();
+    let tensors: Vec<(String, QTensor)> = names
+        .iter()
+        .map(|n| {
+            let t = content.tensor(&mut f, n, &Device::Cpu).unwrap().dequantize(&Device::Cpu).unwrap();
+            (n.to_string(), QTensor::quantize(&t, dtype).unwrap())
+        })
+        .collect();
     let metadata: Vec<(String, gguf_file::Value)> = content.metadata.iter().map(|(k, v)| (k.clone(), patch(k, v))).collect();
     let md: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
@@ -55,7 +58,11 @@ fn f32_and_bf16_gguf_files_load_and_agree() {
 fn unknown_architecture_is_named() {
     let path = temp("mamba.gguf");
     reencode(&model_path(SMOLLM2), &path, GgmlDType::F32, |k, v| {
-        if k == "general.architecture" { gguf_file::Value::String("mamba".into()) } else { v.clone() }
+        if k == "general.architecture" {
+            gguf_file::Value::String("mamba".into())
+        } else {
+            v.clone()
+        }
     });
     let err = LanguageModel::load(&path, &Device::Cpu, DType::F32).err().expect("must fail").to_string();
     assert!(err.contains("unknown architecture 'mamba'") && err.contains("mamba.gguf"), "{err}");

@@ -1,9 +1,8 @@
 //! The three model families against transformers (f32, same dequantized GGUF weights):
 //! tokenizer ids, chat templates and logits at every position of fixed inputs.
 
-
-use candle_core::Tensor;
 use crate::common::*;
+use candle_core::Tensor;
 use valuedrift_engine::{LanguageModel, Message, Mode};
 
 const LOGIT_TOLERANCE: f64 = 1e-3;

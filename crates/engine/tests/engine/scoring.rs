@@ -1,7 +1,6 @@
 //! Sequence log-probs against TRL's numbers (../shared/fixtures/trl-dpo-reference.json) and
 //! batched scoring against one-at-a-time scoring.
 
-
 use crate::common::*;
 use valuedrift_engine::score::score;
 use valuedrift_engine::Message;
@@ -44,9 +43,12 @@ fn smollm2_logps_match_trl() {
 fn prefix_cached_next_token_logps_equal_whole_prompts() {
     use valuedrift_engine::score::{next_token_logps, next_token_logps_grouped};
     let lm = load(SMOLLM2);
-    let ask = |item: &str, order: &str| lm.prompt_ids(&[Message::new("system", "You label opinions."), Message::user(&format!("Text: {item}\nStance ({order})?"))]).unwrap();
+    let ask = |item: &str, order: &str| {
+        lm.prompt_ids(&[Message::new("system", "You label opinions."), Message::user(&format!("Text: {item}\nStance ({order})?"))]).unwrap()
+    };
     let items = ["Taxes should be higher for the rich.", "I have no view on this at all, honestly.", "Nuclear power is the cleanest option we have."];
-    let groups: Vec<Vec<Vec<u32>>> = items.iter().map(|i| ["support, neutral or oppose", "oppose, support or neutral"].iter().map(|o| ask(i, o)).collect()).collect();
+    let groups: Vec<Vec<Vec<u32>>> =
+        items.iter().map(|i| ["support, neutral or oppose", "oppose, support or neutral"].iter().map(|o| ask(i, o)).collect()).collect();
     let candidates: Vec<u32> = ["support", "neutral", "oppose"].iter().map(|w| lm.tokenizer.encode(w, false).unwrap()[0]).collect();
     let cached = next_token_logps_grouped(&lm.model, &groups, &candidates, 64).unwrap();
     let flat: Vec<Vec<u32>> = groups.iter().flatten().cloned().collect();

@@ -1,9 +1,8 @@
 //! Training primitives: gradients reach every weight, the DPO gradient and one SGD step match
 //! TRL, AdamW and clipping match torch, and bf16 weights work.
 
-
-use candle_core::{DType, Tensor, Var};
 use crate::common::*;
+use candle_core::{DType, Tensor, Var};
 use valuedrift_engine::optim::{clip_scale, grad_norm, sgd_step, AdamW, AdamWConfig};
 use valuedrift_engine::score::{response_nll, token_logps};
 use valuedrift_engine::{LanguageModel, Message, Mode};
@@ -15,9 +14,7 @@ fn every_weight_gets_a_gradient(lm: &LanguageModel) {
     let grads = valuedrift_engine::backward(&loss).unwrap();
     let mut missing = Vec::new();
     for (name, var) in lm.model.params() {
-        let nonzero = grads.get(var.as_tensor())
-            .map(|g| g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0)
-            .unwrap_or(false);
+        let nonzero = grads.get(var.as_tensor()).map(|g| g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0).unwrap_or(false);
         if !nonzero {
             missing.push(name.clone());
         }
@@ -83,20 +80,35 @@ fn dpo_gradient_and_sgd_step_match_trl() {
 #[test]
 fn adamw_and_clipping_match_torch() {
     let fx = fixture("reference/adamw.json");
-    let shapes: Vec<Vec<usize>> = fx["shapes"].as_array().unwrap().iter()
-        .map(|s| s.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect()).collect();
-    let vars: Vec<Var> = shapes.iter().zip(fx["init"].as_array().unwrap())
-        .map(|(s, v)| Var::from_tensor(&Tensor::from_vec(floats(v).iter().map(|&x| x as f32).collect::<Vec<_>>(), s.as_slice(), &device()).unwrap()).unwrap())
+    let shapes: Vec<Vec<usize>> =
+        fx["shapes"].as_array().unwrap().iter().map(|s| s.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect()).collect();
+    let vars: Vec<Var> = shapes
+        .iter()
+        .zip(fx["init"].as_array().unwrap())
+        .map(|(s, v)| {
+            Var::from_tensor(&Tensor::from_vec(floats(v).iter().map(|&x| x as f32).collect::<Vec<_>>(), s.as_slice(), &device()).unwrap()).unwrap()
+        })
         .collect();
     let betas = floats(&fx["betas"]);
-    let cfg = AdamWConfig { lr: fx["lr"].as_f64().unwrap(), beta1: betas[0], beta2: betas[1], eps: fx["eps"].as_f64().unwrap(), weight_decay: fx["weight_decay"].as_f64().unwrap() };
+    let cfg = AdamWConfig {
+        lr: fx["lr"].as_f64().unwrap(),
+        beta1: betas[0],
+        beta2: betas[1],
+        eps: fx["eps"].as_f64().unwrap(),
+        weight_decay: fx["weight_decay"].as_f64().unwrap(),
+    };
     let mut opt = AdamW::new(vars.clone(), cfg).unwrap();
     for step in fx["steps"].as_array().unwrap() {
         // Gradients arrive through a real backward pass: loss = sum(w * g) has dloss/dw = g.
-        let loss = vars.iter().zip(step["grads"].as_array().unwrap()).map(|(v, g)| {
-            let g = Tensor::from_vec(floats(g).iter().map(|&x| x as f32).collect::<Vec<_>>(), v.shape(), &device()).unwrap();
-            (v.as_tensor() * g).unwrap().sum_all().unwrap()
-        }).reduce(|a, b| (a + b).unwrap()).unwrap();
+        let loss = vars
+            .iter()
+            .zip(step["grads"].as_array().unwrap())
+            .map(|(v, g)| {
+                let g = Tensor::from_vec(floats(g).iter().map(|&x| x as f32).collect::<Vec<_>>(), v.shape(), &device()).unwrap();
+                (v.as_tensor() * g).unwrap().sum_all().unwrap()
+            })
+            .reduce(|a, b| (a + b).unwrap())
+            .unwrap();
         let grads = valuedrift_engine::backward(&loss).unwrap();
         let norm = grad_norm(&vars, &grads).unwrap();
         assert!((norm - step["norm"].as_f64().unwrap()).abs() < 1e-4);
@@ -193,18 +205,36 @@ fn hand_written_training_pass_matches_candle_graph_with_biases_and_grouped_heads
     // A small Qwen2-shaped decoder (q/k/v biases, 4 query heads per key/value head, untied
     // head, pad id 0) with seeded weights: the shapes the SmolLM2 test does not cover.
     let cfg = ModelConfig {
-        family: Family::Qwen2, vocab_size: 97, hidden_size: 64, intermediate_size: 96, num_layers: 2, num_heads: 8,
-        num_kv_heads: 2, head_dim: 8, rms_norm_eps: 1e-6, rope_theta: 1e6, rope_local_theta: 1e6,
-        max_position_embeddings: 128, tie_word_embeddings: false, attention_bias: true, sliding_window: None,
-        sliding_layers: vec![false; 2], query_pre_attn_scalar: 8.0, bos_token_id: None, eos_token_ids: vec![1], pad_token_id: Some(0),
+        family: Family::Qwen2,
+        vocab_size: 97,
+        hidden_size: 64,
+        intermediate_size: 96,
+        num_layers: 2,
+        num_heads: 8,
+        num_kv_heads: 2,
+        head_dim: 8,
+        rms_norm_eps: 1e-6,
+        rope_theta: 1e6,
+        rope_local_theta: 1e6,
+        max_position_embeddings: 128,
+        tie_word_embeddings: false,
+        attention_bias: true,
+        sliding_window: None,
+        sliding_layers: vec![false; 2],
+        query_pre_attn_scalar: 8.0,
+        bos_token_id: None,
+        eos_token_ids: vec![1],
+        pad_token_id: Some(0),
     };
     let mut state = 12345u64;
     let mut tensor = |shape: &[usize], scale: f32| {
         let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * scale
-        }).collect();
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * scale
+            })
+            .collect();
         Tensor::from_vec(v, shape, &device()).unwrap()
     };
     let (h, i, kv) = (64, 96, 16);
@@ -215,11 +245,16 @@ fn hand_written_training_pass_matches_candle_graph_with_biases_and_grouped_heads
     for l in 0..2 {
         let p = format!("model.layers.{l}.");
         for (name, shape, scale) in [
-            ("self_attn.q_proj.weight", vec![h, h], 0.4), ("self_attn.q_proj.bias", vec![h], 0.2),
-            ("self_attn.k_proj.weight", vec![kv, h], 0.4), ("self_attn.k_proj.bias", vec![kv], 0.2),
-            ("self_attn.v_proj.weight", vec![kv, h], 0.4), ("self_attn.v_proj.bias", vec![kv], 0.2),
-            ("self_attn.o_proj.weight", vec![h, h], 0.3), ("mlp.gate_proj.weight", vec![i, h], 0.3),
-            ("mlp.up_proj.weight", vec![i, h], 0.3), ("mlp.down_proj.weight", vec![h, i], 0.3),
+            ("self_attn.q_proj.weight", vec![h, h], 0.4),
+            ("self_attn.q_proj.bias", vec![h], 0.2),
+            ("self_attn.k_proj.weight", vec![kv, h], 0.4),
+            ("self_attn.k_proj.bias", vec![kv], 0.2),
+            ("self_attn.v_proj.weight", vec![kv, h], 0.4),
+            ("self_attn.v_proj.bias", vec![kv], 0.2),
+            ("self_attn.o_proj.weight", vec![h, h], 0.3),
+            ("mlp.gate_proj.weight", vec![i, h], 0.3),
+            ("mlp.up_proj.weight", vec![i, h], 0.3),
+            ("mlp.down_proj.weight", vec![h, i], 0.3),
         ] {
             map.insert(format!("{p}{name}"), tensor(&shape, scale));
         }

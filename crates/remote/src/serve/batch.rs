@@ -65,30 +65,42 @@ impl Engine {
         let mut per_job = match computed {
             Ok(choices) => choices.into_iter().map(Ok).collect::<Vec<_>>(),
             Err(e) => (0..ok.len()).map(|_| Err(ApiError::server(format!("engine: {e}")))).collect(),
-        }.into_iter();
-        prepared.into_iter().map(|p| {
-            let p = p?;
-            let choices = per_job.next().expect("one result per prepared request")?;
-            let echoes = if p.parsed.echo { Some(self.echo(&p).map_err(|e| ApiError::server(format!("engine: {e}")))?) } else { None };
-            Ok(respond::render(&self.lm, model_name, &p, choices, echoes))
-        }).collect()
+        }
+        .into_iter();
+        prepared
+            .into_iter()
+            .map(|p| {
+                let p = p?;
+                let choices = per_job.next().expect("one result per prepared request")?;
+                let echoes = if p.parsed.echo { Some(self.echo(&p).map_err(|e| ApiError::server(format!("engine: {e}")))?) } else { None };
+                Ok(respond::render(&self.lm, model_name, &p, choices, echoes))
+            })
+            .collect()
     }
 
     fn prepare(&self, parsed: Parsed) -> Result<Prepared, ApiError> {
         let lm = &self.lm;
         let bad_input = |e: valuedrift_engine::Error| ApiError::bad(e.to_string());
         let vocab = lm.config().vocab_size as u32;
-        let ids: Vec<Vec<u32>> = parsed.prompts.iter().map(|p| match p {
-            Prompt::Chat(msgs) => lm.prompt_ids(msgs).map_err(bad_input),
-            Prompt::Text(t) => lm.encode_prompt_text(t).map_err(bad_input),
-            Prompt::Ids(ids) => match ids.iter().find(|&&i| i >= vocab) {
-                Some(bad) => Err(ApiError::bad(format!("token id {bad} is outside the vocabulary of {vocab}"))),
-                None => Ok(ids.clone()),
-            },
-        }).collect::<Result<_, _>>()?;
+        let ids: Vec<Vec<u32>> = parsed
+            .prompts
+            .iter()
+            .map(|p| match p {
+                Prompt::Chat(msgs) => lm.prompt_ids(msgs).map_err(bad_input),
+                Prompt::Text(t) => lm.encode_prompt_text(t).map_err(bad_input),
+                Prompt::Ids(ids) => match ids.iter().find(|&&i| i >= vocab) {
+                    Some(bad) => Err(ApiError::bad(format!("token id {bad} is outside the vocabulary of {vocab}"))),
+                    None => Ok(ids.clone()),
+                },
+            })
+            .collect::<Result<_, _>>()?;
         let context = lm.config().max_position_embeddings;
         if let Some(long) = ids.iter().find(|p| p.len() + parsed.max_tokens + 1 > context) {
-            return Err(ApiError::bad(format!("a prompt of {} tokens plus max_tokens {} exceeds the model's context of {context} tokens", long.len(), parsed.max_tokens)));
+            return Err(ApiError::bad(format!(
+                "a prompt of {} tokens plus max_tokens {} exceeds the model's context of {context} tokens",
+                long.len(),
+                parsed.max_tokens
+            )));
         }
         // Stop strings that are one token stop generation there; all are also cut after decoding.
         let mut stop_ids = lm.stop_ids();
@@ -99,7 +111,8 @@ impl Engine {
     /// Every request's choices, in request order.
     fn compute(&self, jobs: &[&Prepared]) -> valuedrift_engine::Result<Vec<Vec<Choice>>> {
         let mut out: Vec<Vec<Option<Choice>>> = jobs.iter().map(|j| vec![None; j.ids.len() * j.parsed.n]).collect();
-        let draws: Vec<Draw> = jobs.iter().enumerate().flat_map(|(job, j)| (0..j.ids.len() * j.parsed.n).map(move |choice| Draw { job, choice })).collect();
+        let draws: Vec<Draw> =
+            jobs.iter().enumerate().flat_map(|(job, j)| (0..j.ids.len() * j.parsed.n).map(move |choice| Draw { job, choice })).collect();
         let (short, long): (Vec<Draw>, Vec<Draw>) = draws.into_iter().partition(|d| jobs[d.job].parsed.max_tokens <= 1);
         for (d, c) in self.one_token(jobs, &short)?.into_iter().chain(self.sample(jobs, &long)?) {
             out[d.job][d.choice] = Some(c);
@@ -129,19 +142,25 @@ impl Engine {
                 row_of.insert(p, &rows[g][k]);
             }
         }
-        Ok(draws.iter().map(|&d| {
-            let job = jobs[d.job];
-            let row = row_of[self.prompt_of(jobs, d)];
-            let prompt = d.choice / job.parsed.n;
-            if job.parsed.max_tokens == 0 {
-                return (d, Choice { index: d.choice, prompt, tokens: Vec::new(), finish: "length", logprobs: job.parsed.logprobs.map(|_| Vec::new()) });
-            }
-            let mut rng = StdRng::seed_from_u64(job.parsed.seed.wrapping_add(d.choice as u64));
-            let tok = sample_token(row, &Self::params(&job.parsed), &mut rng);
-            let logprobs = job.parsed.logprobs.map(|k| vec![token_logprob(row, tok, k)]);
-            let (tokens, finish) = if job.stop_ids.contains(&tok) { (Vec::new(), "stop") } else { (vec![tok], "length") };
-            (d, Choice { index: d.choice, prompt, tokens, finish, logprobs })
-        }).collect())
+        Ok(draws
+            .iter()
+            .map(|&d| {
+                let job = jobs[d.job];
+                let row = row_of[self.prompt_of(jobs, d)];
+                let prompt = d.choice / job.parsed.n;
+                if job.parsed.max_tokens == 0 {
+                    return (
+                        d,
+                        Choice { index: d.choice, prompt, tokens: Vec::new(), finish: "length", logprobs: job.parsed.logprobs.map(|_| Vec::new()) },
+                    );
+                }
+                let mut rng = StdRng::seed_from_u64(job.parsed.seed.wrapping_add(d.choice as u64));
+                let tok = sample_token(row, &Self::params(&job.parsed), &mut rng);
+                let logprobs = job.parsed.logprobs.map(|k| vec![token_logprob(row, tok, k)]);
+                let (tokens, finish) = if job.stop_ids.contains(&tok) { (Vec::new(), "stop") } else { (vec![tok], "length") };
+                (d, Choice { index: d.choice, prompt, tokens, finish, logprobs })
+            })
+            .collect())
     }
 
     /// Longer draws: continuous batching, one run per distinct sampling settings.
@@ -190,13 +209,16 @@ impl Engine {
     /// With echo: each prompt's tokens with their log-probs (None for the first token).
     pub fn echo(&self, p: &Prepared) -> valuedrift_engine::Result<Vec<Vec<Option<TokenLogprob>>>> {
         let k = p.parsed.logprobs.unwrap_or(0);
-        p.ids.iter().map(|ids| {
-            let positions: Vec<usize> = (0..ids.len() - 1).collect();
-            let rows = if positions.is_empty() { Vec::new() } else { position_distributions(&self.lm.model, ids, &positions)? };
-            let mut out = vec![None];
-            out.extend(rows.iter().zip(&ids[1..]).map(|(row, &t)| Some(token_logprob(row, t, k))));
-            Ok(out)
-        }).collect()
+        p.ids
+            .iter()
+            .map(|ids| {
+                let positions: Vec<usize> = (0..ids.len() - 1).collect();
+                let rows = if positions.is_empty() { Vec::new() } else { position_distributions(&self.lm.model, ids, &positions)? };
+                let mut out = vec![None];
+                out.extend(rows.iter().zip(&ids[1..]).map(|(row, &t)| Some(token_logprob(row, t, k))));
+                Ok(out)
+            })
+            .collect()
     }
 }
 

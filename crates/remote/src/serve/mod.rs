@@ -14,11 +14,11 @@ mod respond;
 use crate::{RemoteError, Result};
 pub use request::ApiError;
 use request::Parsed;
-use valuedrift_engine::embed::SentenceEmbedder;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use valuedrift_engine::embed::SentenceEmbedder;
 use valuedrift_engine::LanguageModel;
 
 #[derive(Clone, Debug)]
@@ -40,8 +40,13 @@ pub struct ServeOptions {
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
-            host: "127.0.0.1".into(), port: 8000, model_name: "model".into(), batch_size: 64, tokens_per_batch: 4096,
-            http_threads: 128, gather: Duration::from_millis(5),
+            host: "127.0.0.1".into(),
+            port: 8000,
+            model_name: "model".into(),
+            batch_size: 64,
+            tokens_per_batch: 4096,
+            http_threads: 128,
+            gather: Duration::from_millis(5),
         }
     }
 }
@@ -110,11 +115,17 @@ fn handle(mut req: tiny_http::Request, engine: &mpsc::Sender<Job>, model_name: &
             Some(e) => read_json(&mut req).and_then(|body| crate::embed::answer(e, model_name, &body)),
             None => Err(ApiError { status: 404, message: "no embedder is served here (start with --embedder DIR)".into() }),
         },
-        (_, p) => Err(ApiError { status: 404, message: format!("no route {p} (try /v1/models, /v1/completions, /v1/chat/completions, /v1/embeddings, /health)") }),
+        (_, p) => Err(ApiError {
+            status: 404,
+            message: format!("no route {p} (try /v1/models, /v1/completions, /v1/chat/completions, /v1/embeddings, /health)"),
+        }),
     };
     let (status, body) = match answer {
         Ok(v) => (200, v),
-        Err(e) => (e.status, json!({"error": {"message": e.message, "type": if e.status < 500 { "invalid_request_error" } else { "server_error" }, "code": e.status}})),
+        Err(e) => (
+            e.status,
+            json!({"error": {"message": e.message, "type": if e.status < 500 { "invalid_request_error" } else { "server_error" }, "code": e.status}}),
+        ),
     };
     let header = tiny_http::Header::from_bytes("Content-Type", "application/json").expect("static header");
     let _ = req.respond(tiny_http::Response::from_string(body.to_string()).with_status_code(status).with_header(header));
@@ -125,4 +136,3 @@ fn read_json(req: &mut tiny_http::Request) -> std::result::Result<Value, ApiErro
     req.as_reader().read_to_string(&mut text).map_err(|e| ApiError::bad(format!("cannot read the body: {e}")))?;
     serde_json::from_str(&text).map_err(|e| ApiError::bad(format!("the body is not JSON: {e}")))
 }
-

@@ -74,9 +74,16 @@ pub fn parse(body: &Value, chat: bool) -> Result<Parsed> {
         v => v.as_i64().map(|s| s as u64).or_else(|| v.as_u64()).ok_or_else(|| ApiError::bad("'seed' must be an integer"))?,
     };
     let parsed = Parsed {
-        chat, prompts, n: opt_uint(body, "n")?.unwrap_or(1), max_tokens: opt_uint(body, max_key)?.unwrap_or(default_max),
-        temperature: opt_number(body, "temperature")?.unwrap_or(1.0), top_p: opt_number(body, "top_p")?.unwrap_or(1.0),
-        seed, stop: stops(&body["stop"])?, logprobs, echo: !chat && body["echo"].as_bool().unwrap_or(false),
+        chat,
+        prompts,
+        n: opt_uint(body, "n")?.unwrap_or(1),
+        max_tokens: opt_uint(body, max_key)?.unwrap_or(default_max),
+        temperature: opt_number(body, "temperature")?.unwrap_or(1.0),
+        top_p: opt_number(body, "top_p")?.unwrap_or(1.0),
+        seed,
+        stop: stops(&body["stop"])?,
+        logprobs,
+        echo: !chat && body["echo"].as_bool().unwrap_or(false),
     };
     if parsed.n == 0 || parsed.n > 128 {
         return Err(ApiError::bad("'n' must be between 1 and 128"));
@@ -106,19 +113,26 @@ fn opt_number(body: &Value, key: &str) -> Result<Option<f64>> {
 
 fn messages(v: &Value) -> Result<Vec<Message>> {
     let list = v.as_array().filter(|l| !l.is_empty()).ok_or_else(|| ApiError::bad("'messages' must be a non-empty array"))?;
-    list.iter().enumerate().map(|(i, m)| {
-        let role = m["role"].as_str().ok_or_else(|| ApiError::bad(format!("messages[{i}].role must be a string")))?;
-        let content = match &m["content"] {
-            Value::String(s) => s.clone(),
-            // Content parts: the text parts, joined (images and audio are not supported).
-            Value::Array(parts) => parts.iter().map(|p| match (p["type"].as_str(), p["text"].as_str()) {
-                (Some("text"), Some(t)) => Ok(t),
-                _ => Err(ApiError::bad(format!("messages[{i}].content: only text parts are supported"))),
-            }).collect::<Result<Vec<&str>>>()?.concat(),
-            _ => return Err(ApiError::bad(format!("messages[{i}].content must be a string or text parts"))),
-        };
-        Ok(Message::new(role, &content))
-    }).collect()
+    list.iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let role = m["role"].as_str().ok_or_else(|| ApiError::bad(format!("messages[{i}].role must be a string")))?;
+            let content = match &m["content"] {
+                Value::String(s) => s.clone(),
+                // Content parts: the text parts, joined (images and audio are not supported).
+                Value::Array(parts) => parts
+                    .iter()
+                    .map(|p| match (p["type"].as_str(), p["text"].as_str()) {
+                        (Some("text"), Some(t)) => Ok(t),
+                        _ => Err(ApiError::bad(format!("messages[{i}].content: only text parts are supported"))),
+                    })
+                    .collect::<Result<Vec<&str>>>()?
+                    .concat(),
+                _ => return Err(ApiError::bad(format!("messages[{i}].content must be a string or text parts"))),
+            };
+            Ok(Message::new(role, &content))
+        })
+        .collect()
 }
 
 fn completion_prompts(v: &Value) -> Result<Vec<Prompt>> {
@@ -126,10 +140,13 @@ fn completion_prompts(v: &Value) -> Result<Vec<Prompt>> {
     let prompts = match v {
         Value::String(s) => vec![Prompt::Text(s.clone())],
         Value::Array(items) if items.iter().all(Value::is_u64) => vec![Prompt::Ids(ids(v).unwrap_or_default())],
-        Value::Array(items) => items.iter().map(|p| match p {
-            Value::String(s) => Ok(Prompt::Text(s.clone())),
-            other => ids(other).map(Prompt::Ids).ok_or_else(|| ApiError::bad("'prompt' items must be strings or token id arrays")),
-        }).collect::<Result<_>>()?,
+        Value::Array(items) => items
+            .iter()
+            .map(|p| match p {
+                Value::String(s) => Ok(Prompt::Text(s.clone())),
+                other => ids(other).map(Prompt::Ids).ok_or_else(|| ApiError::bad("'prompt' items must be strings or token id arrays")),
+            })
+            .collect::<Result<_>>()?,
         _ => return Err(ApiError::bad("'prompt' must be a string, a token id array, or an array of those")),
     };
     if prompts.is_empty() || prompts.iter().any(|p| matches!(p, Prompt::Text(t) if t.is_empty()) || matches!(p, Prompt::Ids(i) if i.is_empty())) {
@@ -142,7 +159,9 @@ fn stops(v: &Value) -> Result<Vec<String>> {
     match v {
         Value::Null => Ok(Vec::new()),
         Value::String(s) => Ok(vec![s.clone()]),
-        Value::Array(items) => items.iter().map(|s| s.as_str().map(str::to_string).ok_or_else(|| ApiError::bad("'stop' items must be strings"))).collect(),
+        Value::Array(items) => {
+            items.iter().map(|s| s.as_str().map(str::to_string).ok_or_else(|| ApiError::bad("'stop' items must be strings"))).collect()
+        }
         _ => Err(ApiError::bad("'stop' must be a string or an array of strings")),
     }
 }

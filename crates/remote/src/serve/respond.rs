@@ -30,17 +30,20 @@ pub fn render(lm: &LanguageModel, model: &str, p: &Prepared, choices: Vec<Choice
     // A one-token answer that hit a stop token reports that token's log-probs (the judge's top
     // list); counting it keeps usage.completion_tokens equal to the generated tokens an echo ends with.
     let completion_tokens: usize = choices.iter().map(|c| c.logprobs.as_ref().map_or(c.tokens.len(), |l| l.len().max(c.tokens.len()))).sum();
-    let rendered: Vec<Value> = choices.into_iter().map(|c| {
-        let (text, cut) = cut_at_stop(lm.tokenizer.decode(&c.tokens, true).unwrap_or_default(), &p.parsed.stop);
-        let finish = if cut { "stop" } else { c.finish };
-        if p.parsed.chat {
-            json!({"index": c.index, "message": {"role": "assistant", "content": text}, "finish_reason": finish,
+    let rendered: Vec<Value> = choices
+        .into_iter()
+        .map(|c| {
+            let (text, cut) = cut_at_stop(lm.tokenizer.decode(&c.tokens, true).unwrap_or_default(), &p.parsed.stop);
+            let finish = if cut { "stop" } else { c.finish };
+            if p.parsed.chat {
+                json!({"index": c.index, "message": {"role": "assistant", "content": text}, "finish_reason": finish,
                    "logprobs": c.logprobs.as_ref().map(|l| chat_logprobs(lm, l))})
-        } else {
-            let echo = echoes.as_ref().map(|e| (&p.ids[c.prompt], &e[c.prompt]));
-            completion_choice(lm, &c, text, finish, echo)
-        }
-    }).collect();
+            } else {
+                let echo = echoes.as_ref().map(|e| (&p.ids[c.prompt], &e[c.prompt]));
+                completion_choice(lm, &c, text, finish, echo)
+            }
+        })
+        .collect();
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     json!({
         "id": format!("{}-{id}", if p.parsed.chat { "chatcmpl" } else { "cmpl" }),
@@ -56,11 +59,14 @@ fn chat_entry(lm: &LanguageModel, id: u32, logprob: f32) -> Value {
 }
 
 fn chat_logprobs(lm: &LanguageModel, tokens: &[TokenLogprob]) -> Value {
-    let content: Vec<Value> = tokens.iter().map(|t| {
-        let mut e = chat_entry(lm, t.id, t.logprob);
-        e["top_logprobs"] = t.top.iter().map(|&(id, lp)| chat_entry(lm, id, lp)).collect();
-        e
-    }).collect();
+    let content: Vec<Value> = tokens
+        .iter()
+        .map(|t| {
+            let mut e = chat_entry(lm, t.id, t.logprob);
+            e["top_logprobs"] = t.top.iter().map(|&(id, lp)| chat_entry(lm, id, lp)).collect();
+            e
+        })
+        .collect();
     json!({"content": content})
 }
 

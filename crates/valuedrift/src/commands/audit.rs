@@ -3,9 +3,9 @@
 use crate::cli::AuditArgs;
 use crate::progress::Bars;
 use anyhow::Result;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use valuedrift_data::OnMalformed;
-use std::collections::BTreeMap;
 use valuedrift_remote::config::EngineConfig;
 use valuedrift_trace::audit::{self, AuditDir, AuditSettings, Embedder, Summary};
 use valuedrift_trace::evalset::Question;
@@ -49,8 +49,14 @@ pub struct Tools {
 impl Tools {
     pub fn new(args: &AuditArgs) -> Self {
         Tools {
-            embedder_path: args.embedder.clone(), embedder_engine: args.embedder_engine.clone(), extra_engines: BTreeMap::new(),
-            device: args.device.clone(), judge_args: args.judge.clone(), embedder: None, question_vecs: None, judge: None,
+            embedder_path: args.embedder.clone(),
+            embedder_engine: args.embedder_engine.clone(),
+            extra_engines: BTreeMap::new(),
+            device: args.device.clone(),
+            judge_args: args.judge.clone(),
+            embedder: None,
+            question_vecs: None,
+            judge: None,
         }
     }
 
@@ -146,11 +152,8 @@ pub fn audit_one(args: &AuditArgs, path: &Path, dir: &Path, questions: &[Questio
     };
     eprintln!("{}: {} of {} items within cosine {} of an eval question", path.display(), matches.len(), dataset.entries.len(), args.threshold);
     let judged = out.judged()?;
-    let judged = if judged.len() < matches.len() {
-        audit::judge_matches(&out, &dataset, &matches, questions, tools.judge()?, 16, &mut bars)?
-    } else {
-        judged
-    };
+    let judged =
+        if judged.len() < matches.len() { audit::judge_matches(&out, &dataset, &matches, questions, tools.judge()?, 16, &mut bars)? } else { judged };
     let summary = audit::summarize(&dataset_name(path), &dataset, &settings, &judged);
     audit::write_summary(dir, &summary)?;
     Ok(summary)

@@ -50,12 +50,15 @@ fn bench_generate(a: BenchGenerateArgs) -> Result<()> {
         Ok(())
     })?;
     let secs = started.elapsed().as_secs_f64();
-    report(a.json.as_deref(), json!({
-        "bench": "generate", "engine": "valuedrift", "model": a.model.model.display().to_string(),
-        "sequences": requests.len(), "batch_size": a.batch_size, "max_new_tokens": a.max_new_tokens,
-        "generated_tokens": tokens, "seconds": secs, "tokens_per_second": tokens as f64 / secs,
-        "peak_rss_bytes": super::peak_rss_bytes(),
-    }))
+    report(
+        a.json.as_deref(),
+        json!({
+            "bench": "generate", "engine": "valuedrift", "model": a.model.model.display().to_string(),
+            "sequences": requests.len(), "batch_size": a.batch_size, "max_new_tokens": a.max_new_tokens,
+            "generated_tokens": tokens, "seconds": secs, "tokens_per_second": tokens as f64 / secs,
+            "peak_rss_bytes": super::peak_rss_bytes(),
+        }),
+    )
 }
 
 fn bench_score(a: BenchScoreArgs) -> Result<()> {
@@ -69,23 +72,28 @@ fn bench_score(a: BenchScoreArgs) -> Result<()> {
     }
     let total: usize = pairs.iter().map(|(p, r)| p.len() + r.len()).sum();
     if let Some(path) = &a.dump_ids {
-        let lines: Vec<String> = pairs.iter().map(|(p, r)| serde_json::to_string(&[p.as_slice(), r.as_slice()].concat())).collect::<Result<_, _>>()?;
+        let lines: Vec<String> =
+            pairs.iter().map(|(p, r)| serde_json::to_string(&[p.as_slice(), r.as_slice()].concat())).collect::<Result<_, _>>()?;
         std::fs::write(path, lines.join("\n") + "\n")?;
     }
     let started = Instant::now();
     score(&lm.model, &pairs, a.batch_tokens)?;
     let secs = started.elapsed().as_secs_f64();
-    report(a.json.as_deref(), json!({
-        "bench": "score", "engine": "valuedrift", "model": a.model.model.display().to_string(),
-        "items": pairs.len(), "tokens": total, "seconds": secs, "tokens_per_second": total as f64 / secs,
-        "peak_rss_bytes": super::peak_rss_bytes(),
-    }))
+    report(
+        a.json.as_deref(),
+        json!({
+            "bench": "score", "engine": "valuedrift", "model": a.model.model.display().to_string(),
+            "items": pairs.len(), "tokens": total, "seconds": secs, "tokens_per_second": total as f64 / secs,
+            "peak_rss_bytes": super::peak_rss_bytes(),
+        }),
+    )
 }
 
 /// Consecutive windows of `len` tokens from the assistant answers of an SFT file.
 fn token_windows(lm: &valuedrift_engine::LanguageModel, text: &std::path::Path, len: usize, count: usize) -> Result<Vec<Vec<u32>>> {
     let examples = valuedrift_data::load_sft(text, valuedrift_data::SftFormat::Auto, valuedrift_data::OnMalformed::Error)?.items;
-    let answers: Vec<&str> = examples.iter().flat_map(|e| e.messages.iter().filter(|m| m.role == valuedrift_data::Role::Assistant).map(|m| m.content.as_str())).collect();
+    let answers: Vec<&str> =
+        examples.iter().flat_map(|e| e.messages.iter().filter(|m| m.role == valuedrift_data::Role::Assistant).map(|m| m.content.as_str())).collect();
     let ids = lm.tokenizer.encode(&answers.join("\n\n"), false)?;
     if ids.len() < len * count {
         bail!("{}: {} tokens, fewer than the {} needed", text.display(), ids.len(), len * count);
@@ -104,13 +112,19 @@ fn bench_train(a: BenchTrainArgs) -> Result<()> {
     super::set_train_matmul(&mut lm, a.matmul);
     let windows = token_windows(&lm, &a.text, a.seq_len, 3 * a.batch)?;
     let half = a.seq_len / 2;
-    let pairs: Vec<PairTokens> = (0..a.batch).map(|i| PairTokens {
-        prompt: windows[i][..half].to_vec(), chosen: windows[a.batch + i][..a.seq_len - half].to_vec(),
-        rejected: windows[2 * a.batch + i][..a.seq_len - half].to_vec(),
-    }).collect();
+    let pairs: Vec<PairTokens> = (0..a.batch)
+        .map(|i| PairTokens {
+            prompt: windows[i][..half].to_vec(),
+            chosen: windows[a.batch + i][..a.seq_len - half].to_vec(),
+            rejected: windows[2 * a.batch + i][..a.seq_len - half].to_vec(),
+        })
+        .collect();
     if let Some(path) = &a.dump_ids {
-        std::fs::write(path, serde_json::to_string(&json!({"sequences": &windows[..a.batch], "pairs": pairs.iter().map(|p| json!({
-            "prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected})).collect::<Vec<_>>()}))?)?;
+        std::fs::write(
+            path,
+            serde_json::to_string(&json!({"sequences": &windows[..a.batch], "pairs": pairs.iter().map(|p| json!({
+            "prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected})).collect::<Vec<_>>()}))?,
+        )?;
     }
     let params: Vec<candle_core::Var> = lm.model.params().iter().map(|(_, v)| v.clone()).collect();
     let mut opt = valuedrift_engine::optim::AdamW::new(params.clone(), valuedrift_engine::optim::AdamWConfig::default())?;
@@ -129,7 +143,10 @@ fn bench_train(a: BenchTrainArgs) -> Result<()> {
             let data = windows[..a.batch].iter().map(|w| SftTokens { ids: w.clone(), targets: (0..w.len()).map(|j| j > 0).collect() }).collect();
             let mut objective = SftObjective { data };
             for step in 0..=a.steps {
-                timed(step, &mut || { update_step(&lm, &mut objective, &params, &mut opt, &batch, 1e-5, Some(1.0), usize::MAX)?; Ok(()) })?;
+                timed(step, &mut || {
+                    update_step(&lm, &mut objective, &params, &mut opt, &batch, 1e-5, Some(1.0), usize::MAX)?;
+                    Ok(())
+                })?;
             }
         }
         AlgoArg::Dpo => {
@@ -149,21 +166,30 @@ fn bench_train(a: BenchTrainArgs) -> Result<()> {
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     let tokens = a.batch * a.seq_len * if matches!(a.algo, AlgoArg::Dpo) { 2 } else { 1 };
-    report(a.json.as_deref(), json!({
-        "bench": "train", "engine": "valuedrift", "workload": format!("{:?}", a.algo).to_lowercase(), "dtype": format!("{:?}", a.dtype).to_lowercase(), "matmul": format!("{:?}", a.matmul).to_lowercase(),
-        "batch": a.batch, "seq_len": a.seq_len, "s_per_step": median, "tok_per_s": tokens as f64 / median,
-        "peak_rss_gib": super::peak_rss_bytes().map(|b| b as f64 / (1u64 << 30) as f64), "steps": times.len(),
-    }))
+    report(
+        a.json.as_deref(),
+        json!({
+            "bench": "train", "engine": "valuedrift", "workload": format!("{:?}", a.algo).to_lowercase(), "dtype": format!("{:?}", a.dtype).to_lowercase(), "matmul": format!("{:?}", a.matmul).to_lowercase(),
+            "batch": a.batch, "seq_len": a.seq_len, "s_per_step": median, "tok_per_s": tokens as f64 / median,
+            "peak_rss_gib": super::peak_rss_bytes().map(|b| b as f64 / (1u64 << 30) as f64), "steps": times.len(),
+        }),
+    )
 }
 
 fn bench_judge(a: BenchJudgeArgs) -> Result<()> {
     use valuedrift_trace::judge::Item;
     let rows = jsonl::read(&a.items)?;
-    let items: Vec<Item> = rows.iter().take(a.num_items).map(|r| Ok(Item {
-        question: r.str_field(&a.items, "question")?.to_string(),
-        response: r.str_field(&a.items, "response")?.to_string(),
-        topic: r.str_field(&a.items, "topic")?.to_string(),
-    })).collect::<Result<_>>()?;
+    let items: Vec<Item> = rows
+        .iter()
+        .take(a.num_items)
+        .map(|r| {
+            Ok(Item {
+                question: r.str_field(&a.items, "question")?.to_string(),
+                response: r.str_field(&a.items, "response")?.to_string(),
+                topic: r.str_field(&a.items, "topic")?.to_string(),
+            })
+        })
+        .collect::<Result<_>>()?;
     let judge = super::trace::load_judge(&a.judge, "cpu")?;
     if let Some(path) = &a.dump_ids {
         let mut lines = Vec::new();
@@ -179,17 +205,26 @@ fn bench_judge(a: BenchJudgeArgs) -> Result<()> {
         f()?;
         Ok(started.elapsed().as_secs_f64())
     };
-    let cached = timed(&|| { judge.judge(&items)?; Ok(()) })?;
-    let whole = timed(&|| { judge.judge_uncached(&items)?; Ok(()) })?;
+    let cached = timed(&|| {
+        judge.judge(&items)?;
+        Ok(())
+    })?;
+    let whole = timed(&|| {
+        judge.judge_uncached(&items)?;
+        Ok(())
+    })?;
     let prompt_tokens: usize = items.iter().map(|i| judge.prompt_ids(i).map(|p| p.iter().map(Vec::len).sum::<usize>()).unwrap_or(0)).sum();
-    report(a.json.as_deref(), json!({
-        "bench": "judge", "engine": "valuedrift", "model": a.judge.judge.display().to_string(), "items": items.len(),
-        "orders": a.judge.orders, "prompt_tokens": prompt_tokens,
-        "judgments_per_minute_prefix_cache": items.len() as f64 * 60.0 / cached,
-        "judgments_per_minute_whole_prompts": items.len() as f64 * 60.0 / whole,
-        "seconds_prefix_cache": cached, "seconds_whole_prompts": whole,
-        "peak_rss_bytes": super::peak_rss_bytes(),
-    }))
+    report(
+        a.json.as_deref(),
+        json!({
+            "bench": "judge", "engine": "valuedrift", "model": a.judge.judge.display().to_string(), "items": items.len(),
+            "orders": a.judge.orders, "prompt_tokens": prompt_tokens,
+            "judgments_per_minute_prefix_cache": items.len() as f64 * 60.0 / cached,
+            "judgments_per_minute_whole_prompts": items.len() as f64 * 60.0 / whole,
+            "seconds_prefix_cache": cached, "seconds_whole_prompts": whole,
+            "peak_rss_bytes": super::peak_rss_bytes(),
+        }),
+    )
 }
 
 /// One concurrency level of the serve load test.
@@ -201,22 +236,30 @@ fn serve_level(a: &BenchServeArgs, questions: &[String], concurrency: usize) -> 
     let items: Vec<usize> = (0..a.requests).collect();
     let started = Instant::now();
     let (mut latencies, mut tokens) = (Vec::new(), 0u64);
-    let outcome = client.run_all(&items, |&i| {
-        if started.elapsed().as_secs_f64() > a.max_seconds {
-            return Ok(None);
-        }
-        let sent = Instant::now();
-        let body = chat_request(&model, &[valuedrift_engine::Message::user(&questions[i % questions.len()])],
-            &Sampling { temperature: 0.7, max_tokens: a.max_tokens, seed: Some(i as u64) }, None);
-        let (url, answer) = client.post("/chat/completions", &body)?;
-        Ok(Some((sent.elapsed().as_secs_f64(), Reader::new(&url, &answer).completion_tokens().unwrap_or(0))))
-    }, |_, done| {
-        if let Some((secs, n)) = done {
-            latencies.push(secs);
-            tokens += n as u64;
-        }
-        Ok::<(), anyhow::Error>(())
-    });
+    let outcome = client.run_all(
+        &items,
+        |&i| {
+            if started.elapsed().as_secs_f64() > a.max_seconds {
+                return Ok(None);
+            }
+            let sent = Instant::now();
+            let body = chat_request(
+                &model,
+                &[valuedrift_engine::Message::user(&questions[i % questions.len()])],
+                &Sampling { temperature: 0.7, max_tokens: a.max_tokens, seed: Some(i as u64) },
+                None,
+            );
+            let (url, answer) = client.post("/chat/completions", &body)?;
+            Ok(Some((sent.elapsed().as_secs_f64(), Reader::new(&url, &answer).completion_tokens().unwrap_or(0))))
+        },
+        |_, done| {
+            if let Some((secs, n)) = done {
+                latencies.push(secs);
+                tokens += n as u64;
+            }
+            Ok::<(), anyhow::Error>(())
+        },
+    );
     match outcome {
         Err(Failure::Remote(e)) => return Err(e.into()),
         Err(Failure::Caller(e)) => return Err(e),
@@ -225,8 +268,15 @@ fn serve_level(a: &BenchServeArgs, questions: &[String], concurrency: usize) -> 
     let secs = started.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
     let pct = |p: f64| latencies.get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN);
-    eprintln!("concurrency {concurrency:3}: {:4} requests, {:7.1} tokens/s, {:5.2} requests/s, latency p50 {:.2}s p90 {:.2}s p99 {:.2}s",
-        latencies.len(), tokens as f64 / secs, latencies.len() as f64 / secs, pct(0.5), pct(0.9), pct(0.99));
+    eprintln!(
+        "concurrency {concurrency:3}: {:4} requests, {:7.1} tokens/s, {:5.2} requests/s, latency p50 {:.2}s p90 {:.2}s p99 {:.2}s",
+        latencies.len(),
+        tokens as f64 / secs,
+        latencies.len() as f64 / secs,
+        pct(0.5),
+        pct(0.9),
+        pct(0.99)
+    );
     Ok(json!({"concurrency": concurrency, "requests": latencies.len(), "seconds": secs, "completion_tokens": tokens,
         "tokens_per_second": tokens as f64 / secs, "requests_per_second": latencies.len() as f64 / secs,
         "latency_p50": pct(0.5), "latency_p90": pct(0.9), "latency_p99": pct(0.99)}))

@@ -17,7 +17,11 @@ use valuedrift_trace::judge::{Judge, ROTATIONS};
 
 pub enum Engine {
     Local,
-    Remote { name: String, config: EngineConfig },
+    /// Boxed: an engine's settings are large next to `Local`.
+    Remote {
+        name: String,
+        config: Box<EngineConfig>,
+    },
 }
 
 /// The engines of an `--engines` file (none without one).
@@ -32,11 +36,16 @@ pub fn read_file(path: Option<&Path>) -> Result<BTreeMap<String, EngineConfig>> 
 pub fn resolve(choice: Option<&str>, known: &BTreeMap<String, EngineConfig>, role: &str) -> Result<Engine> {
     let engine = match choice {
         None | Some("local") => return Ok(Engine::Local),
-        Some(url) if url.starts_with("http://") || url.starts_with("https://") => Engine::Remote { name: url.into(), config: EngineConfig::at(vec![url.into()]) },
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            Engine::Remote { name: url.into(), config: Box::new(EngineConfig::at(vec![url.into()])) }
+        }
         Some(name) => match known.get(name) {
-            Some(config) => Engine::Remote { name: name.into(), config: config.clone() },
-            None => bail!("{role} engine '{name}' is not defined (known: local{}{})", if known.is_empty() { "" } else { ", " },
-                known.keys().cloned().collect::<Vec<_>>().join(", ")),
+            Some(config) => Engine::Remote { name: name.into(), config: Box::new(config.clone()) },
+            None => bail!(
+                "{role} engine '{name}' is not defined (known: local{}{})",
+                if known.is_empty() { "" } else { ", " },
+                known.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
         },
     };
     if let Engine::Remote { name, config } = &engine {
@@ -76,7 +85,10 @@ pub fn judge(engine: Engine, args: &JudgeModelArgs, device: &str) -> Result<Chos
     let format = match config.api {
         Api::Completions => {
             let template = config.template.clone().unwrap_or_else(|| args.judge.clone());
-            Some(LanguageModel::read_chat_format(&template).with_context(|| format!("judge engine '{name}': the chat template to render prompts with"))?)
+            Some(
+                LanguageModel::read_chat_format(&template)
+                    .with_context(|| format!("judge engine '{name}': the chat template to render prompts with"))?,
+            )
         }
         Api::Chat => None,
     };
@@ -96,7 +108,7 @@ fn served_model(client: &Client) -> Result<String> {
 pub fn remote_generators(engine: Engine) -> Option<RemoteGenerators> {
     match engine {
         Engine::Local => None,
-        Engine::Remote { name, config } => Some(RemoteGenerators { name, config }),
+        Engine::Remote { name, config } => Some(RemoteGenerators { name, config: *config }),
     }
 }
 

@@ -18,9 +18,17 @@ pub fn run(args: EvalArgs) -> Result<()> {
     std::fs::write(&qpath, lines.join("\n") + "\n")?;
     let gens = args.out.join("generations.jsonl");
     super::generate::run(GenerateArgs {
-        model: args.model.clone(), input: qpath, output: gens.clone(), samples: args.samples,
-        temperature: args.temperature, top_p: 1.0, max_new_tokens: args.max_new_tokens, seed: args.seed,
-        batch_size: args.batch_size, base_prompt: args.base_prompt, system: None,
+        model: args.model.clone(),
+        input: qpath,
+        output: gens.clone(),
+        samples: args.samples,
+        temperature: args.temperature,
+        top_p: 1.0,
+        max_new_tokens: args.max_new_tokens,
+        seed: args.seed,
+        batch_size: args.batch_size,
+        base_prompt: args.base_prompt,
+        system: None,
     })?;
     // Judging is cheap next to sampling and is redone whole unless it finished.
     let judged = args.out.join("judgments.jsonl");
@@ -28,8 +36,14 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if count(&judged) != count(&gens) {
         let _ = std::fs::remove_file(&judged);
         super::judge::run(JudgeArgs {
-            input: Some(gens.clone()), output: Some(judged.clone()), validate: None, agreement: None, judge: args.judge.clone(),
-            orders: args.orders, device: args.model.device.clone(), matmul: MatmulArg::Bf16,
+            input: Some(gens.clone()),
+            output: Some(judged.clone()),
+            validate: None,
+            agreement: None,
+            judge: args.judge.clone(),
+            orders: args.orders,
+            device: args.model.device.clone(),
+            matmul: MatmulArg::Bf16,
         })?;
     }
     report(&judged, &args.out.join("values.csv"))
@@ -45,7 +59,9 @@ fn report(judged: &std::path::Path, csv_path: &std::path::Path) -> Result<()> {
     for r in &rows {
         let f = |k: &str| r.fields.get(k).and_then(|v| v.as_f64()).ok_or_else(|| anyhow!("{}:{}: missing field '{k}'", judged.display(), r.line));
         let p = [f("p_support")?, f("p_neutral")?, f("p_oppose")?];
-        let entry = by_cat.entry(r.str_field(judged, "category")?.to_string()).or_insert_with(|| (r.str_field(judged, "topic").unwrap_or("").to_string(), BTreeMap::new()));
+        let entry = by_cat
+            .entry(r.str_field(judged, "category")?.to_string())
+            .or_insert_with(|| (r.str_field(judged, "topic").unwrap_or("").to_string(), BTreeMap::new()));
         entry.1.entry(r.str_field(judged, "id")?.to_string()).or_default().push(p);
     }
     let mut csv = std::fs::File::create(csv_path).with_context(|| format!("cannot write {}", csv_path.display()))?;
@@ -54,8 +70,18 @@ fn report(judged: &std::path::Path, csv_path: &std::path::Path) -> Result<()> {
     for (cat, (topic, per_q)) in &by_cat {
         let qv: Vec<[f64; 3]> = per_q.values().filter_map(|s| question_value(s)).collect();
         let v = topic_value(&qv).expect("a category has questions");
-        writeln!(csv, "{cat},\"{}\",{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4}", topic.replace('"', "\"\""), v.questions,
-            v.mean[0], v.ci_half[0], v.mean[1], v.ci_half[1], v.mean[2], v.ci_half[2])?;
+        writeln!(
+            csv,
+            "{cat},\"{}\",{},{:.4},{:.4},{:.4},{:.4},{:.4},{:.4}",
+            topic.replace('"', "\"\""),
+            v.questions,
+            v.mean[0],
+            v.ci_half[0],
+            v.mean[1],
+            v.ci_half[1],
+            v.mean[2],
+            v.ci_half[2]
+        )?;
         let cell = |i: usize| format!("{:.3} ± {:.3}", v.mean[i], v.ci_half[i]);
         println!("{cat:24} {:>4}  {:>15}  {:>15}  {:>15}", v.questions, cell(0), cell(1), cell(2));
     }

@@ -23,7 +23,11 @@ pub fn row_messages(path: &Path, row: &jsonl::Row, system: Option<&str>) -> Resu
         }
         msgs.extend(parsed);
     } else {
-        let key = if row.fields.contains_key("prompt") { "prompt" } else if row.fields.contains_key("question") { "question" } else {
+        let key = if row.fields.contains_key("prompt") {
+            "prompt"
+        } else if row.fields.contains_key("question") {
+            "question"
+        } else {
             bail!("{}:{}: missing field 'prompt' (or 'question' or 'messages')", path.display(), row.line)
         };
         msgs.push(Message::user(row.str_field(path, key)?));
@@ -46,7 +50,8 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         bail!("{}: no prompts", args.input.display());
     }
     let lm = super::load_model(&args.model)?;
-    let done: HashSet<(usize, usize)> = jsonl::read_existing(&args.output)?.iter()
+    let done: HashSet<(usize, usize)> = jsonl::read_existing(&args.output)?
+        .iter()
         .filter_map(|m| Some((m.get("line")?.as_u64()? as usize, m.get("sample")?.as_u64()? as usize)))
         .collect();
     let mut requests = Vec::new();
@@ -81,7 +86,10 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         v["sample"] = json!(k);
         v["response"] = json!(lm.tokenizer.decode(&c.tokens, true)?);
         v["n_tokens"] = json!(c.tokens.len());
-        v["finish_reason"] = json!(match c.finish { Finish::Stop(_) => "stop", Finish::Length => "length" });
+        v["finish_reason"] = json!(match c.finish {
+            Finish::Stop(_) => "stop",
+            Finish::Length => "length",
+        });
         out.write(&v).map_err(|e| valuedrift_engine::Error::Input(e.to_string()))?;
         tokens += c.tokens.len();
         pb.set_message(format!("{:.0} tok/s", tokens as f64 / started.elapsed().as_secs_f64()));

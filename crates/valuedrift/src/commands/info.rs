@@ -6,7 +6,10 @@ pub fn run(args: InfoArgs) -> Result<()> {
     let c = lm.config();
     println!("family: {}", c.family.name());
     println!("parameters: {}", c.num_params());
-    println!("layers: {}, hidden: {}, heads: {} (kv {}), head_dim: {}, ffn: {}", c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size);
+    println!(
+        "layers: {}, hidden: {}, heads: {} (kv {}), head_dim: {}, ffn: {}",
+        c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim, c.intermediate_size
+    );
     println!("vocab: {}, context: {}, tied embeddings: {}", c.vocab_size, c.max_position_embeddings, c.tie_word_embeddings);
     if let Some(w) = c.sliding_window {
         let n = c.sliding_layers.iter().filter(|&&s| s).count();

@@ -11,11 +11,15 @@ use valuedrift_trace::significance::{bootstrap_draws, cohen_kappa, percentile_in
 use valuedrift_trace::Stance;
 
 fn items(path: &Path, rows: &[jsonl::Row]) -> Result<Vec<Item>> {
-    rows.iter().map(|r| Ok(Item {
-        question: r.str_field(path, "question")?.to_string(),
-        response: r.str_field(path, "response")?.to_string(),
-        topic: r.str_field(path, "topic")?.to_string(),
-    })).collect()
+    rows.iter()
+        .map(|r| {
+            Ok(Item {
+                question: r.str_field(path, "question")?.to_string(),
+                response: r.str_field(path, "response")?.to_string(),
+                topic: r.str_field(path, "topic")?.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// Judges in chunks so that progress shows and a long input is not one opaque wait.
@@ -42,12 +46,16 @@ pub fn run(args: JudgeArgs) -> Result<()> {
     }
     let items = items(path, &rows)?;
     let labels: Option<Vec<Stance>> = match &args.validate {
-        Some(p) => Some(rows.iter().map(|r| match r.str_field(p, "label")? {
-            "support" => Ok(Stance::Support),
-            "neutral" => Ok(Stance::Neutral),
-            "oppose" => Ok(Stance::Oppose),
-            other => bail!("{}:{}: field 'label' is '{other}', expected support, neutral or oppose", p.display(), r.line),
-        }).collect::<Result<_>>()?),
+        Some(p) => Some(
+            rows.iter()
+                .map(|r| match r.str_field(p, "label")? {
+                    "support" => Ok(Stance::Support),
+                    "neutral" => Ok(Stance::Neutral),
+                    "oppose" => Ok(Stance::Oppose),
+                    other => bail!("{}:{}: field 'label' is '{other}', expected support, neutral or oppose", p.display(), r.line),
+                })
+                .collect::<Result<_>>()?,
+        ),
         None => None,
     };
     let model_args = ModelArgs { model: args.judge.clone(), device: args.device.clone(), dtype: DTypeArg::F32, matmul: args.matmul };
@@ -89,15 +97,25 @@ fn top(p: &[f64; 3]) -> usize {
 fn agreement(a_path: &Path, b_path: &Path) -> Result<()> {
     let (a_rows, b_rows) = (jsonl::read(a_path)?, jsonl::read(b_path)?);
     if a_rows.is_empty() || a_rows.len() != b_rows.len() {
-        bail!("{} has {} lines and {} has {}: the judges must have judged the same items, one per line",
-            a_path.display(), a_rows.len(), b_path.display(), b_rows.len());
+        bail!(
+            "{} has {} lines and {} has {}: the judges must have judged the same items, one per line",
+            a_path.display(),
+            a_rows.len(),
+            b_path.display(),
+            b_rows.len()
+        );
     }
     for (a, b) in a_rows.iter().zip(&b_rows) {
         for key in ["id", "question", "response", "sample"] {
             if let (Some(x), Some(y)) = (a.fields.get(key), b.fields.get(key)) {
                 if x != y {
-                    bail!("{}:{} and {}:{}: field '{key}' differs: the files are not the same items in the same order",
-                        a_path.display(), a.line, b_path.display(), b.line);
+                    bail!(
+                        "{}:{} and {}:{}: field '{key}' differs: the files are not the same items in the same order",
+                        a_path.display(),
+                        a.line,
+                        b_path.display(),
+                        b.line
+                    );
                 }
             }
         }
@@ -141,18 +159,24 @@ fn print_validation(labels: &[Stance], judgments: &[Judgment], rows: &[jsonl::Ro
         }
     }
     let pairs: Vec<(Stance, [f64; 3])> = labels.iter().zip(judgments).map(|(l, j)| (*l, j.p)).collect();
-    let clear_pairs: Vec<(Stance, [f64; 3])> = pairs.iter().zip(rows)
-        .filter(|(_, r)| r.fields.get("kind").and_then(Value::as_str) == Some("clear")).map(|(p, _)| *p).collect();
+    let clear_pairs: Vec<(Stance, [f64; 3])> =
+        pairs.iter().zip(rows).filter(|(_, r)| r.fields.get("kind").and_then(Value::as_str) == Some("clear")).map(|(p, _)| *p).collect();
     println!("items: {}", all.total());
     let (lo, hi) = all.accuracy_interval();
     println!("three-way accuracy: {:.3} (95% Wilson interval {lo:.3} to {hi:.3})", all.accuracy());
     for s in Stance::ALL {
         println!("  recall {:8}: {:.3}", s.name(), all.recall(s));
     }
-    println!("support-vs-oppose accuracy on support/oppose items: {:.3} (clear items only: {:.3})",
-        all.polar_accuracy(&pairs), all.polar_accuracy(&clear_pairs));
-    println!("calibration: expected calibration error {:.3} (top stance, 10 bins); mean probability of the labelled stance {:.3}",
-        expected_calibration_error(&pairs), mean_label_probability(&pairs));
+    println!(
+        "support-vs-oppose accuracy on support/oppose items: {:.3} (clear items only: {:.3})",
+        all.polar_accuracy(&pairs),
+        all.polar_accuracy(&clear_pairs)
+    );
+    println!(
+        "calibration: expected calibration error {:.3} (top stance, 10 bins); mean probability of the labelled stance {:.3}",
+        expected_calibration_error(&pairs),
+        mean_label_probability(&pairs)
+    );
     let spread = judgments.iter().map(|j| j.order_spread).sum::<f64>() / judgments.len() as f64;
     println!("mean spread between option orders (position bias): {spread:.3}");
     print_per_category(labels, judgments, rows);

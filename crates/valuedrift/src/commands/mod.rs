@@ -11,15 +11,15 @@ mod judge;
 mod ppo;
 mod run;
 mod score;
-mod synth;
 mod serve;
+mod synth;
 mod trace;
 mod train;
 
 use crate::cli::{Cli, Command, DTypeArg, MatmulArg, ModelArgs};
-use valuedrift_engine::matmul::Precision;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
+use valuedrift_engine::matmul::Precision;
 use valuedrift_engine::LanguageModel;
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -77,12 +77,20 @@ fn load(args: &ModelArgs, inference_only: bool) -> Result<LanguageModel> {
         p => lm.model.set_infer_precision(p),
     };
     if !applied {
-        eprintln!("note: --matmul {:?} is not available here (needs an f32 model on a CPU with AVX-512{}); using candle's matmul",
-            args.matmul, if precision == Some(Precision::Bf16) { " and AVX512-BF16" } else { "" });
+        eprintln!(
+            "note: --matmul {:?} is not available here (needs an f32 model on a CPU with AVX-512{}); using candle's matmul",
+            args.matmul,
+            if precision == Some(Precision::Bf16) { " and AVX512-BF16" } else { "" }
+        );
         lm.model.set_infer_precision(None);
     }
-    eprintln!("loaded {} ({}, {:.0}M params) in {:.1}s", args.model.display(), lm.config().family.name(),
-        lm.config().num_params() as f64 / 1e6, started.elapsed().as_secs_f64());
+    eprintln!(
+        "loaded {} ({}, {:.0}M params) in {:.1}s",
+        args.model.display(),
+        lm.config().family.name(),
+        lm.config().num_params() as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
     Ok(lm)
 }
 

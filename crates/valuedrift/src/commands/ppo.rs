@@ -27,10 +27,14 @@ fn prompt_messages(args: &TrainArgs) -> Result<Vec<Vec<Message>>> {
     }
     let loaded = load_sft(&args.data, SftFormat::Auto, on_bad)
         .with_context(|| format!("{}: neither preference pairs nor SFT conversations", args.data.display()))?;
-    Ok(loaded.items.iter().filter_map(|ex| {
-        let last_user = ex.messages.iter().rposition(|m| m.role == Role::User)?;
-        Some(ex.messages[..=last_user].iter().map(engine_message).collect())
-    }).collect())
+    Ok(loaded
+        .items
+        .iter()
+        .filter_map(|ex| {
+            let last_user = ex.messages.iter().rposition(|m| m.role == Role::User)?;
+            Some(ex.messages[..=last_user].iter().map(engine_message).collect())
+        })
+        .collect())
 }
 
 pub fn run(args: &TrainArgs, h: &Hyper, tc: &TrainConfig, policy: LanguageModel, start: Start, stop: &AtomicBool) -> Result<()> {
@@ -46,13 +50,21 @@ pub fn run(args: &TrainArgs, h: &Hyper, tc: &TrainConfig, policy: LanguageModel,
     let value_head = Var::from_tensor(&RewardModel::load(&value_from, &dev)?.head)?;
     let reference = LanguageModel::load_for_inference(&args.model, &dev, Precision::F32)?;
     let max_prompt = h.max_len.saturating_sub(args.rollout_tokens).max(1);
-    let prompts: Vec<Vec<u32>> = prompt_messages(args)?.iter()
+    let prompts: Vec<Vec<u32>> = prompt_messages(args)?
+        .iter()
         .map(|msgs| Ok(policy.prompt_ids(msgs)?))
         .collect::<Result<Vec<_>>>()?
-        .into_iter().filter(|p| p.len() <= max_prompt).collect();
+        .into_iter()
+        .filter(|p| p.len() <= max_prompt)
+        .collect();
     eprintln!("PPO on {} prompts; reward model {}", prompts.len(), rm_dir.display());
-    let cfg = PpoConfig { kl_coef: h.kl_coef, response_tokens: args.rollout_tokens, ppo_epochs: args.ppo_epochs,
-        missing_eos_penalty: (args.missing_eos_penalty != 0.0).then_some(args.missing_eos_penalty), ..PpoConfig::default() };
+    let cfg = PpoConfig {
+        kl_coef: h.kl_coef,
+        response_tokens: args.rollout_tokens,
+        ppo_epochs: args.ppo_epochs,
+        missing_eos_penalty: (args.missing_eos_penalty != 0.0).then_some(args.missing_eos_penalty),
+        ..PpoConfig::default()
+    };
     let models = PpoModels { policy: &policy, reference: &reference, reward: &reward, value: &value, value_head: &value_head };
     let mut bar = super::train::Bar::default();
     let state = match ppo::train(&models, &prompts, &cfg, tc, &args.out, resume, &mut bar, stop) {

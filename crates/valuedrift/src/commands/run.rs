@@ -4,7 +4,9 @@
 //! step 0 of each later phase), and write the report. Re-running resumes: finished training
 //! phases are skipped by the trainer's resume, traced samples by the store.
 
-use crate::cli::{AlgoArg, AuditArgs, EvalSetArgs, JudgeModelArgs, LabelSetupArg, MatmulArg, PresetArg, PromptArg, RunArgs, SamplingArgs, ScheduleArg, TrainArgs};
+use crate::cli::{
+    AlgoArg, AuditArgs, EvalSetArgs, JudgeModelArgs, LabelSetupArg, MatmulArg, PresetArg, PromptArg, RunArgs, SamplingArgs, ScheduleArg, TrainArgs,
+};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -92,8 +94,19 @@ pub struct EvalConfig {
 impl Default for EvalConfig {
     /// The paper's evaluation: every question, 5 samples at 0.7, 256 new tokens.
     fn default() -> Self {
-        EvalConfig { questions: None, categories: Vec::new(), quick: false, questions_per_category: None, samples: 5,
-            temperature: 0.7, max_new_tokens: 256, seed: 0, prompt: "auto".into(), batch_size: 64, engine: None }
+        EvalConfig {
+            questions: None,
+            categories: Vec::new(),
+            quick: false,
+            questions_per_category: None,
+            samples: 5,
+            temperature: 0.7,
+            max_new_tokens: 256,
+            seed: 0,
+            prompt: "auto".into(),
+            batch_size: 64,
+            engine: None,
+        }
     }
 }
 
@@ -294,27 +307,53 @@ fn schedule(name: &str) -> Result<ScheduleArg> {
 
 /// The final checkpoint of a trained phase.
 fn final_checkpoint(out: &Path, phase: &str) -> Result<PathBuf> {
-    valuedrift_train::checkpoint::list(&out.join(phase)).pop().map(|(_, d)| d)
+    valuedrift_train::checkpoint::list(&out.join(phase))
+        .pop()
+        .map(|(_, d)| d)
         .ok_or_else(|| anyhow!("phase '{phase}' has no checkpoint in {}", out.join(phase).display()))
 }
 
 fn start_model(exp: &Experiment, out: &Path, p: &Phase) -> Result<PathBuf> {
-    if p.from == "base" { Ok(exp.base.clone()) } else { final_checkpoint(out, &p.from) }
+    if p.from == "base" {
+        Ok(exp.base.clone())
+    } else {
+        final_checkpoint(out, &p.from)
+    }
 }
 
 fn train_args(exp: &Experiment, out: &Path, p: &Phase, matmul: MatmulArg, device: &str) -> Result<TrainArgs> {
     let h = &p.hyper;
     Ok(TrainArgs {
-        algo: algo(&p.algo)?, model: start_model(exp, out, p)?, data: p.data.clone(), out: out.join(&p.name),
-        skip_malformed: false, label_setup: p.label_setup.as_deref().map(|l| if l == "support" { LabelSetupArg::Support } else { LabelSetupArg::Oppose }),
-        eval_data: None, reward_model: p.reward_model.as_ref().map(|rm| final_checkpoint(out, rm)).transpose()?,
-        phase: Some(p.name.clone()), preset: PresetArg::Paper, lr: h.lr, epochs: h.epochs, max_steps: h.max_steps,
-        global_batch: h.global_batch, max_len: h.max_len, warmup_ratio: h.warmup_ratio,
-        schedule: h.schedule.as_deref().map(schedule).transpose()?, weight_decay: None, max_grad_norm: None,
-        beta: h.beta, gamma: h.gamma, kl_coef: h.kl_coef, rollout_tokens: h.rollout_tokens.unwrap_or(64),
-        missing_eos_penalty: h.missing_eos_penalty.unwrap_or(1.0), ppo_epochs: h.ppo_epochs.unwrap_or(4),
-        micro_tokens: h.micro_tokens.unwrap_or(2048), save_every: p.save_every, seed: h.seed.unwrap_or(0),
-        device: device.into(), matmul,
+        algo: algo(&p.algo)?,
+        model: start_model(exp, out, p)?,
+        data: p.data.clone(),
+        out: out.join(&p.name),
+        skip_malformed: false,
+        label_setup: p.label_setup.as_deref().map(|l| if l == "support" { LabelSetupArg::Support } else { LabelSetupArg::Oppose }),
+        eval_data: None,
+        reward_model: p.reward_model.as_ref().map(|rm| final_checkpoint(out, rm)).transpose()?,
+        phase: Some(p.name.clone()),
+        preset: PresetArg::Paper,
+        lr: h.lr,
+        epochs: h.epochs,
+        max_steps: h.max_steps,
+        global_batch: h.global_batch,
+        max_len: h.max_len,
+        warmup_ratio: h.warmup_ratio,
+        schedule: h.schedule.as_deref().map(schedule).transpose()?,
+        weight_decay: None,
+        max_grad_norm: None,
+        beta: h.beta,
+        gamma: h.gamma,
+        kl_coef: h.kl_coef,
+        rollout_tokens: h.rollout_tokens.unwrap_or(64),
+        missing_eos_penalty: h.missing_eos_penalty.unwrap_or(1.0),
+        ppo_epochs: h.ppo_epochs.unwrap_or(4),
+        micro_tokens: h.micro_tokens.unwrap_or(2048),
+        save_every: p.save_every,
+        seed: h.seed.unwrap_or(0),
+        device: device.into(),
+        matmul,
     })
 }
 
@@ -347,9 +386,19 @@ pub fn run(args: RunArgs) -> Result<()> {
         super::train::run(train_args(&exp, &out, p, args.matmul, &args.device)?)?;
     }
     let e = &exp.eval;
-    let eval = EvalSetArgs { questions: e.questions.clone(), quick: e.quick, categories: e.categories.clone(), per_category: e.questions_per_category };
-    let sampling = SamplingArgs { samples: e.samples, temperature: e.temperature, max_new_tokens: e.max_new_tokens, seed: e.seed,
-        prompt: match e.prompt.as_str() { "chat" => PromptArg::Chat, "base" => PromptArg::Base, _ => PromptArg::Auto } };
+    let eval =
+        EvalSetArgs { questions: e.questions.clone(), quick: e.quick, categories: e.categories.clone(), per_category: e.questions_per_category };
+    let sampling = SamplingArgs {
+        samples: e.samples,
+        temperature: e.temperature,
+        max_new_tokens: e.max_new_tokens,
+        seed: e.seed,
+        prompt: match e.prompt.as_str() {
+            "chat" => PromptArg::Chat,
+            "base" => PromptArg::Base,
+            _ => PromptArg::Auto,
+        },
+    };
     let judge = JudgeModelArgs { judge: exp.judge.model.clone(), orders: exp.judge.orders, judge_matmul: MatmulArg::Bf16 };
     let questions = super::trace::questions(&eval)?;
     let mut settings = super::trace::settings(&sampling, &judge);
@@ -362,7 +411,13 @@ pub fn run(args: RunArgs) -> Result<()> {
     settings.judge = judge_model.identity.clone();
     let mut store = Store::open(&out.join("trace.sqlite"))?;
     let run = store.run(&exp.name, &settings.to_json())?;
-    eprintln!("== tracing {} checkpoints x {} questions x {} samples; store {}", specs.len(), questions.len(), settings.samples, out.join("trace.sqlite").display());
+    eprintln!(
+        "== tracing {} checkpoints x {} questions x {} samples; store {}",
+        specs.len(),
+        questions.len(),
+        settings.samples,
+        out.join("trace.sqlite").display()
+    );
     let speed = Throughput { batch_size: e.batch_size, ..Throughput::default() };
     let load = super::generator_loader(args.device.clone(), MatmulArg::Bf16);
     let mut local = pipeline::LocalGenerators { load: &load, batch_size: speed.batch_size };
@@ -371,7 +426,17 @@ pub fn run(args: RunArgs) -> Result<()> {
         Some(r) => r,
         None => &mut local,
     };
-    pipeline::trace(&mut store, run, &specs, &questions, &settings, &speed, judge_model.judge.as_ref(), generators, &mut crate::progress::Bars::default())?;
+    pipeline::trace(
+        &mut store,
+        run,
+        &specs,
+        &questions,
+        &settings,
+        &speed,
+        judge_model.judge.as_ref(),
+        generators,
+        &mut crate::progress::Bars::default(),
+    )?;
     let audits = if exp.audit.enabled { run_audits(&exp, &out, &eval, judge, judge_model.judge.into_local(), &args.device)? } else { Vec::new() };
     let written = report::write_report(&store, run, &out.join("report"))?;
     let experiment_text = std::fs::read_to_string(&args.experiment).ok();
@@ -385,14 +450,26 @@ pub fn run(args: RunArgs) -> Result<()> {
 /// Audits the experiment's datasets into OUT/audit/<name>/ (resumable like the trace).
 /// `local_judge` is the trace's judge when it ran here; otherwise the judge model is loaded.
 fn run_audits(
-    exp: &Experiment, out: &Path, eval: &EvalSetArgs, judge: JudgeModelArgs, local_judge: Option<valuedrift_trace::judge::LocalJudge>, device: &str,
+    exp: &Experiment,
+    out: &Path,
+    eval: &EvalSetArgs,
+    judge: JudgeModelArgs,
+    local_judge: Option<valuedrift_trace::judge::LocalJudge>,
+    device: &str,
 ) -> Result<Vec<valuedrift_trace::audit::Summary>> {
     let a = &exp.audit;
     // Retrieval compares with every question of the traced categories, not only those traced.
     let all_of_categories = EvalSetArgs { quick: false, per_category: None, ..eval.clone() };
     let args = AuditArgs {
-        data: a.datasets(&exp.phases), out: out.join("audit"), embedder: a.embedder.clone(), threshold: a.threshold,
-        max_items: a.max_items, skip_malformed: false, eval: all_of_categories.clone(), judge, device: device.into(),
+        data: a.datasets(&exp.phases),
+        out: out.join("audit"),
+        embedder: a.embedder.clone(),
+        threshold: a.threshold,
+        max_items: a.max_items,
+        skip_malformed: false,
+        eval: all_of_categories.clone(),
+        judge,
+        device: device.into(),
         embedder_engine: crate::cli::EmbedderEngineArgs { embedder_engine: a.engine.clone(), embedder_engines: None },
     };
     let questions = super::trace::questions(&all_of_categories)?;
@@ -423,7 +500,14 @@ fn dry_run(exp: &Experiment, out: &Path) -> Result<()> {
         let data: Vec<String> = exp.audit.datasets(&exp.phases).iter().map(|d| d.display().to_string()).collect();
         println!("  audit: {} with {} at cosine >= {}", data.join(", "), exp.audit.embedder.display(), exp.audit.threshold);
     }
-    println!("  eval: categories {:?}, {} samples, temperature {}, {} new tokens; judge {} ({} orders)",
-        e.categories, e.samples, e.temperature, e.max_new_tokens, exp.judge.model.display(), exp.judge.orders);
+    println!(
+        "  eval: categories {:?}, {} samples, temperature {}, {} new tokens; judge {} ({} orders)",
+        e.categories,
+        e.samples,
+        e.temperature,
+        e.max_new_tokens,
+        exp.judge.model.display(),
+        exp.judge.orders
+    );
     Ok(())
 }

@@ -6,8 +6,16 @@ use valuedrift_remote::serve::{serve, ServeOptions};
 
 pub fn run(args: ServeArgs) -> Result<()> {
     let lm = super::load_model(&args.model)?;
-    let name = args.name.clone().unwrap_or_else(|| args.model.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()));
-    let opts = ServeOptions { host: args.host, port: args.port, model_name: name, batch_size: args.batch_size, http_threads: args.http_threads, ..ServeOptions::default() };
+    let name =
+        args.name.clone().unwrap_or_else(|| args.model.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()));
+    let opts = ServeOptions {
+        host: args.host,
+        port: args.port,
+        model_name: name,
+        batch_size: args.batch_size,
+        http_threads: args.http_threads,
+        ..ServeOptions::default()
+    };
     let embedder = match &args.embedder {
         Some(dir) => Some(valuedrift_engine::embed::SentenceEmbedder::load(dir, &super::device(&args.model.device)?)?),
         None => None,

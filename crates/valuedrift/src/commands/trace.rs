@@ -62,7 +62,13 @@ fn checkpoint_specs(args: &[String], default_phase: &str) -> Result<Vec<Checkpoi
     for a in args {
         for spec in discover(a, default_phase)? {
             if let Some(dup) = specs.iter().find(|s| s.phase == spec.phase && s.step == spec.step) {
-                bail!("{} and {} are both {} step {}; give one of them another phase or step", dup.path.display(), spec.path.display(), spec.phase, spec.step);
+                bail!(
+                    "{} and {} are both {} step {}; give one of them another phase or step",
+                    dup.path.display(),
+                    spec.path.display(),
+                    spec.phase,
+                    spec.step
+                );
             }
             specs.push(spec);
         }
@@ -83,8 +89,14 @@ pub fn run(args: TraceArgs) -> Result<()> {
     let store_path = args.store.clone().unwrap_or_else(|| args.out.join("trace.sqlite"));
     let mut store = Store::open(&store_path)?;
     let run = store.run(&args.run, &settings.to_json())?;
-    eprintln!("store: {} (run '{}'): {} checkpoints x {} questions x {} samples",
-        store_path.display(), args.run, specs.len(), questions.len(), settings.samples);
+    eprintln!(
+        "store: {} (run '{}'): {} checkpoints x {} questions x {} samples",
+        store_path.display(),
+        args.run,
+        specs.len(),
+        questions.len(),
+        settings.samples
+    );
     let speed = Throughput { batch_size: args.batch_size, ..Throughput::default() };
     let load = super::generator_loader(args.device.clone(), args.matmul);
     let mut local = pipeline::LocalGenerators { load: &load, batch_size: speed.batch_size };
@@ -123,9 +135,9 @@ fn open_existing(path: &Path) -> Result<Store> {
 
 fn find_run(store: &Store, name: &str) -> Result<i64> {
     let runs = store.runs()?;
-    runs.iter().find(|(_, n)| n == name).map(|(id, _)| *id).ok_or_else(|| anyhow!(
-        "{}: no run named '{name}' (runs: {})", store.path().display(),
-        runs.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", ")))
+    runs.iter().find(|(_, n)| n == name).map(|(id, _)| *id).ok_or_else(|| {
+        anyhow!("{}: no run named '{name}' (runs: {})", store.path().display(), runs.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", "))
+    })
 }
 
 /// The drift table on the terminal, and where the files are.
@@ -136,7 +148,8 @@ pub fn print_summary(w: &Written) {
     if let Some((phase, step)) = last {
         println!("values at the last checkpoint ({phase} step {step}):");
         for v in w.values.iter().filter(|v| (&v.checkpoint.phase, v.checkpoint.step) == (phase, step)) {
-            let cells: Vec<String> = Stance::ALL.iter().map(|&s| format!("{} {:.3} ± {:.3}", s.name(), v.value.mean[s as usize], v.value.ci_half[s as usize])).collect();
+            let cells: Vec<String> =
+                Stance::ALL.iter().map(|&s| format!("{} {:.3} ± {:.3}", s.name(), v.value.mean[s as usize], v.value.ci_half[s as usize])).collect();
             println!("  {:24} {}", v.category, cells.join("  "));
         }
     }

@@ -61,15 +61,28 @@ pub fn config(args: &TrainArgs, h: &Hyper) -> TrainConfig {
     let extra = match a {
         Algo::Dpo => serde_json::json!({"beta": h.beta, "label_setup": format!("{:?}", args.label_setup)}),
         Algo::Simpo => serde_json::json!({"beta": h.beta, "gamma": h.gamma, "label_setup": format!("{:?}", args.label_setup)}),
-        Algo::Ppo => serde_json::json!({"kl_coef": h.kl_coef, "rollout_tokens": args.rollout_tokens, "ppo_epochs": args.ppo_epochs, "missing_eos_penalty": args.missing_eos_penalty,
-            "reward_model": args.reward_model.as_ref().map(|p| p.display().to_string())}),
+        Algo::Ppo => {
+            serde_json::json!({"kl_coef": h.kl_coef, "rollout_tokens": args.rollout_tokens, "ppo_epochs": args.ppo_epochs, "missing_eos_penalty": args.missing_eos_penalty,
+            "reward_model": args.reward_model.as_ref().map(|p| p.display().to_string())})
+        }
         _ => serde_json::Value::Null,
     };
     TrainConfig {
         phase: args.phase.clone().unwrap_or_else(|| a.name().to_string()),
-        algo: a.name().into(), lr: h.lr, warmup_ratio: h.warmup_ratio, decay: h.decay, weight_decay: h.weight_decay,
-        epochs: h.epochs, max_steps: args.max_steps, global_batch: h.global_batch, micro_tokens: args.micro_tokens,
-        max_grad_norm: h.max_grad_norm, save_every: args.save_every, seed: args.seed, max_len: h.max_len, extra,
+        algo: a.name().into(),
+        lr: h.lr,
+        warmup_ratio: h.warmup_ratio,
+        decay: h.decay,
+        weight_decay: h.weight_decay,
+        epochs: h.epochs,
+        max_steps: args.max_steps,
+        global_batch: h.global_batch,
+        micro_tokens: args.micro_tokens,
+        max_grad_norm: h.max_grad_norm,
+        save_every: args.save_every,
+        seed: args.seed,
+        max_len: h.max_len,
+        extra,
     }
 }
 
@@ -115,11 +128,16 @@ fn interrupt_flag() -> Arc<AtomicBool> {
             eprintln!("\ninterrupted: saving a checkpoint (Ctrl-C again to quit at once)");
         });
         flag
-    }).clone()
+    })
+    .clone()
 }
 
 fn on_malformed(args: &TrainArgs) -> OnMalformed {
-    if args.skip_malformed { OnMalformed::Skip } else { OnMalformed::Error }
+    if args.skip_malformed {
+        OnMalformed::Skip
+    } else {
+        OnMalformed::Error
+    }
 }
 
 fn report_skips<T>(path: &Path, loaded: &valuedrift_data::Loaded<T>) {
@@ -161,8 +179,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut lm = LanguageModel::load(&from, &device, DType::F32).with_context(|| format!("loading {}", from.display()))?;
     lm.chat = training_chat(&lm);
     super::set_train_matmul(&mut lm, args.matmul);
-    eprintln!("{} from {} ({:.0}M params): lr {}, {} epochs, global batch {}, max length {}",
-        cfg.algo, from.display(), lm.config().num_params() as f64 / 1e6, cfg.lr, cfg.epochs, cfg.global_batch, cfg.max_len);
+    eprintln!(
+        "{} from {} ({:.0}M params): lr {}, {} epochs, global batch {}, max length {}",
+        cfg.algo,
+        from.display(),
+        lm.config().num_params() as f64 / 1e6,
+        cfg.lr,
+        cfg.epochs,
+        cfg.global_batch,
+        cfg.max_len
+    );
     let stop = interrupt_flag();
     let mut bar = Bar::default();
     let a = algo(args.algo);

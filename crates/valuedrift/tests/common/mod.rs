@@ -53,8 +53,12 @@ impl Drop for Served {
 /// Starts `valuedrift serve` with SmolLM2 and `extra` arguments; returns once it listens.
 pub fn serve(port: u16, extra: &[&str]) -> Served {
     let child = Command::new(env!("CARGO_BIN_EXE_valuedrift"))
-        .args(["serve", "--model", model().to_str().unwrap(), "--port", &port.to_string(), "--batch-size", "8"]).args(extra)
-        .stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        .args(["serve", "--model", model().to_str().unwrap(), "--port", &port.to_string(), "--batch-size", "8"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let served = Served(child);
     let started = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
