@@ -6,7 +6,8 @@
 # AVX-512 kernels carry generation, scoring and training, so a second pass runs the tests of
 # those paths with the kernels capped at AVX2 (VALUEDRIFT_KERNELS=avx2: candle's kernels and the
 # AVX2 builds of the vector helpers, as on an AVX2-only machine). Arguments are passed to the
-# first pass; with arguments the second pass is skipped.
+# first pass; with arguments, or with VALUEDRIFT_KERNELS already set (the first pass ran that
+# family), the second pass is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-models.sh models smollm2-135m-instruct gemma3-270m qwen2.5-coder-1.5b-instruct all-minilm-l6-v2 all-mpnet-base-v2
@@ -14,8 +15,9 @@ status=0
 cargo test --release --workspace --no-fail-fast "$@" || status=1
 if [ $# -eq 0 ] && [ -z "${VALUEDRIFT_KERNELS:-}" ] && grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
     echo "== the same paths with the kernels capped at AVX2 (VALUEDRIFT_KERNELS=avx2)"
-    export VALUEDRIFT_KERNELS=avx2
-    cargo test --release --no-fail-fast -p valuedrift-engine -p valuedrift-train || status=1
-    cargo test --release --no-fail-fast -p valuedrift --test train || status=1
+    # --workspace keeps the first pass's feature set, so nothing is rebuilt; the targets: every
+    # library's unit tests, the engine's generation/scoring/training tests against transformers,
+    # the trainers' parity with PyTorch/TRL and the learning tests of `valuedrift train`.
+    VALUEDRIFT_KERNELS=avx2 cargo test --release --workspace --no-fail-fast --lib --test engine --test parity --test train || status=1
 fi
 exit $status
