@@ -77,7 +77,10 @@ pub fn discover(arg: &str, default_phase: &str) -> Result<Vec<CheckpointSpec>> {
         _ => (None, arg),
     };
     let (path_text, step) = match rest.rsplit_once('@') {
-        Some((p, s)) if s.chars().all(|c| c.is_ascii_digit()) && !s.is_empty() => (p, Some(s.parse::<u64>().unwrap())),
+        Some((p, s)) if s.chars().all(|c| c.is_ascii_digit()) && !s.is_empty() => {
+            let step = s.parse::<u64>().map_err(|_| bad(Path::new(p), format!("@{s}: the step does not fit in 64 bits")))?;
+            (p, Some(step))
+        }
         _ => (rest, None),
     };
     let path = PathBuf::from(path_text);
@@ -195,6 +198,9 @@ mod tests {
         assert_eq!(discover(&spec, "train").unwrap(), [CheckpointSpec { phase: "sft".into(), step: 0, phase_steps: None, path: base.clone() }]);
         let err = discover(base.to_str().unwrap(), "train").unwrap_err().to_string();
         assert!(err.contains("PATH@STEP"), "{err}");
+        // A step past u64 is an error naming it, not a panic.
+        let err = discover(&format!("{}@99999999999999999999999", base.display()), "train").unwrap_err().to_string();
+        assert!(err.contains("@99999999999999999999999: the step does not fit in 64 bits"), "{err}");
     }
 
     #[test]

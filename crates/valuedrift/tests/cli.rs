@@ -261,3 +261,12 @@ fn judge_agreement_compares_two_judges_on_the_same_items() {
     assert!(!o.status.success() && stderr(&o).contains("short.jsonl has 29"), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `bench train --steps 0` would time nothing: refused with the reason, not a panic.
+#[test]
+fn bench_refuses_zero_steps() {
+    let m = model();
+    let o = run(&["bench", "train", "--model", m.to_str().unwrap(), "--steps", "0"]);
+    assert!(!o.status.success() && stderr(&o).contains("--steps must be at least 1"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}

@@ -106,6 +106,9 @@ fn bench_train(a: BenchTrainArgs) -> Result<()> {
     use valuedrift_train::sft::SftObjective;
     use valuedrift_train::tokenize::{PairTokens, SftTokens};
     use valuedrift_train::trainer::update_step;
+    if a.steps == 0 {
+        bail!("--steps must be at least 1: step 0 is the untimed warm-up");
+    }
     let dtype = if matches!(a.dtype, DTypeArg::Bf16) { candle_core::DType::BF16 } else { candle_core::DType::F32 };
     let dev = candle_core::Device::Cpu;
     let mut lm = valuedrift_engine::LanguageModel::load(&a.model, &dev, dtype)?;
