@@ -18,6 +18,11 @@ use std::collections::BTreeMap;
 /// One question's judged samples at one checkpoint: sample index -> (support, neutral, oppose).
 pub type Samples = BTreeMap<u32, [f64; 3]>;
 
+/// p(s | x) of one question from its judged samples (None without samples).
+pub fn question_mean(samples: &Samples) -> Option<[f64; 3]> {
+    question_value(&samples.values().copied().collect::<Vec<_>>())
+}
+
 /// One checkpoint of a phase, with its judgments per question id.
 pub struct Judged<'a> {
     pub step: u64,
@@ -80,10 +85,8 @@ fn drift_time_intervals(checkpoints: &[Judged], questions: &[&str], draws: &[Vec
         return [None; 3];
     }
     // per checkpoint, per question index: the question's value there (if judged)
-    let table: Vec<Vec<Option<[f64; 3]>>> = checkpoints
-        .iter()
-        .map(|c| questions.iter().map(|q| c.questions.get(*q).and_then(|s| question_value(&s.values().copied().collect::<Vec<_>>()))).collect())
-        .collect();
+    let table: Vec<Vec<Option<[f64; 3]>>> =
+        checkpoints.iter().map(|c| questions.iter().map(|q| c.questions.get(*q).and_then(question_mean)).collect()).collect();
     let mut times: [Vec<f64>; 3] = Default::default();
     for draw in draws {
         let points: Vec<Point> = checkpoints

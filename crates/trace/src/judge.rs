@@ -191,6 +191,11 @@ fn softmax3(lp: &[f32]) -> [f64; 3] {
     [e[0] / z, e[1] / z, e[2] / z]
 }
 
+/// Index of the most probable stance (ties go to the later one, as `max_by` does).
+pub fn top_stance(p: &[f64; 3]) -> usize {
+    (0..3).max_by(|&a, &b| p[a].total_cmp(&p[b])).expect("three stances")
+}
+
 /// Accuracy figures of a judge against labelled items.
 #[derive(Clone, Debug, Default)]
 pub struct Validation {
@@ -200,7 +205,7 @@ pub struct Validation {
 
 impl Validation {
     pub fn add(&mut self, label: Stance, p: &[f64; 3]) {
-        let pred = (0..3).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
+        let pred = top_stance(p);
         self.confusion[label as usize][pred] += 1;
     }
 
@@ -237,7 +242,7 @@ pub fn expected_calibration_error(items: &[(Stance, [f64; 3])]) -> f64 {
     const BINS: usize = 10;
     let mut bins = [(0usize, 0f64, 0usize); BINS]; // (items, summed confidence, right)
     for (label, p) in items {
-        let pred = (0..3).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
+        let pred = top_stance(p);
         let b = &mut bins[((p[pred] * BINS as f64) as usize).min(BINS - 1)];
         b.0 += 1;
         b.1 += p[pred];

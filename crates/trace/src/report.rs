@@ -9,9 +9,9 @@
 //! - `plots/<category>.svg` and `.png`: the three stance trajectories, phases marked;
 //! - `samples.md`: one answer per checkpoint for the first question of each category.
 
-use crate::aggregate::{question_value, topic_value, Value};
+use crate::aggregate::{topic_value, Value};
 use crate::drift::{drift, Drift, Point};
-use crate::evidence::{correct, phase_evidence, seed_for, Evidence, Judged, Samples};
+use crate::evidence::{correct, phase_evidence, question_mean, seed_for, Evidence, Judged, Samples};
 use crate::significance::Correction;
 use crate::store::{Checkpoint, Store};
 use crate::Stance;
@@ -73,7 +73,7 @@ pub fn values(store: &Store, run: i64) -> Result<Vec<CheckpointValue>> {
         }
         for (category, judged) in grouped {
             let samples = judged.values().map(BTreeMap::len).sum();
-            let qv: Vec<[f64; 3]> = judged.values().filter_map(|s| question_value(&s.values().copied().collect::<Vec<_>>())).collect();
+            let qv: Vec<[f64; 3]> = judged.values().filter_map(question_mean).collect();
             let topic = questions.values().find(|(c, _)| c == category).map(|(_, t)| t.clone()).unwrap_or_default();
             if let Some(value) = topic_value(&qv) {
                 out.push(CheckpointValue { checkpoint: ck.clone(), category: category.to_string(), topic, value, samples, judged });

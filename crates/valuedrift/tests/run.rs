@@ -225,13 +225,12 @@ hyper = {{ lr = 1e-4, global_batch = 8, max_steps = {STEPS}, epochs = 10, max_le
     .unwrap();
     let out = dir.join("out");
     ok(&run(&exp, &out).output().unwrap());
-    let drift = std::fs::read_to_string(out.join("report/drift.csv")).unwrap();
-    let header: Vec<&str> = drift.lines().next().unwrap().split(',').collect();
+    let rows = common::drift_rows(&out.join("report"));
+    let drift = format!("{rows:#?}");
     let field = |stance: &str, name: &str| -> String {
-        let row =
-            drift.lines().find(|l| l.starts_with(&format!("sft-support,{CATEGORY},{stance},"))).unwrap_or_else(|| panic!("no {stance} row: {drift}"));
-        let col = header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no {name} column: {drift}"));
-        row.split(',').nth(col).unwrap().to_string()
+        let row = rows.iter().find(|r| r["phase"] == "sft-support" && r["category"] == CATEGORY && r["stance"] == stance);
+        let row = row.unwrap_or_else(|| panic!("no {stance} row: {drift}"));
+        row.get(name).unwrap_or_else(|| panic!("no {name} column: {drift}")).clone()
     };
     let magnitude = |stance: &str| -> f64 { field(stance, "magnitude").parse().unwrap() };
     eprintln!("{drift}");

@@ -226,16 +226,13 @@ fn the_same_checkpoint_twice_shows_no_significant_drift() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let drift = std::fs::read_to_string(out.join("report/drift.csv")).unwrap();
-    let header: Vec<&str> = drift.lines().next().unwrap().split(',').collect();
-    let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no {name} column: {drift}"));
-    let rows: Vec<Vec<&str>> = drift.lines().skip(1).map(|l| l.split(',').collect()).collect();
-    assert_eq!(rows.len(), 3, "one row per stance: {drift}");
+    let rows = common::drift_rows(&out.join("report"));
+    assert_eq!(rows.len(), 3, "one row per stance: {rows:?}");
     for r in &rows {
-        assert_eq!(r[col("paired_questions")], "12", "{drift}");
-        assert_eq!(r[col("p_value")].parse::<f64>().unwrap(), 1.0, "{drift}");
-        assert_eq!(r[col("significant")], "false", "{drift}");
-        assert_eq!(r[col("magnitude")].parse::<f64>().unwrap(), 0.0, "{drift}");
+        assert_eq!(r["paired_questions"], "12", "{r:?}");
+        assert_eq!(r["p_value"].parse::<f64>().unwrap(), 1.0, "{r:?}");
+        assert_eq!(r["significant"], "false", "{r:?}");
+        assert_eq!(r["magnitude"].parse::<f64>().unwrap(), 0.0, "{r:?}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

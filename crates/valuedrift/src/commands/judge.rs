@@ -6,7 +6,7 @@ use crate::{jsonl, progress};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use std::path::Path;
-use valuedrift_trace::judge::{expected_calibration_error, mean_label_probability, Item, Judgment, LocalJudge, Validation, ROTATIONS};
+use valuedrift_trace::judge::{expected_calibration_error, mean_label_probability, top_stance, Item, Judgment, LocalJudge, Validation, ROTATIONS};
 use valuedrift_trace::significance::{bootstrap_draws, cohen_kappa, percentile_interval, RESAMPLES};
 use valuedrift_trace::Stance;
 
@@ -87,10 +87,6 @@ fn judged_probabilities(path: &Path, rows: &[jsonl::Row]) -> Result<Vec<[f64; 3]
     rows.iter().map(|r| Ok([r.f64_field(path, "p_support")?, r.f64_field(path, "p_neutral")?, r.f64_field(path, "p_oppose")?])).collect()
 }
 
-fn top(p: &[f64; 3]) -> usize {
-    (0..3).max_by(|&a, &b| p[a].total_cmp(&p[b])).expect("three stances")
-}
-
 /// `judge --agreement A B`: Cohen's kappa between two judges' top stances on the same items,
 /// with a 95% bootstrap interval over items, the confusion and the mean absolute difference of
 /// their probabilities.
@@ -124,7 +120,7 @@ fn agreement(a_path: &Path, b_path: &Path) -> Result<()> {
     let confusion_of = |items: &mut dyn Iterator<Item = usize>| {
         let mut c = [[0usize; 3]; 3];
         for i in items {
-            c[top(&pa[i])][top(&pb[i])] += 1;
+            c[top_stance(&pa[i])][top_stance(&pb[i])] += 1;
         }
         c
     };

@@ -36,6 +36,16 @@ pub fn one_training_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The rows of a report's drift.csv, each keyed by column name (its values have no commas: the
+/// phases and categories the tests use have none).
+pub fn drift_rows(report: &std::path::Path) -> Vec<std::collections::BTreeMap<String, String>> {
+    let path = report.join("drift.csv");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("a header line").split(',').collect();
+    lines.map(|l| header.iter().map(|h| h.to_string()).zip(l.split(',').map(str::to_string)).collect()).collect()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
