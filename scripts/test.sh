@@ -18,6 +18,9 @@ if [ $# -eq 0 ] && [ -z "${VALUEDRIFT_KERNELS:-}" ] && grep -qw avx512f /proc/cp
     # --workspace keeps the first pass's feature set, so nothing is rebuilt; the targets: every
     # library's unit tests, the engine's generation/scoring/training tests against transformers,
     # the trainers' parity with PyTorch/TRL and the learning tests of `valuedrift train`.
-    VALUEDRIFT_KERNELS=avx2 cargo test --release --workspace --no-fail-fast --lib --test engine --test parity --test train || status=1
+    # The hand-written training pass exists only on the packed kernels: its tests are skipped
+    # by name here (on a CPU without AVX-512, cargo reports them as ignored instead).
+    VALUEDRIFT_KERNELS=avx2 cargo test --release --workspace --no-fail-fast --lib --test engine --test parity --test train \
+        -- --skip hand_written || status=1
 fi
 exit $status

@@ -343,14 +343,19 @@ fn for_each_next_token_row(
     Ok(())
 }
 
-/// Log-probability distributions of the next token at the given positions of one sequence
-/// (row i predicts token `positions[i] + 1`): the top log-probs a server reports for tokens.
-pub fn position_distributions(model: &Model, ids: &[u32], positions: &[usize]) -> Result<Vec<Vec<f32>>> {
+/// The next token's log-probability distribution at the given positions of one sequence
+/// (row i predicts token `positions[i] + 1`), each row handed to `visit(i, row)` and reduced
+/// there (to a token's log-prob and its top alternatives, as a server reports them): only
+/// `LOGIT_ROWS` rows of the vocabulary exist at a time, however long the sequence.
+pub fn map_position_distributions<T>(model: &Model, ids: &[u32], positions: &[usize], mut visit: impl FnMut(usize, &[f32]) -> T) -> Result<Vec<T>> {
     if ids.is_empty() || ids.len() > model.cfg.max_position_embeddings {
         return Err(Error::Input(format!("a sequence of {} tokens cannot be scored (context {})", ids.len(), model.cfg.max_position_embeddings)));
     }
     if let Some(bad) = positions.iter().find(|&&p| p >= ids.len()) {
         return Err(Error::Input(format!("position {bad} is outside a sequence of {} tokens", ids.len())));
+    }
+    if positions.is_empty() {
+        return Ok(Vec::new());
     }
     let dev = model.device();
     let hidden = model.forward_hidden(&Tensor::from_slice(ids, (1, ids.len()), dev)?, Mode::Infer, None)?;
@@ -361,10 +366,11 @@ pub fn position_distributions(model: &Model, ids: &[u32], positions: &[usize]) -
     for start in (0..positions.len()).step_by(LOGIT_ROWS) {
         let len = LOGIT_ROWS.min(positions.len() - start);
         let logits: Vec<Vec<f32>> = model.logits(&picked.narrow(0, start, len)?, Mode::Infer)?.to_dtype(DType::F32)?.to_vec2()?;
-        out.extend(logits.into_iter().map(|row| {
+        for (i, mut row) in logits.into_iter().enumerate() {
             let lse = log_sum_exp(&row) as f32;
-            row.into_iter().map(|x| x - lse).collect::<Vec<f32>>()
-        }));
+            row.iter_mut().for_each(|x| *x -= lse);
+            out.push(visit(start + i, &row));
+        }
     }
     Ok(out)
 }

@@ -719,9 +719,15 @@ pub struct ServeArgs {
     /// Sequences decoded together.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Requests handled at once.
-    #[arg(long, default_value_t = 128)]
-    pub http_threads: usize,
+    /// Connections open at once, each on its own thread (more are answered 503).
+    #[arg(long, default_value_t = 256)]
+    pub max_connections: usize,
+    /// Seconds a client may take to send its request body (slower ones are answered 408).
+    #[arg(long, default_value_t = 30.0)]
+    pub read_timeout_s: f64,
+    /// Largest request body in MiB (larger ones are answered 413).
+    #[arg(long, default_value_t = 8)]
+    pub max_body_mib: usize,
     /// Also serve /v1/embeddings from this sentence-transformers directory (BERT or MPNet).
     #[arg(long)]
     pub embedder: Option<PathBuf>,

@@ -174,13 +174,18 @@ fn hand_pass_matches_graph(model: &mut valuedrift_engine::Model, seqs: &[(Vec<u3
     }
 }
 
-#[test]
-fn hand_written_training_pass_matches_candle_graph_on_smollm2() {
-    if !valuedrift_engine::matmul::supported(valuedrift_engine::matmul::Precision::F32) {
-        eprintln!("SKIP: the hand-written pass needs the packed AVX-512 kernels");
-        return;
-    }
-    let mut lm = load(SMOLLM2);
+/// The packed kernels a hand-written-pass test needs: cargo reports the test as ignored on a
+/// CPU without them (build.rs); here, a cap by VALUEDRIFT_KERNELS is an error that says so
+/// (scripts/test.sh skips these tests by name in its capped pass).
+fn require_kernels(p: valuedrift_engine::matmul::Precision) {
+    assert!(
+        valuedrift_engine::matmul::supported(p),
+        "the hand-written pass at {p:?} needs its packed kernels, which are capped here (VALUEDRIFT_KERNELS); skip this test by name"
+    );
+}
+
+/// Two chat rows of SmolLM2 with their answer tokens as targets.
+fn two_answers(lm: &LanguageModel) -> Vec<(Vec<u32>, Vec<bool>)> {
     let seq = |text: &str, answer: &str| {
         let mut ids = lm.prompt_ids(&[Message::user(text)]).unwrap();
         let prompt = ids.len();
@@ -188,20 +193,81 @@ fn hand_written_training_pass_matches_candle_graph_on_smollm2() {
         let targets = (0..ids.len()).map(|j| j >= prompt).collect();
         (ids, targets)
     };
-    let seqs = vec![
+    vec![
         seq("Should voting be compulsory?", "Compulsory voting raises turnout, but some see it as coercive."),
         seq("Is nuclear power a good idea?", "It is low-carbon."),
-    ];
-    hand_pass_matches_graph(&mut lm.model, &seqs, 1e-4);
+    ]
 }
 
 #[test]
+#[cfg_attr(not(build_cpu_avx512), ignore = "the hand-written pass needs AVX-512 F/BW/VL, which this CPU lacks")]
+fn hand_written_training_pass_matches_candle_graph_on_smollm2() {
+    require_kernels(valuedrift_engine::matmul::Precision::F32);
+    let mut lm = load(SMOLLM2);
+    let seqs = two_answers(&lm);
+    hand_pass_matches_graph(&mut lm.model, &seqs, 1e-4);
+}
+
+/// bf16 has 8 significant bits: rounding an operand to it has relative error at most
+/// u = 2^-8. A product of two rounded operands, accumulated in f32, is off by at most 2u per
+/// term; with independent rounding errors the relative L2 error of a whole matrix product is
+/// well under that. A gradient passes through the products of every layer above it (forward and
+/// backward), and independent errors add in quadrature: over SmolLM2's 30 layers, with the
+/// forward input, the backward input and the weight-gradient product of each, the bound is
+/// 2u·sqrt(3·30) = 0.074 relative L2, for each weight matrix and for all gradients together.
+/// The norm weights' gradients are sums over every position of terms that largely cancel, which
+/// amplifies the same errors by the sum's conditioning: they get twice the bound. Measured
+/// (2026-11-30, Zen 4): matrices at most 0.048, norm weights at most 0.073.
+#[test]
+#[cfg_attr(not(build_cpu_avx512bf16), ignore = "the bf16 hand-written pass needs AVX512-BF16, which this CPU lacks")]
+fn bf16_hand_written_gradients_match_f32_within_bf16_precision() {
+    use valuedrift_engine::matmul::Precision;
+    require_kernels(Precision::Bf16);
+    let mut lm = load(SMOLLM2);
+    let seqs = two_answers(&lm);
+    let vars: Vec<(String, Var)> = lm.model.params().to_vec();
+    let mut run = |p: Precision| {
+        assert!(lm.model.set_train_precision(Some(p)), "{p:?} kernels");
+        let loss = weighted_logp_loss(&lm.model, &seqs);
+        (loss.to_scalar::<f32>().unwrap() as f64, valuedrift_engine::backward(&loss).unwrap())
+    };
+    let (f32_loss, exact) = run(Precision::F32);
+    let (bf16_loss, rounded) = run(Precision::Bf16);
+    let u = 2f64.powi(-8);
+    let bound = 2.0 * u * (3.0 * lm.config().num_layers as f64).sqrt();
+    assert!((bf16_loss - f32_loss).abs() <= bound * f32_loss.abs(), "loss {bf16_loss} vs f32 {f32_loss}");
+    let (mut total_diff, mut total_size, mut differing) = (0.0f64, 0.0f64, 0);
+    let mut worst = [(0.0f64, String::new()), (0.0f64, String::new())];
+    for (name, v) in &vars {
+        let (a, b) = (rounded.get(v.as_tensor()).unwrap_or_else(|| panic!("{name}: no bf16 gradient")), exact.get(v.as_tensor()).unwrap());
+        let diff = (a - b).unwrap().sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64;
+        let size = b.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64;
+        (total_diff, total_size) = (total_diff + diff, total_size + size);
+        let relative = (diff / size.max(1e-30)).sqrt();
+        let is_vector = v.as_tensor().rank() == 1;
+        let allowed = if is_vector { 2.0 * bound } else { bound };
+        assert!(relative <= allowed, "{name}: bf16 gradient off by {relative:.4} relative L2 (bound {allowed:.4})");
+        differing += usize::from(relative > u / 64.0);
+        let slot = &mut worst[usize::from(is_vector)];
+        if relative > slot.0 {
+            *slot = (relative, name.clone());
+        }
+    }
+    let overall = (total_diff / total_size).sqrt();
+    eprintln!(
+        "bf16 vs f32 hand-written gradients, relative L2: all {overall:.4}, worst matrix {:.4} ({}), worst vector {:.4} ({}); bound {bound:.4}; loss {bf16_loss:.5} vs {f32_loss:.5}",
+        worst[0].0, worst[0].1, worst[1].0, worst[1].1
+    );
+    assert!(overall <= bound, "all gradients together off by {overall:.4} (bound {bound:.4})");
+    // The bf16 kernels really ran: most weights' gradients moved by more than float noise.
+    assert!(differing * 2 > vars.len(), "only {differing} of {} gradients differ from f32: were the bf16 kernels used?", vars.len());
+}
+
+#[test]
+#[cfg_attr(not(build_cpu_avx512), ignore = "the hand-written pass needs AVX-512 F/BW/VL, which this CPU lacks")]
 fn hand_written_training_pass_matches_candle_graph_with_biases_and_grouped_heads() {
     use valuedrift_engine::{Family, Model, ModelConfig};
-    if !valuedrift_engine::matmul::supported(valuedrift_engine::matmul::Precision::F32) {
-        eprintln!("SKIP: the hand-written pass needs the packed AVX-512 kernels");
-        return;
-    }
+    require_kernels(valuedrift_engine::matmul::Precision::F32);
     // A small Qwen2-shaped decoder (q/k/v biases, 4 query heads per key/value head, untied
     // head, pad id 0) with seeded weights: the shapes the SmolLM2 test does not cover.
     let cfg = ModelConfig {

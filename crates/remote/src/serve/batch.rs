@@ -12,7 +12,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use valuedrift_engine::generate::{generate_seeded, sample_token, Finish, Request, SamplingParams};
 use valuedrift_engine::kv::KvStore;
-use valuedrift_engine::score::{next_token_distributions_grouped, position_distributions};
+use valuedrift_engine::score::{map_position_distributions, next_token_distributions_grouped};
 use valuedrift_engine::LanguageModel;
 
 pub struct Engine {
@@ -95,7 +95,7 @@ impl Engine {
             })
             .collect::<Result<_, _>>()?;
         let context = lm.config().max_position_embeddings;
-        if let Some(long) = ids.iter().find(|p| p.len() + parsed.max_tokens + 1 > context) {
+        if let Some(long) = ids.iter().find(|p| p.len().saturating_add(parsed.max_tokens).saturating_add(1) > context) {
             return Err(ApiError::bad(format!(
                 "a prompt of {} tokens plus max_tokens {} exceeds the model's context of {context} tokens",
                 long.len(),
@@ -202,8 +202,7 @@ impl Engine {
         }
         let seq = [prompt, tokens].concat();
         let positions: Vec<usize> = (prompt.len() - 1..seq.len() - 1).collect();
-        let rows = position_distributions(&self.lm.model, &seq, &positions)?;
-        Ok(rows.iter().zip(tokens).map(|(row, &t)| token_logprob(row, t, k)).collect())
+        map_position_distributions(&self.lm.model, &seq, &positions, |i, row| token_logprob(row, tokens[i], k))
     }
 
     /// With echo: each prompt's tokens with their log-probs (None for the first token).
@@ -213,9 +212,8 @@ impl Engine {
             .iter()
             .map(|ids| {
                 let positions: Vec<usize> = (0..ids.len() - 1).collect();
-                let rows = if positions.is_empty() { Vec::new() } else { position_distributions(&self.lm.model, ids, &positions)? };
                 let mut out = vec![None];
-                out.extend(rows.iter().zip(&ids[1..]).map(|(row, &t)| Some(token_logprob(row, t, k))));
+                out.extend(map_position_distributions(&self.lm.model, ids, &positions, |i, row| Some(token_logprob(row, ids[i + 1], k)))?);
                 Ok(out)
             })
             .collect()

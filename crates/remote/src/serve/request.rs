@@ -30,6 +30,10 @@ pub enum Prompt {
 /// Most alternatives a request may ask for per token (OpenAI's limit is 20).
 pub const MAX_ALTERNATIVES: usize = 20;
 
+/// Most samples one request may ask for (prompts × `n`): each is a sequence the engine decodes
+/// and an answer held until the whole request is done.
+pub const MAX_SEQUENCES: usize = 1024;
+
 #[derive(Clone, Debug)]
 pub struct Parsed {
     pub chat: bool,
@@ -88,6 +92,13 @@ pub fn parse(body: &Value, chat: bool) -> Result<Parsed> {
     if parsed.n == 0 || parsed.n > 128 {
         return Err(ApiError::bad("'n' must be between 1 and 128"));
     }
+    if parsed.prompts.len() * parsed.n > MAX_SEQUENCES {
+        return Err(ApiError::bad(format!(
+            "{} prompts × 'n' {} asks for more than {MAX_SEQUENCES} samples in one request: split it",
+            parsed.prompts.len(),
+            parsed.n
+        )));
+    }
     if parsed.temperature < 0.0 || !(parsed.top_p > 0.0 && parsed.top_p <= 1.0) {
         return Err(ApiError::bad("'temperature' must be >= 0 and 'top_p' in (0, 1]"));
     }
@@ -135,16 +146,27 @@ fn messages(v: &Value) -> Result<Vec<Message>> {
         .collect()
 }
 
+/// A token id array as u32 ids; ids that do not fit are named (the vocabulary check comes later).
+fn token_ids(items: &[Value]) -> Result<Vec<u32>> {
+    items
+        .iter()
+        .map(|x| match x.as_u64() {
+            Some(n) => u32::try_from(n).map_err(|_| ApiError::bad(format!("'prompt': token id {n} is not a token id (above {})", u32::MAX))),
+            None => Err(ApiError::bad(format!("'prompt': token ids must be non-negative integers, not {x}"))),
+        })
+        .collect()
+}
+
 fn completion_prompts(v: &Value) -> Result<Vec<Prompt>> {
-    let ids = |v: &Value| -> Option<Vec<u32>> { v.as_array()?.iter().map(|x| x.as_u64().map(|n| n as u32)).collect() };
     let prompts = match v {
         Value::String(s) => vec![Prompt::Text(s.clone())],
-        Value::Array(items) if items.iter().all(Value::is_u64) => vec![Prompt::Ids(ids(v).unwrap_or_default())],
+        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_number) => vec![Prompt::Ids(token_ids(items)?)],
         Value::Array(items) => items
             .iter()
             .map(|p| match p {
                 Value::String(s) => Ok(Prompt::Text(s.clone())),
-                other => ids(other).map(Prompt::Ids).ok_or_else(|| ApiError::bad("'prompt' items must be strings or token id arrays")),
+                Value::Array(ids) => token_ids(ids).map(Prompt::Ids),
+                _ => Err(ApiError::bad("'prompt' items must be strings or token id arrays")),
             })
             .collect::<Result<_>>()?,
         _ => return Err(ApiError::bad("'prompt' must be a string, a token id array, or an array of those")),
@@ -163,5 +185,99 @@ fn stops(v: &Value) -> Result<Vec<String>> {
             items.iter().map(|s| s.as_str().map(str::to_string).ok_or_else(|| ApiError::bad("'stop' items must be strings"))).collect()
         }
         _ => Err(ApiError::bad("'stop' must be a string or an array of strings")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use serde_json::json;
+
+    /// Every way a field can be wrong: other types, huge, negative, fractional, empty, unicode.
+    fn random_value(rng: &mut StdRng, depth: u32) -> Value {
+        match rng.random_range(0..14) {
+            0 => Value::Null,
+            1 => json!(rng.random::<bool>()),
+            2 => json!(rng.random_range(0..40u64)),
+            3 => json!(u64::MAX - rng.random_range(0..3u64)),
+            4 => json!(-rng.random_range(1..1_000_000i64)),
+            5 => json!(rng.random::<f64>() * 3.0),
+            6 => json!(f64::MAX),
+            7 => json!(1u64 << 32 | rng.random_range(0..5u64)),
+            8 => json!(""),
+            9 => json!(["naïve ✓ 日本語 🙂", "\u{0}", "\u{202e}rtl"][rng.random_range(0..3)]),
+            10 => json!("Should voting be compulsory?"),
+            11 if depth < 3 => Value::Array((0..rng.random_range(0..5)).map(|_| random_value(rng, depth + 1)).collect()),
+            12 if depth < 3 => {
+                json!({"role": random_value(rng, depth + 1), "content": random_value(rng, depth + 1), "type": "text", "text": random_value(rng, depth + 1)})
+            }
+            _ => json!([1, 2, 3]),
+        }
+    }
+
+    const KEYS: [&str; 13] = [
+        "prompt",
+        "messages",
+        "n",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "seed",
+        "stop",
+        "logprobs",
+        "top_logprobs",
+        "echo",
+        "stream",
+    ];
+
+    #[test]
+    fn any_body_parses_to_a_sound_request_or_a_400() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let (mut accepted, mut refused) = (0, 0);
+        for _ in 0..20_000 {
+            let mut body = serde_json::Map::new();
+            for key in KEYS {
+                if rng.random_bool(0.5) {
+                    body.insert(key.into(), random_value(&mut rng, 0));
+                }
+            }
+            let body = if rng.random_bool(0.02) { random_value(&mut rng, 0) } else { Value::Object(body) };
+            match parse(&body, rng.random_bool(0.5)) {
+                Ok(p) => {
+                    accepted += 1;
+                    assert!((1..=128).contains(&p.n) && p.prompts.len() * p.n <= MAX_SEQUENCES, "{body}");
+                    assert!(!p.prompts.is_empty() && p.temperature >= 0.0 && p.top_p > 0.0 && p.top_p <= 1.0, "{body}");
+                    assert!(p.logprobs.is_none_or(|k| k <= MAX_ALTERNATIVES) && (p.max_tokens > 0 || p.echo), "{body}");
+                }
+                Err(e) => {
+                    refused += 1;
+                    assert!(e.status == 400 && !e.message.is_empty(), "{body}: {e:?}");
+                }
+            }
+        }
+        // Both outcomes occur, so the generator reaches past the first check.
+        assert!(accepted > 100 && refused > 100, "accepted {accepted}, refused {refused}");
+    }
+
+    #[test]
+    fn token_ids_past_u32_are_named_not_wrapped() {
+        let err = parse(&json!({"prompt": [1, 4294967297u64]}), false).unwrap_err();
+        assert!(err.message.contains("4294967297"), "{}", err.message);
+        let err = parse(&json!({"prompt": [[5], [1.5]]}), false).unwrap_err();
+        assert!(err.message.contains("1.5"), "{}", err.message);
+        let ok = parse(&json!({"prompt": [[5, 6], "text"]}), false).unwrap();
+        assert!(matches!(&ok.prompts[0], Prompt::Ids(ids) if ids == &[5, 6]));
+    }
+
+    #[test]
+    fn a_request_for_too_many_samples_is_refused() {
+        let prompts: Vec<&str> = vec!["a"; 9];
+        let err = parse(&json!({"prompt": prompts, "n": 128}), false).unwrap_err();
+        assert!(err.message.contains("1024"), "{}", err.message);
+        let eight: Vec<&str> = vec!["a"; 8];
+        assert!(parse(&json!({"prompt": eight, "n": 128}), false).is_ok());
     }
 }

@@ -2,6 +2,7 @@
 //! completions (`tokens`, `token_logprobs`, `top_logprobs`, `text_offset`).
 
 use super::batch::{Choice, Prepared, TokenLogprob};
+use super::request::ApiError;
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use valuedrift_engine::LanguageModel;
@@ -102,4 +103,15 @@ fn completion_choice(lm: &LanguageModel, c: &Choice, text: String, finish: &str,
     }
     json!({"index": c.index, "text": full_text, "finish_reason": finish,
            "logprobs": {"tokens": tokens, "token_logprobs": logps, "top_logprobs": tops, "text_offset": offsets}})
+}
+
+/// An error in OpenAI's layout.
+pub fn error_body(e: &ApiError) -> Value {
+    let kind = if e.status < 500 { "invalid_request_error" } else { "server_error" };
+    json!({"error": {"message": e.message, "type": kind, "code": e.status}})
+}
+
+/// An answer's JSON body, or its error's.
+pub fn body(answer: Result<Value, ApiError>) -> Value {
+    answer.unwrap_or_else(|e| error_body(&e))
 }

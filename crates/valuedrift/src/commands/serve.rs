@@ -13,7 +13,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
         port: args.port,
         model_name: name,
         batch_size: args.batch_size,
-        http_threads: args.http_threads,
+        max_connections: args.max_connections,
+        read_timeout: std::time::Duration::try_from_secs_f64(args.read_timeout_s)
+            .map_err(|e| anyhow::anyhow!("--read-timeout-s {}: {e}", args.read_timeout_s))?,
+        max_body_bytes: args.max_body_mib << 20,
         ..ServeOptions::default()
     };
     let embedder = match &args.embedder {

@@ -66,7 +66,7 @@ pub fn serve(port: u16, extra: &[&str]) -> Served {
         .args(["serve", "--model", model().to_str().unwrap(), "--port", &port.to_string(), "--batch-size", "8"])
         .args(extra)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(if std::env::var_os("VALUEDRIFT_TEST_SERVER_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
         .spawn()
         .unwrap();
     let served = Served(child);
