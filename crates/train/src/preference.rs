@@ -1,6 +1,7 @@
 //! DPO and SimPO on (prompt, chosen, rejected) pairs. DPO's reference log-probs are computed once
-//! from the starting policy before the first update and kept in `OUT/reference_logps.json`, so
-//! no reference model stays in memory and a resumed run uses the same numbers.
+//! from the starting policy before the first update and kept in `OUT/reference_logps.json` under
+//! the key of what decided them (`ReferenceKey`), so no reference model stays in memory and a
+//! resumed run uses the same numbers, never those of another model or data set.
 
 use crate::losses;
 use crate::tokenize::PairTokens;
@@ -33,20 +34,96 @@ pub fn pair_logps(model: &Model, pairs: &[PairTokens], tokens_per_batch: usize) 
     Ok(scored.chunks(2).map(|c| (c[0].sum, c[1].sum)).collect())
 }
 
-/// The reference log-probs: read from `OUT/reference_logps.json` when present (a resumed run),
-/// else computed from `model` (the starting policy) and written there.
-pub fn reference_logps(out: &Path, model: &Model, pairs: &[PairTokens], tokens_per_batch: usize) -> Result<Vec<(f64, f64)>> {
-    let path = out.join("reference_logps.json");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let cached: Vec<(f64, f64)> = serde_json::from_str(&text).map_err(|e| file_err(&path, e))?;
-        if cached.len() == pairs.len() {
-            return Ok(cached);
+/// What decides a DPO reference: the starting model (its path, size and modification time) and
+/// the tokenized pairs (data, tokenizer, chat template and max length, through a hash of every
+/// token id). A cache made under another key is never used.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReferenceKey {
+    pub model: String,
+    pub model_bytes: u64,
+    pub model_modified_s: u64,
+    pub pairs: usize,
+    pub tokens_fnv1a: String,
+}
+
+impl ReferenceKey {
+    pub fn new(model: &Path, pairs: &[PairTokens]) -> Result<Self> {
+        let canonical = model.canonicalize().map_err(|e| file_err(model, e))?;
+        let (model_bytes, model_modified_s) = model_fingerprint(&canonical)?;
+        let mut hash = Fnv1a::default();
+        for p in pairs {
+            for part in [&p.prompt, &p.chosen, &p.rejected] {
+                hash.ids(part);
+            }
+        }
+        Ok(ReferenceKey {
+            model: canonical.display().to_string(),
+            model_bytes,
+            model_modified_s,
+            pairs: pairs.len(),
+            tokens_fnv1a: format!("{:016x}", hash.0),
+        })
+    }
+}
+
+/// Total size and latest modification time of a model file, or of a model directory's files.
+fn model_fingerprint(path: &Path) -> Result<(u64, u64)> {
+    let files: Vec<std::path::PathBuf> = if path.is_dir() {
+        let entries = std::fs::read_dir(path).map_err(|e| file_err(path, e))?;
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect()
+    } else {
+        vec![path.to_path_buf()]
+    };
+    files.iter().try_fold((0, 0), |(bytes, latest), f| {
+        let meta = std::fs::metadata(f).map_err(|e| file_err(f, e))?;
+        let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
+        Ok((bytes + meta.len(), latest.max(modified)))
+    })
+}
+
+/// 64-bit FNV-1a over token ids, each list closed by a separator so that lists cannot run together.
+#[derive(Default)]
+struct Fnv1a(u64);
+
+impl Fnv1a {
+    fn ids(&mut self, ids: &[u32]) {
+        if self.0 == 0 {
+            self.0 = 0xcbf29ce484222325;
+        }
+        for byte in ids.iter().flat_map(|i| i.to_le_bytes()).chain(u32::MAX.to_le_bytes()) {
+            self.0 = (self.0 ^ byte as u64).wrapping_mul(0x100000001b3);
         }
     }
-    let computed = pair_logps(model, pairs, tokens_per_batch)?;
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CachedReference {
+    key: ReferenceKey,
+    logps: Vec<(f64, f64)>,
+}
+
+/// The file that keeps a phase's reference log-probs.
+pub fn reference_path(out: &Path) -> std::path::PathBuf {
+    out.join("reference_logps.json")
+}
+
+/// The reference log-probs kept in `OUT/reference_logps.json`, if they were made under `key`
+/// (a resumed run); None when absent, made under another key or in an older layout.
+pub fn cached_reference(out: &Path, key: &ReferenceKey) -> Result<Option<Vec<(f64, f64)>>> {
+    let path = reference_path(out);
+    let Ok(text) = std::fs::read_to_string(&path) else { return Ok(None) };
+    Ok(serde_json::from_str::<CachedReference>(&text).ok().filter(|c| &c.key == key && c.logps.len() == key.pairs).map(|c| c.logps))
+}
+
+/// Computes the reference log-probs with `model` (which must be the starting model the key
+/// names) and keeps them under `key`, written atomically (a temporary file, then a rename).
+pub fn compute_reference(out: &Path, key: &ReferenceKey, model: &Model, pairs: &[PairTokens], tokens_per_batch: usize) -> Result<Vec<(f64, f64)>> {
+    let logps = pair_logps(model, pairs, tokens_per_batch)?;
     std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
-    std::fs::write(&path, serde_json::to_string(&computed).expect("json")).map_err(|e| file_err(&path, e))?;
-    Ok(computed)
+    let (path, tmp) = (reference_path(out), out.join("reference_logps.json.tmp"));
+    let text = serde_json::to_string(&CachedReference { key: key.clone(), logps }).expect("json");
+    std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, &path)).map_err(|e| file_err(&path, e))?;
+    Ok(cached_reference(out, key)?.expect("just written"))
 }
 
 /// Per-sequence sums of a flat token tensor, as (B,).

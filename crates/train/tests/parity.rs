@@ -22,9 +22,12 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+fn models() -> PathBuf {
+    std::env::var_os("VALUEDRIFT_MODELS").map(PathBuf::from).unwrap_or_else(|| root().join("models"))
+}
+
 fn smollm2() -> LanguageModel {
-    let dir = std::env::var_os("VALUEDRIFT_MODELS").map(PathBuf::from).unwrap_or_else(|| root().join("models"));
-    let p = dir.join("smollm2-135m-instruct.q4_1.gguf");
+    let p = models().join("smollm2-135m-instruct.q4_1.gguf");
     assert!(p.exists(), "{} is missing: run scripts/install-models.sh first", p.display());
     LanguageModel::load(&p, &Device::Cpu, DType::F32).unwrap()
 }
@@ -241,4 +244,29 @@ fn dpo_and_simpo_objectives_match_trl() {
         1e-4,
         "DPO loss after one SGD step",
     );
+}
+
+#[test]
+fn dpo_reference_is_kept_only_for_the_model_and_pairs_that_made_it() {
+    use valuedrift_train::preference::{cached_reference, compute_reference, pair_logps, reference_path, ReferenceKey};
+    let lm = smollm2();
+    let model = models().join("smollm2-135m-instruct.q4_1.gguf");
+    let out = std::env::temp_dir().join(format!("valuedrift-reference-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let pair = |a: u32| PairTokens { prompt: vec![1, 504, 2330, a], chosen: vec![3400, 30, 2], rejected: vec![1920, 30, 2] };
+    let pairs = vec![pair(28), pair(29)];
+    let key = ReferenceKey::new(&model, &pairs).unwrap();
+    let computed = compute_reference(&out, &key, &lm.model, &pairs, 512).unwrap();
+    assert_eq!(computed, pair_logps(&lm.model, &pairs, 512).unwrap(), "the kept numbers are the model's");
+    assert_eq!(cached_reference(&out, &key).unwrap().as_ref(), Some(&computed), "a resumed run gets them back");
+    assert!(!out.join("reference_logps.json.tmp").exists(), "written through a temporary file, renamed into place");
+    // The same number of pairs with one token changed, or another starting model: not reused.
+    let edited = vec![pair(28), pair(30)];
+    assert_eq!(cached_reference(&out, &ReferenceKey::new(&model, &edited).unwrap()).unwrap(), None);
+    let other_model = models().join("gemma3-270m.q4_k_m.gguf");
+    assert_eq!(cached_reference(&out, &ReferenceKey::new(&other_model, &pairs).unwrap()).unwrap(), None);
+    // The older layout (a bare list, whatever made it) is not trusted either.
+    std::fs::write(reference_path(&out), serde_json::to_string(&computed).unwrap()).unwrap();
+    assert_eq!(cached_reference(&out, &key).unwrap(), None);
+    std::fs::remove_dir_all(&out).unwrap();
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use valuedrift_data::valuegap::{is_value_gap, load_value_gap, LabelSetup};
 use valuedrift_data::{load_preferences, load_sft, OnMalformed, PreferenceFormat, PreferencePair, SftFormat};
 use valuedrift_engine::LanguageModel;
-use valuedrift_train::preference::{reference_logps, PreferenceLoss, PreferenceObjective};
+use valuedrift_train::preference::{cached_reference, compute_reference, reference_path, PreferenceLoss, PreferenceObjective, ReferenceKey};
 use valuedrift_train::presets::{paper, Algo, Hyper};
 use valuedrift_train::reward::{self, RewardObjective};
 use valuedrift_train::schedule::Decay;
@@ -209,8 +209,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Algo::Dpo | Algo::Simpo => {
             let pairs = tokenize_pairs(&lm, &load_pairs(&args.data, &args)?, cfg.max_len)?;
             let (loss, reference) = if a == Algo::Dpo {
-                eprintln!("reference log-probs of {} pairs (computed once)", pairs.len());
-                (PreferenceLoss::Dpo { beta: h.beta }, Some(reference_logps(&args.out, &lm.model, &pairs, args.micro_tokens)?))
+                (PreferenceLoss::Dpo { beta: h.beta }, Some(dpo_reference(&args, &lm, &start, &pairs, &device)?))
             } else {
                 (PreferenceLoss::Simpo { beta: h.beta, gamma: h.gamma }, None)
             };
@@ -225,6 +224,27 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     summarize(&state.log_history, &args.out);
     Ok(())
+}
+
+/// DPO's reference log-probs: kept from an earlier start of this phase if made from the same
+/// starting model and pairs, else computed from the starting model (loaded again when this run
+/// resumes from a checkpoint, whose weights are no longer the reference).
+fn dpo_reference(args: &TrainArgs, lm: &LanguageModel, start: &Start, pairs: &[PairTokens], device: &candle_core::Device) -> Result<Vec<(f64, f64)>> {
+    let key = ReferenceKey::new(&args.model, pairs)?;
+    if let Some(kept) = cached_reference(&args.out, &key)? {
+        eprintln!("reference log-probs of {} pairs: kept in {}", pairs.len(), reference_path(&args.out).display());
+        return Ok(kept);
+    }
+    eprintln!("reference log-probs of {} pairs from {} (computed once)", pairs.len(), args.model.display());
+    let computed = match start {
+        Start::Fresh => compute_reference(&args.out, &key, &lm.model, pairs, args.micro_tokens)?,
+        Start::Resume { .. } => {
+            let mut starting = LanguageModel::load(&args.model, device, DType::F32).with_context(|| format!("loading {}", args.model.display()))?;
+            super::set_train_matmul(&mut starting, args.matmul);
+            compute_reference(&args.out, &key, &starting.model, pairs, args.micro_tokens)?
+        }
+    };
+    Ok(computed)
 }
 
 fn train_reward_model(args: &TrainArgs, cfg: &TrainConfig, mut lm: LanguageModel, start: Start, stop: &AtomicBool, bar: &mut Bar) -> Result<()> {
