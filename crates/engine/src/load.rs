@@ -75,6 +75,18 @@ impl LanguageModel {
         Ok(lm)
     }
 
+    /// The tokenizer of a model without loading its weights (GGUF metadata, or a directory's
+    /// tokenizer.json).
+    pub fn read_tokenizer(path: &Path) -> Result<Tokenizer> {
+        if path.is_dir() {
+            return Tokenizer::from_file(&path.join("tokenizer.json"));
+        }
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let content = candle_core::quantized::gguf_file::Content::read(&mut file)
+            .map_err(|e| Error::bad_model(path, format!("not a readable GGUF file ({e})")))?;
+        Tokenizer::from_gguf(path, &content)
+    }
+
     /// The chat format of a model without loading its weights (to render prompts for a server
     /// that runs the model).
     pub fn read_chat_format(path: &Path) -> Result<ChatFormat> {

@@ -2,11 +2,14 @@
 //! once per option order, and the three option log-probs are combined exactly as locally. Two
 //! ways to read the log-probs:
 //!
-//! - top-k (`top`): the first answer token's `top_logprobs`, as the paper did with GPT-4o. An
-//!   option matches the listed token that is the longest prefix of its word (`support`, `sup`,
-//!   ...; case and spacing as written, like the local judge's single token). An option missing
-//!   from the list gets the lowest log-prob listed (a bound: it ranked below all of them), the
-//!   three are renormalized, and the judgment is flagged `floored`.
+//! - top-k (`top`): the first answer token's `top_logprobs`, as the paper did with GPT-4o. With
+//!   a local copy of the judge's tokenizer, an option matches only the listed token that is
+//!   exactly its word's first token (the token the local judge reads), so the numbers are the
+//!   local judge's. Without one (a hosted model), an option matches the listed token that is the
+//!   longest prefix of its word (`support`, `sup`, ...; case and spacing as written): then a
+//!   shorter prefix may be another token than the model's own first token of the word. An
+//!   option missing from the list gets the lowest log-prob listed (a bound: it ranked below all
+//!   of them), the three are renormalized, and the judgment is flagged `floored`.
 //! - echo (`echo`): the completions endpoint scores the prompt followed by each option word and
 //!   returns the prompt's log-probs; the option word's first token is read exactly. Needs prompts
 //!   rendered here (a local copy of the judge's chat template) and a server that echoes.
@@ -36,6 +39,9 @@ pub struct RemoteJudge {
     pub top_logprobs: usize,
     /// The judge's chat format, for prompts rendered here (completions API).
     pub format: Option<ChatFormat>,
+    /// Each option word's first token as the judge's tokenizer writes it, in Stance order, when a
+    /// local copy of the tokenizer is at hand: top-k lists are then matched exactly.
+    pub option_tokens: Option<[String; 3]>,
 }
 
 /// The three option log-probs of one (item, order), and whether any was floored.
@@ -54,7 +60,7 @@ impl RemoteJudge {
         if mode == LogprobMode::Echo && api != Api::Completions {
             return Err(RemoteError::Config("echo log-probs need the completions API (`api = \"completions\"`)".into()));
         }
-        Ok(RemoteJudge { client, model: model.into(), orders, api, mode, top_logprobs: 20, format })
+        Ok(RemoteJudge { client, model: model.into(), orders, api, mode, top_logprobs: 20, format, option_tokens: None })
     }
 
     /// The prompt text of the completions API: the local judge's conversation, rendered here.
@@ -78,7 +84,7 @@ impl RemoteJudge {
         };
         let (url, answer) = self.client.post(self.api.path(), &body)?;
         let listed = Reader::new(&url, &answer).first_token_alternatives(self.api)?;
-        Ok(options_from_top(&listed))
+        Ok(options_from_top(&listed, self.option_tokens.as_ref()))
     }
 
     fn ask_echo(&self, item: &Item, order: &[Stance; 3]) -> Result<OptionLogps> {
@@ -113,14 +119,26 @@ impl RemoteJudge {
     }
 }
 
+/// Each option word's first token as `tokenizer` writes it, in Stance order.
+pub fn option_tokens(tokenizer: &valuedrift_engine::Tokenizer) -> valuedrift_engine::Result<[String; 3]> {
+    let first = |s: Stance| -> valuedrift_engine::Result<String> {
+        let ids = tokenizer.encode(s.name(), false)?;
+        tokenizer.decode(&ids[..ids.len().min(1)], false)
+    };
+    Ok([first(Stance::Support)?, first(Stance::Neutral)?, first(Stance::Oppose)?])
+}
+
 /// The three option log-probs from a top-k list, with the floor rule (see the module docs).
-fn options_from_top(listed: &[(String, f64)]) -> OptionLogps {
+fn options_from_top(listed: &[(String, f64)], exact: Option<&[String; 3]>) -> OptionLogps {
     let floor = listed.iter().map(|(_, l)| *l).fold(f64::INFINITY, f64::min);
     let mut floored = false;
     let mut logps = [0.0; 3];
-    for (slot, stance) in logps.iter_mut().zip(Stance::ALL) {
+    for (i, (slot, stance)) in logps.iter_mut().zip(Stance::ALL).enumerate() {
         let word = stance.name();
-        let best = listed.iter().filter(|(t, _)| !t.is_empty() && word.starts_with(t.as_str())).max_by_key(|(t, _)| t.len());
+        let best = match exact {
+            Some(tokens) => listed.iter().find(|(t, _)| !t.is_empty() && *t == tokens[i]),
+            None => listed.iter().filter(|(t, _)| !t.is_empty() && word.starts_with(t.as_str())).max_by_key(|(t, _)| t.len()),
+        };
         *slot = match best {
             Some((_, l)) => *l,
             None => {
@@ -184,11 +202,15 @@ mod tests {
 
     #[test]
     fn options_take_the_longest_matching_token_and_a_missing_one_is_floored() {
-        let got = options_from_top(&listed(&[("support", -0.1), ("sup", -5.0), ("neutral", -2.5), ("Oppose", -3.0), (" the", -4.0)]));
+        let got = options_from_top(&listed(&[("support", -0.1), ("sup", -5.0), ("neutral", -2.5), ("Oppose", -3.0), (" the", -4.0)]), None);
         assert_eq!(got.logps, [-0.1, -2.5, -5.0], "oppose is missing ('Oppose' differs in case): floored to the lowest listed");
         assert!(got.floored);
-        let whole = options_from_top(&listed(&[("neut", -1.0), ("opp", -2.0), ("support", -0.5)]));
+        let whole = options_from_top(&listed(&[("neut", -1.0), ("opp", -2.0), ("support", -0.5)]), None);
         assert_eq!((whole.logps, whole.floored), ([-0.5, -1.0, -2.0], false));
+        // With the judge's own first tokens, only those count: "op" is another token than "opp".
+        let tokens = ["support".to_string(), "neutral".to_string(), "opp".to_string()];
+        let exact = options_from_top(&listed(&[("support", -0.5), ("neutral", -1.0), ("op", -2.0), ("o", -3.0)]), Some(&tokens));
+        assert_eq!((exact.logps, exact.floored), ([-0.5, -1.0, -3.0], true));
     }
 
     #[test]

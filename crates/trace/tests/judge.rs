@@ -62,6 +62,7 @@ fn prefix_cached_judgments_equal_whole_prompt_judgments() {
         .collect();
     let cached = judge.judge(&items).unwrap();
     let whole = judge.judge_uncached(&items).unwrap();
+    assert!(!cached.is_empty() && cached.len() == whole.len(), "{} cached vs {} whole", cached.len(), whole.len());
     for (a, b) in cached.iter().zip(&whole) {
         for s in 0..3 {
             assert!((a.p[s] - b.p[s]).abs() < 1e-4, "{:?} vs {:?}", a.p, b.p);

@@ -111,7 +111,7 @@ fn sft_loss_gradient_and_sgd_step_match_pytorch() {
     sgd_step(&params(&lm), acc.grads(), fx["sft"]["sgd_lr"].as_f64().unwrap()).unwrap();
     let after = SftObjective::nll(&lm.model, &objective.data).unwrap();
     let want = f64s(&fx["sft"]["nll_sum_after_sgd_step"]);
-    for ((got, _), want) in after.iter().zip(want) {
+    for ((got, _), want) in paired(&after, want) {
         close(*got, want, 1e-4, "summed NLL after one SGD step");
     }
 }
@@ -128,7 +128,7 @@ fn reward_model_bradley_terry_matches_pytorch() {
     let want: Vec<f64> = r["sequences"].as_array().unwrap().iter().map(|s| s["reward"].as_f64().unwrap()).collect();
     let rewards = reward::rewards(&lm.model, head.as_tensor(), &seqs, Mode::Grad).unwrap();
     let got: Vec<f32> = rewards.to_vec1().unwrap();
-    for (g, w) in got.iter().zip(&want) {
+    for (g, w) in paired(&got, &want) {
         assert!((*g as f64 - w).abs() < 1e-4, "reward {g} vs {w}");
     }
     // Sequences alternate chosen, rejected per pair.
@@ -167,7 +167,7 @@ fn ppo_rewards_advantages_and_losses_match_the_reference() {
         inp["kl_coef"].as_f64().unwrap(),
     );
     let all_close = |got: &[f64], want: &[f64], what: &str| {
-        for (g, w) in got.iter().zip(want) {
+        for (g, w) in paired(got, want) {
             assert!((g - w).abs() < 1e-5, "{what}: {got:?} vs {want:?}");
         }
     };
@@ -223,6 +223,12 @@ fn dpo_and_simpo_objectives_match_trl() {
         .collect();
     let batch: Vec<usize> = (0..pairs.len()).collect();
     let reference = valuedrift_train::preference::pair_logps(&lm.model, &pairs, 4096).unwrap();
+    // TRL's own logged numbers for its first DPO step on these pairs: the mean summed log-probs
+    // of chosen and rejected answers, and the gradient norm (below).
+    let trl = &fx["trl_check"]["trl_logged"];
+    let mean = |side: fn(&(f64, f64)) -> f64| reference.iter().map(side).sum::<f64>() / reference.len() as f64;
+    close(mean(|r| r.0), trl["logps/chosen"].as_f64().unwrap(), 1e-4, "mean chosen log-prob vs TRL's logps/chosen");
+    close(mean(|r| r.1), trl["logps/rejected"].as_f64().unwrap(), 1e-4, "mean rejected log-prob vs TRL's logps/rejected");
     let simpo = PreferenceObjective {
         pairs: pairs.clone(),
         reference: None,
@@ -232,10 +238,14 @@ fn dpo_and_simpo_objectives_match_trl() {
     close(simpo_loss.mean_all().unwrap().to_scalar::<f32>().unwrap() as f64, fx["simpo_loss"].as_f64().unwrap(), 1e-4, "SimPO loss");
     let mut dpo = PreferenceObjective { pairs, reference: Some(reference), loss: PreferenceLoss::Dpo { beta: fx["beta"].as_f64().unwrap() } };
     let (loss, metrics) = dpo.micro_loss(&lm.model, &batch, batch.len() as f64).unwrap();
-    close(loss.to_scalar::<f32>().unwrap() as f64, std::f64::consts::LN_2, 1e-5, "DPO loss at init (ln 2)");
+    // Self-consistency, not a TRL check: with the reference equal to the policy the loss is ln 2
+    // by construction; this shows the inference (reference) and training (policy) scoring paths agree.
+    close(loss.to_scalar::<f32>().unwrap() as f64, std::f64::consts::LN_2, 1e-5, "DPO loss with reference = policy (ln 2)");
     assert!(metrics.iter().any(|(k, v)| *k == "rewards/margin" && v.abs() < 1e-3));
     let grads = valuedrift_engine::backward(&loss).unwrap();
-    close(grad_norm(&params(&lm), &grads).unwrap(), fx["sgd_step_grad_norm_l2"].as_f64().unwrap(), 1e-4, "DPO gradient norm");
+    let norm = grad_norm(&params(&lm), &grads).unwrap();
+    close(norm, fx["sgd_step_grad_norm_l2"].as_f64().unwrap(), 1e-4, "DPO gradient norm vs PyTorch");
+    close(norm, trl["grad_norm"].as_f64().unwrap(), 1e-4, "DPO gradient norm vs TRL's logged grad_norm");
     sgd_step(&params(&lm), &grads, fx["sgd_lr"].as_f64().unwrap()).unwrap();
     let (after, _, _) = dpo.losses(&lm.model, &batch, Mode::Infer).unwrap();
     close(
@@ -269,4 +279,19 @@ fn dpo_reference_is_kept_only_for_the_model_and_pairs_that_made_it() {
     std::fs::write(reference_path(&out), serde_json::to_string(&computed).unwrap()).unwrap();
     assert_eq!(cached_reference(&out, &key).unwrap(), None);
     std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// `a` and `b` side by side, after checking that they are equally long and not empty: a
+/// comparison loop over a shorter or empty list would pass without comparing anything.
+fn paired<A, B>(a: A, b: B) -> std::iter::Zip<A::IntoIter, B::IntoIter>
+where
+    A: IntoIterator,
+    B: IntoIterator,
+    A::IntoIter: ExactSizeIterator,
+    B::IntoIter: ExactSizeIterator,
+{
+    let (a, b) = (a.into_iter(), b.into_iter());
+    assert_eq!(a.len(), b.len(), "the compared lists differ in length");
+    assert!(a.len() > 0, "an empty comparison checks nothing");
+    a.zip(b)
 }

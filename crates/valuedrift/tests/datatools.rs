@@ -183,9 +183,7 @@ fn audit_through_served_embeddings_equals_the_local_audit() {
     };
     let local = audit("local", &[]);
     let remote = audit("remote", &["--embedder-engine", &url]);
-    assert!(!local.is_empty());
-    assert_eq!(local.len(), remote.len());
-    for (a, b) in local.iter().zip(&remote) {
+    for (a, b) in common::paired(&local, &remote) {
         assert_eq!((&a["item"], &a["question"]), (&b["item"], &b["question"]));
         let (x, y) = (a["cosine"].as_f64().unwrap(), b["cosine"].as_f64().unwrap());
         assert!((x - y).abs() < 1e-5, "cosine {x} locally, {y} through the server");

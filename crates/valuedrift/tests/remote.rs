@@ -72,9 +72,8 @@ fn write_engines(dir: &Path, body: &str) -> PathBuf {
 
 /// Same answers; stance probabilities within `tol`.
 fn assert_same_trace(reference: &[serde_json::Value], got: &[serde_json::Value], tol: f64) -> f64 {
-    assert_eq!(reference.len(), got.len(), "no sample lost or duplicated");
     let mut worst = 0.0f64;
-    for (a, b) in reference.iter().zip(got) {
+    for (a, b) in common::paired(reference, got) {
         assert_eq!((&a["question_id"], &a["sample"], &a["response"]), (&b["question_id"], &b["sample"], &b["response"]), "same seed, same answer");
         for k in ["p_support", "p_neutral", "p_oppose"] {
             let (x, y) = (a[k].as_f64().unwrap(), b[k].as_f64().unwrap());
@@ -116,18 +115,15 @@ fn a_trace_through_serve_equals_the_local_trace_and_survives_faults() {
     eprintln!("echo judge: largest local-remote stance difference {worst:.2e}");
     assert!(remote.iter().all(|r| r["floored"] == false));
 
-    // Judging from the top-20 log-probs of the first answer token (the paper's GPT-4o way): where
-    // all three options are listed, the local numbers; where one is not, a flagged floor.
+    // Judging from the top-20 log-probs of the first answer token (the paper's GPT-4o way).
+    // SmolLM2 never lists all three options there, so every judgment is a flagged floor; the
+    // numbers where the options are listed are checked with a judge that lists them (below).
     let out = dir.join("top");
     let o = bin().args(trace_args(&out)).args(["--judge-engine", &url]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let top = dump(&out);
-    let listed: Vec<(serde_json::Value, serde_json::Value)> =
-        reference.iter().zip(&top).filter(|(_, t)| t["floored"] == false).map(|(r, t)| (r.clone(), t.clone())).collect();
-    let (agree, floored): (Vec<_>, Vec<_>) =
-        (listed.iter().map(|p| p.0.clone()).collect::<Vec<_>>(), listed.iter().map(|p| p.1.clone()).collect::<Vec<_>>());
-    assert_same_trace(&agree, &floored, 1e-4);
-    eprintln!("top-20 judge: {} of {} judgments had every option listed", listed.len(), top.len());
+    assert_eq!(top.len(), reference.len());
+    assert!(top.iter().all(|r| r["floored"] == true), "SmolLM2 listed every option: compare those judgments to the local ones");
 
     // A misbehaving server in front: 500s, malformed JSON and a hang are retried.
     let flaky = Proxy::start(port, Fault::Flaky);
@@ -165,6 +161,39 @@ fn a_trace_through_serve_equals_the_local_trace_and_survives_faults() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("HTTP 401") && stderr(&o).contains("bad key"), "{}", stderr(&o));
     drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Top-20 judging through `valuedrift serve` with a judge that does list the three options
+/// (Qwen2.5 1.5B): those judgments equal the local judge's to float rounding, and most
+/// judgments have every option listed, so the comparison is never empty.
+#[test]
+fn top_20_judgments_equal_the_local_judge_where_every_option_is_listed() {
+    let dir = common::temp_dir("remote", "top20");
+    let judge = model().parent().unwrap().join("qwen2.5-coder-1.5b-instruct.q4_k_m.gguf");
+    let args = |out: &Path| -> Vec<String> {
+        let mut a = trace_args(out);
+        let at = a.iter().position(|x| x == "--judge").unwrap() + 1;
+        a[at] = judge.display().to_string();
+        a
+    };
+    let out = dir.join("local");
+    let o = bin().args(args(&out)).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let local = dump(&out);
+    let port = free_port();
+    let server = common::serve_model(&judge, port, &["--matmul", "f32"]);
+    let out = dir.join("top");
+    let o = bin().args(args(&out)).args(["--judge-engine", &format!("http://127.0.0.1:{port}/v1")]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let top = dump(&out);
+    drop(server);
+    let (listed_local, listed_top): (Vec<serde_json::Value>, Vec<serde_json::Value>) =
+        common::paired(&local, &top).filter(|(_, t)| t["floored"] == false).map(|(l, t)| (l.clone(), t.clone())).unzip();
+    eprintln!("top-20 judge: {} of {} judgments had every option listed", listed_top.len(), top.len());
+    assert!(listed_top.len() * 2 >= top.len(), "only {} of {} judgments listed every option", listed_top.len(), top.len());
+    let worst = assert_same_trace(&listed_local, &listed_top, 1e-4);
+    eprintln!("top-20 judge: largest local-remote stance difference {worst:.2e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -80,7 +80,7 @@ fn llama_cpp_python_server_judges_like_the_local_engine_and_generates() {
     let local = trace(&dir.join("local"), &[]);
     let echo = trace(&dir.join("echo"), &["--engines", e, "--judge-engine", "llama-echo"]);
     let mut worst = 0.0f64;
-    for (a, b) in local.iter().zip(&echo) {
+    for (a, b) in common::paired(&local, &echo) {
         assert_eq!(a["response"], b["response"], "the local generator answered both");
         for k in ["p_support", "p_neutral", "p_oppose"] {
             worst = worst.max((a[k].as_f64().unwrap() - b[k].as_f64().unwrap()).abs());

@@ -120,7 +120,7 @@ fn a_tiny_experiment_reports_and_a_killed_run_resumes() {
     ok(&run(&exp, &broken).output().unwrap());
     let resumed = dump(&broken);
     assert_eq!(resumed.len(), reference.len());
-    for (a, b) in reference.iter().zip(&resumed) {
+    for (a, b) in common::paired(&reference, &resumed) {
         assert_eq!((&a["phase"], &a["step"], &a["response"]), (&b["phase"], &b["step"], &b["response"]));
     }
     // Checkpoints take gigabytes: leave nothing behind after a pass.

@@ -138,7 +138,7 @@ fn trace_writes_store_and_report_and_a_killed_trace_resumes_to_the_same_numbers(
     assert!(o.status.success(), "{}", stderr(&o));
     let resumed = dump(&broken);
     assert_eq!(resumed.len(), reference.len(), "no sample lost or duplicated");
-    for (a, b) in reference.iter().zip(&resumed) {
+    for (a, b) in common::paired(&reference, &resumed) {
         assert_eq!(a["response"], b["response"], "same seed, same answers");
         for k in ["p_support", "p_neutral", "p_oppose"] {
             let (x, y) = (a[k].as_f64().unwrap(), b[k].as_f64().unwrap());

@@ -139,7 +139,7 @@ fn sft_learns_and_a_killed_run_resumes_with_the_same_losses() {
     kill_after_second_checkpoint_then_resume(&args(&broken), &broken, "checkpoint-5");
     let resumed = losses(&broken);
     assert_eq!(resumed.len(), 5, "the log holds each step once");
-    for (a, b) in reference.iter().zip(&resumed) {
+    for (a, b) in common::paired(&reference, &resumed) {
         assert!((a - b).abs() <= 1e-6 * a.abs(), "losses differ after resume: {reference:?} vs {resumed:?}");
     }
 
@@ -160,7 +160,7 @@ fn held_out_margin(policy: &LanguageModel, reference: &LanguageModel, data: &Pat
     let pairs: Vec<_> = items.iter().map(|i| pair_tokens(policy, &chat, &i.pair(LabelSetup::Support), 256).unwrap()).collect();
     let p = pair_logps(&policy.model, &pairs, 4096).unwrap();
     let r = pair_logps(&reference.model, &pairs, 4096).unwrap();
-    p.iter().zip(&r).map(|(p, r)| (p.0 - r.0) - (p.1 - r.1)).sum::<f64>() / p.len() as f64
+    common::paired(&p, &r).map(|(p, r)| (p.0 - r.0) - (p.1 - r.1)).sum::<f64>() / p.len() as f64
 }
 
 #[test]
@@ -307,7 +307,7 @@ fn reward_model_beats_chance_and_ppo_updates_raise_its_reward() {
     kill_after_second_checkpoint_then_resume(&ppo_args(&broken), &broken, "checkpoint-6");
     let resumed = read_log(&broken);
     assert_eq!(resumed.len(), 6, "the log holds each step once");
-    for (a, b) in log.iter().zip(&resumed) {
+    for (a, b) in common::paired(&log, &resumed) {
         for k in ["reward", "policy_loss", "value_loss", "kl", "score_gain"] {
             let (x, y) = (a[k].as_f64().unwrap(), b[k].as_f64().unwrap());
             assert!((x - y).abs() <= 1e-6 * x.abs().max(1e-3), "{k} differs after resume: {a} vs {b}");

@@ -1,7 +1,7 @@
 //! Sentence embeddings against transformers' BertModel and MPNetModel with the
 //! sentence-transformers pipeline (scripts/reference/make_embed_fixtures.py).
 
-use crate::common::{device, fixture, model_path};
+use crate::common::{device, fixture, model_path, paired};
 use valuedrift_engine::embed::{cosine, EncoderKind, SentenceEmbedder};
 
 fn check_against_reference(dir: &str, kind: EncoderKind) {
@@ -12,18 +12,17 @@ fn check_against_reference(dir: &str, kind: EncoderKind) {
     let texts: Vec<&str> = rows.iter().map(|r| r["text"].as_str().unwrap()).collect();
     // A small batch budget forces several batches and padding inside each.
     let got = embedder.embed(&texts, 200).expect("embeds");
-    for (row, v) in rows.iter().zip(&got) {
+    for (row, v) in paired(rows, &got) {
         let text = row["text"].as_str().unwrap();
         assert_eq!(embedder.encode(text).unwrap().len() as u64, row["n_tokens"].as_u64().unwrap(), "token count of {text:?}");
         let want: Vec<f32> = row["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
-        assert_eq!(v.len(), want.len());
-        let worst = v.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let worst = paired(v, &want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         assert!(worst < 2e-5, "{dir}: {text:?} differs from transformers by {worst}");
         assert!((cosine(v, v) - 1.0).abs() < 1e-5);
     }
     // Alone or batched with longer texts, a text embeds the same (padding is masked).
     let alone = embedder.embed(&texts[..1], 4096).unwrap();
-    let worst = alone[0].iter().zip(&got[0]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let worst = paired(&alone[0], &got[0]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(worst < 1e-5, "{dir}: padding changed an embedding by {worst}");
 }
 

@@ -31,7 +31,7 @@ fn check_greedy(file: &str, fixture_name: &str) {
     // All prompts in one batch (different lengths), and a batch of 2 that refills its slots; with
     // the host cache and with the tensor cache that GPUs use.
     for (batch, store) in [(prompts.len(), KvStore::Host), (2, KvStore::Host), (prompts.len(), KvStore::Tensor), (2, KvStore::Tensor)] {
-        for (c, case) in run_with(&lm, &prompts, &params, batch, store).iter().zip(cases) {
+        for (c, case) in paired(&run_with(&lm, &prompts, &params, batch, store), cases) {
             let mut got = c.tokens.clone();
             if let Finish::Stop(id) = c.finish {
                 got.push(id);
@@ -79,12 +79,12 @@ fn sampling_is_reproducible_and_independent_of_batching() {
     let wide = run(&lm, &prompts, &params, 6);
     let narrow = run(&lm, &prompts, &params, 2);
     let again = run(&lm, &prompts, &params, 6);
-    for ((a, b), c) in wide.iter().zip(&narrow).zip(&again) {
+    for ((a, b), c) in paired(paired(&wide, &narrow), &again) {
         assert_eq!(a.tokens, c.tokens, "same seed, same batch: same output");
         assert_eq!(a.tokens, b.tokens, "batch size must not change a request's sample");
     }
     let other_seed = run(&lm, &prompts, &SamplingParams { seed: 8, ..params.clone() }, 6);
-    assert!(wide.iter().zip(&other_seed).any(|(a, b)| a.tokens != b.tokens), "another seed gives other samples");
+    assert!(paired(&wide, &other_seed).any(|(a, b)| a.tokens != b.tokens), "another seed gives other samples");
     for c in &wide {
         assert!(c.tokens.len() <= 20);
         assert!(matches!(c.finish, Finish::Stop(_)) || c.tokens.len() == 20);

@@ -41,7 +41,7 @@ fn check_logits(lm: &LanguageModel, fx: &serde_json::Value) {
             let max = row.iter().copied().fold(f32::MIN, f32::max) as f64;
             let lse = max + row.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
             worst = worst.max((lse - case["logsumexp"][p].as_f64().unwrap()).abs());
-            for (id, want) in probe_ids.iter().zip(floats(&probe[p])) {
+            for (id, want) in paired(probe_ids.iter(), floats(&probe[p])) {
                 worst = worst.max((row[*id as usize] as f64 - want).abs());
             }
         }

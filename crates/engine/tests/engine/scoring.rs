@@ -24,14 +24,14 @@ fn smollm2_logps_match_trl() {
     }
     // A small token budget forces several batches, some with padding.
     let got = score(&lm.model, &pairs, 80).unwrap();
-    for (g, (sum, toks)) in got.iter().zip(&want) {
+    for (g, (sum, toks)) in paired(&got, &want) {
         assert!((g.sum - sum).abs() < 1e-3, "sum {} vs TRL {}", g.sum, sum);
-        for (a, b) in g.token_logps.iter().zip(toks) {
+        for (a, b) in paired(&g.token_logps, toks) {
             assert!((*a as f64 - b).abs() < 1e-3, "token logp {a} vs TRL {b}");
         }
     }
     let one_by_one: Vec<_> = pairs.iter().map(|p| score(&lm.model, std::slice::from_ref(p), 1).unwrap().remove(0)).collect();
-    for (a, b) in got.iter().zip(&one_by_one) {
+    for (a, b) in paired(&got, &one_by_one) {
         assert!((a.sum - b.sum).abs() < 1e-3, "batched {} vs single {}", a.sum, b.sum);
     }
 }
@@ -53,8 +53,8 @@ fn prefix_cached_next_token_logps_equal_whole_prompts() {
     let cached = next_token_logps_grouped(&lm.model, &groups, &candidates, 64).unwrap();
     let flat: Vec<Vec<u32>> = groups.iter().flatten().cloned().collect();
     let whole = next_token_logps(&lm.model, &flat, &candidates, 4096).unwrap();
-    for (a, b) in cached.iter().flatten().zip(&whole) {
-        for (x, y) in a.iter().zip(b) {
+    for (a, b) in paired(cached.iter().flatten().collect::<Vec<_>>(), &whole) {
+        for (x, y) in paired(a, b) {
             assert!((x - y).abs() < 1e-3, "cached {a:?} vs whole {b:?}");
         }
     }

@@ -82,9 +82,7 @@ fn adamw_and_clipping_match_torch() {
     let fx = fixture("reference/adamw.json");
     let shapes: Vec<Vec<usize>> =
         fx["shapes"].as_array().unwrap().iter().map(|s| s.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect()).collect();
-    let vars: Vec<Var> = shapes
-        .iter()
-        .zip(fx["init"].as_array().unwrap())
+    let vars: Vec<Var> = paired(&shapes, fx["init"].as_array().unwrap())
         .map(|(s, v)| {
             Var::from_tensor(&Tensor::from_vec(floats(v).iter().map(|&x| x as f32).collect::<Vec<_>>(), s.as_slice(), &device()).unwrap()).unwrap()
         })
@@ -100,9 +98,7 @@ fn adamw_and_clipping_match_torch() {
     let mut opt = AdamW::new(vars.clone(), cfg).unwrap();
     for step in fx["steps"].as_array().unwrap() {
         // Gradients arrive through a real backward pass: loss = sum(w * g) has dloss/dw = g.
-        let loss = vars
-            .iter()
-            .zip(step["grads"].as_array().unwrap())
+        let loss = paired(&vars, step["grads"].as_array().unwrap())
             .map(|(v, g)| {
                 let g = Tensor::from_vec(floats(g).iter().map(|&x| x as f32).collect::<Vec<_>>(), v.shape(), &device()).unwrap();
                 (v.as_tensor() * g).unwrap().sum_all().unwrap()
@@ -113,9 +109,9 @@ fn adamw_and_clipping_match_torch() {
         let norm = grad_norm(&vars, &grads).unwrap();
         assert!((norm - step["norm"].as_f64().unwrap()).abs() < 1e-4);
         opt.step(&grads, clip_scale(norm, fx["max_norm"].as_f64())).unwrap();
-        for (v, want) in vars.iter().zip(step["params_after"].as_array().unwrap()) {
+        for (v, want) in paired(&vars, step["params_after"].as_array().unwrap()) {
             let got: Vec<f32> = v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
-            for (a, b) in got.iter().zip(floats(want)) {
+            for (a, b) in paired(&got, floats(want)) {
                 assert!((*a as f64 - b).abs() < 1e-6, "param {a} vs torch {b}");
             }
         }

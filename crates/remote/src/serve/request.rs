@@ -217,6 +217,19 @@ mod tests {
         }
     }
 
+    /// A plausible value for `key`, so that many bodies get past the first checks.
+    fn plausible(key: &str, rng: &mut StdRng) -> Value {
+        match key {
+            "prompt" => [json!("Is tax fair?"), json!([5, 6, 7])][rng.random_range(0..2)].clone(),
+            "messages" => json!([{"role": "user", "content": "Is tax fair?"}]),
+            "n" | "max_tokens" | "max_completion_tokens" | "top_logprobs" | "logprobs" => json!(rng.random_range(0..30u64)),
+            "temperature" | "top_p" => json!(rng.random::<f64>()),
+            "seed" => json!(rng.random::<i64>()),
+            "stop" => json!(["\n", "."]),
+            _ => json!(rng.random::<bool>()),
+        }
+    }
+
     const KEYS: [&str; 13] = [
         "prompt",
         "messages",
@@ -241,7 +254,8 @@ mod tests {
             let mut body = serde_json::Map::new();
             for key in KEYS {
                 if rng.random_bool(0.5) {
-                    body.insert(key.into(), random_value(&mut rng, 0));
+                    let value = if rng.random_bool(0.7) { plausible(key, &mut rng) } else { random_value(&mut rng, 0) };
+                    body.insert(key.into(), value);
                 }
             }
             let body = if rng.random_bool(0.02) { random_value(&mut rng, 0) } else { Value::Object(body) };

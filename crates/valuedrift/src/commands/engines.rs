@@ -94,9 +94,21 @@ pub fn judge(engine: Engine, args: &JudgeModelArgs, device: &str) -> Result<Chos
     };
     let mut judge = RemoteJudge::new(client, &model, orders, config.api, config.logprobs, format)?;
     judge.top_logprobs = config.top_logprobs;
+    // The local tokenizer is the served judge's when named as its template, when this run started
+    // the server with it, or when the server reports the same model file name.
+    let same_model = server.is_some() || std::path::Path::new(&model).file_name().is_some_and(|n| Some(n) == args.judge.file_name());
+    let tokenizer_source = config.template.clone().or_else(|| same_model.then(|| args.judge.clone()));
+    judge.option_tokens = tokenizer_source.and_then(|p| local_option_tokens(&p));
     let identity = format!("{model} (remote, {:?} log-probs)", config.logprobs).to_lowercase();
     eprintln!("judge: {model} at engine '{name}' ({:?} API, {:?} log-probs)", config.api, config.logprobs);
     Ok(ChosenJudge { judge: Box::new(judge), identity, _server: server })
+}
+
+/// The judge's first token of each option word, from a local copy of its tokenizer when there
+/// is one (top-k lists are then matched exactly; see `valuedrift_remote::judge`).
+fn local_option_tokens(model: &std::path::Path) -> Option<[String; 3]> {
+    let tokenizer = LanguageModel::read_tokenizer(model).ok()?;
+    valuedrift_remote::judge::option_tokens(&tokenizer).ok()
 }
 
 /// The first model a server lists.

@@ -62,8 +62,13 @@ impl Drop for Served {
 
 /// Starts `valuedrift serve` with SmolLM2 and `extra` arguments; returns once it listens.
 pub fn serve(port: u16, extra: &[&str]) -> Served {
+    serve_model(&model(), port, extra)
+}
+
+/// Starts `valuedrift serve` with `model` and `extra` arguments; returns once it listens.
+pub fn serve_model(model: &std::path::Path, port: u16, extra: &[&str]) -> Served {
     let child = Command::new(env!("CARGO_BIN_EXE_valuedrift"))
-        .args(["serve", "--model", model().to_str().unwrap(), "--port", &port.to_string(), "--batch-size", "8"])
+        .args(["serve", "--model", model.to_str().unwrap(), "--port", &port.to_string(), "--batch-size", "8"])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(if std::env::var_os("VALUEDRIFT_TEST_SERVER_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
@@ -89,4 +94,19 @@ pub fn kill_once_exists(mut child: Child, path: &std::path::Path, limit: Duratio
     }
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// `a` and `b` side by side, after checking that they are equally long and not empty: a
+/// comparison loop over a shorter or empty list would pass without comparing anything.
+pub fn paired<A, B>(a: A, b: B) -> std::iter::Zip<A::IntoIter, B::IntoIter>
+where
+    A: IntoIterator,
+    B: IntoIterator,
+    A::IntoIter: ExactSizeIterator,
+    B::IntoIter: ExactSizeIterator,
+{
+    let (a, b) = (a.into_iter(), b.into_iter());
+    assert_eq!(a.len(), b.len(), "the compared lists differ in length");
+    assert!(a.len() > 0, "an empty comparison checks nothing");
+    a.zip(b)
 }
