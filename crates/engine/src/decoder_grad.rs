@@ -318,7 +318,7 @@ struct Rope {
 
 impl Rope {
     fn new(theta: f64, head_dim: usize, t: usize) -> Self {
-        let (cos, sin) = crate::model::rope_cos_sin(theta, head_dim, 0..t);
+        let (cos, sin) = crate::layer_math::rope_cos_sin(theta, head_dim, 0..t);
         Rope { cos, sin, half: head_dim / 2, t }
     }
 
@@ -583,7 +583,7 @@ fn swiglu(gate: &[f32], up: &[f32]) -> Vec<f32> {
     out.par_chunks_mut(4096)
         .zip(gate.par_chunks(4096))
         .zip(up.par_chunks(4096))
-        .for_each(|((o, g), u)| crate::model::gated_activation(g, u, false, o));
+        .for_each(|((o, g), u)| crate::layer_math::gated_activation(g, u, false, o));
     out
 }
 

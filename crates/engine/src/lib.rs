@@ -9,6 +9,7 @@ pub mod embed;
 pub mod error;
 pub mod generate;
 pub mod kv;
+mod layer_math;
 pub mod load;
 pub mod matmul;
 pub mod model;

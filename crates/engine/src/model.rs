@@ -444,7 +444,7 @@ impl Model {
             let (y, _) = self.packed_matmul_host(x, &[&layer.gate.weight, &layer.up.weight], &layer.gate_up_packed, p)?;
             let gelu = self.cfg.family == Family::Gemma3;
             let mut act = vec![0f32; y.len() / 2];
-            act.par_chunks_mut(i).zip(y.par_chunks(2 * i)).for_each(|(a, row)| gated_activation(&row[..i], &row[i..], gelu, a));
+            act.par_chunks_mut(i).zip(y.par_chunks(2 * i)).for_each(|(a, row)| crate::layer_math::gated_activation(&row[..i], &row[i..], gelu, a));
             let mut dims = x.dims().to_vec();
             *dims.last_mut().unwrap() = i;
             return self.linear(&Tensor::from_vec(act, dims, &self.device)?, &layer.down, mode);
@@ -464,7 +464,7 @@ impl Model {
     /// cos/sin of shape (B, T, head_dim/2) for the given per-row start positions.
     fn rope_tables(&self, starts: &[usize], t: usize, theta: f64) -> Result<(Tensor, Tensor)> {
         let half = self.cfg.head_dim / 2;
-        let (cos, sin) = rope_cos_sin(theta, self.cfg.head_dim, starts.iter().flat_map(|&s| s..s + t));
+        let (cos, sin) = crate::layer_math::rope_cos_sin(theta, self.cfg.head_dim, starts.iter().flat_map(|&s| s..s + t));
         let shape = (starts.len(), t, half);
         let cos = Tensor::from_vec(cos, shape, &self.device)?.to_dtype(self.dtype)?;
         let sin = Tensor::from_vec(sin, shape, &self.device)?.to_dtype(self.dtype)?;
@@ -763,30 +763,3 @@ impl Model {
 
 /// Rows per chunk of the packed MLP.
 const MLP_ROWS: usize = 256;
-
-/// cos and sin of the rotary angles (position × frequency), head_dim/2 per position, in f32 as
-/// the model applies them.
-pub(crate) fn rope_cos_sin(theta: f64, head_dim: usize, positions: impl Iterator<Item = usize>) -> (Vec<f32>, Vec<f32>) {
-    let inv: Vec<f32> = (0..head_dim / 2).map(|i| (1.0 / theta.powf(2.0 * i as f64 / head_dim as f64)) as f32).collect();
-    positions.flat_map(|p| inv.iter().map(move |&f| p as f32 * f)).map(|a| (a.cos(), a.sin())).unzip()
-}
-
-crate::multiversion! {
-/// act(gate) * up for one row: SiLU (Llama, Qwen2) or tanh-approximated GELU (Gemma 3).
-pub(crate) fn gated_activation(gate: &[f32], up: &[f32], gelu: bool, out: &mut [f32]) {
-    use crate::simd::exp_fast;
-    if gelu {
-        const C: f32 = 0.797_884_6; // sqrt(2/pi)
-        for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-            let z = C * (g + 0.044_715 * g * g * g);
-            // tanh(z) = 1 - 2 / (exp(2z) + 1)
-            let tanh = 1.0 - 2.0 / (exp_fast(2.0 * z) + 1.0);
-            *o = 0.5 * g * (1.0 + tanh) * u;
-        }
-    } else {
-        for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
-            *o = g / (1.0 + exp_fast(-g)) * u;
-        }
-    }
-}
-}

@@ -1,11 +1,10 @@
-//! Sentence embeddings through a server's `/v1/embeddings` (the audit's and synth's embedder role),
-//! and the same endpoint's handler for `valuedrift serve --embedder`.
+//! Sentence embeddings through a server's `/v1/embeddings` (the audit's and synth's embedder role).
+//! `valuedrift serve --embedder` answers that endpoint in `serve::embeddings`.
 
 use crate::client::Client;
 use crate::{RemoteError, Result};
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
-use valuedrift_engine::embed::SentenceEmbedder;
+use std::sync::Arc;
 use valuedrift_trace::audit::{AuditError, Embedder};
 
 /// Texts sent per request.
@@ -63,27 +62,4 @@ fn normalized(mut v: Vec<f32>) -> Vec<f32> {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
     v.iter_mut().for_each(|x| *x /= norm);
     v
-}
-
-/// Answers `POST /v1/embeddings` (`input`: a string or a list of strings). Requests take turns
-/// on the encoder, which uses every core by itself.
-pub fn answer(embedder: &Mutex<SentenceEmbedder>, model: &str, body: &Value) -> std::result::Result<Value, crate::serve::ApiError> {
-    use crate::serve::ApiError;
-    let texts: Vec<&str> = match &body["input"] {
-        Value::String(s) => vec![s.as_str()],
-        Value::Array(items) => {
-            items.iter().map(|x| x.as_str().ok_or_else(|| ApiError::bad("field 'input': expected strings"))).collect::<std::result::Result<_, _>>()?
-        }
-        _ => return Err(ApiError::bad("field 'input': expected a string or a list of strings")),
-    };
-    let encoder = embedder.lock().map_err(|_| ApiError::server("the embedder failed earlier"))?;
-    let ids: Vec<Vec<u32>> =
-        texts.iter().map(|t| encoder.encode(t)).collect::<std::result::Result<_, _>>().map_err(|e| ApiError::bad(e.to_string()))?;
-    let vectors = encoder.embed_ids(&ids, 8192).map_err(|e| ApiError::server(e.to_string()))?;
-    let tokens: usize = ids.iter().map(Vec::len).sum();
-    Ok(json!({
-        "object": "list", "model": model,
-        "data": vectors.iter().enumerate().map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v})).collect::<Vec<_>>(),
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }))
 }

@@ -5,6 +5,7 @@
 
 use super::request::{ApiError, Parsed, Prompt};
 use super::respond;
+use super::sampled::{Choice, Prepared, TokenLogprob};
 use super::ServeOptions;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -19,31 +20,6 @@ pub struct Engine {
     pub lm: LanguageModel,
     batch_size: usize,
     tokens_per_batch: usize,
-}
-
-/// A request with its prompts as token ids.
-pub struct Prepared {
-    pub parsed: Parsed,
-    pub ids: Vec<Vec<u32>>,
-    pub stop_ids: Vec<u32>,
-}
-
-/// A token with its log-prob and the most likely alternatives at its position.
-#[derive(Clone, Debug)]
-pub struct TokenLogprob {
-    pub id: u32,
-    pub logprob: f32,
-    pub top: Vec<(u32, f32)>,
-}
-
-/// One sampled continuation: choice `index` of its request, for prompt `prompt`.
-#[derive(Clone, Debug)]
-pub struct Choice {
-    pub index: usize,
-    pub prompt: usize,
-    pub tokens: Vec<u32>,
-    pub finish: &'static str,
-    pub logprobs: Option<Vec<TokenLogprob>>,
 }
 
 /// A sample to draw: (request, choice index).

@@ -9,9 +9,11 @@
 //! ones through continuous batching), so concurrent clients share batches.
 
 mod batch;
+mod embeddings;
 mod http;
 mod request;
 mod respond;
+mod sampled;
 
 use crate::{RemoteError, Result};
 pub use request::ApiError;
@@ -138,7 +140,7 @@ fn route(
             answer.recv().map_err(|_| ApiError::server("the engine dropped the request"))?
         }
         ("POST", "/v1/embeddings") => match embedder {
-            Some(e) => crate::embed::answer(e, model_name, &json_body(&req.body)?),
+            Some(e) => embeddings::answer(e, model_name, &json_body(&req.body)?),
             None => Err(ApiError { status: 404, message: "no embedder is served here (start with --embedder DIR)".into() }),
         },
         (_, p) => Err(ApiError {

@@ -1,8 +1,8 @@
 //! Answers in the OpenAI layouts: chat completions (log-probs as `content` entries) and legacy
 //! completions (`tokens`, `token_logprobs`, `top_logprobs`, `text_offset`).
 
-use super::batch::{Choice, Prepared, TokenLogprob};
 use super::request::ApiError;
+use super::sampled::{Choice, Prepared, TokenLogprob};
 use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use valuedrift_engine::LanguageModel;

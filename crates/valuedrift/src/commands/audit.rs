@@ -93,7 +93,7 @@ impl Tools {
 
     fn judge(&mut self) -> Result<&mut LocalJudge> {
         if self.judge.is_none() {
-            self.judge = Some(super::trace::load_judge(&self.judge_args, &self.device)?);
+            self.judge = Some(super::engines::load_judge(&self.judge_args, &self.device)?);
         }
         Ok(self.judge.as_mut().expect("loaded"))
     }

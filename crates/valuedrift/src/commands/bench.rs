@@ -193,7 +193,7 @@ fn bench_judge(a: BenchJudgeArgs) -> Result<()> {
             })
         })
         .collect::<Result<_>>()?;
-    let judge = super::trace::load_judge(&a.judge, "cpu")?;
+    let judge = super::engines::load_judge(&a.judge, "cpu")?;
     if let Some(path) = &a.dump_ids {
         let mut lines = Vec::new();
         for item in &items {

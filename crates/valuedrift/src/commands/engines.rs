@@ -1,7 +1,7 @@
 //! Which engine does each role: `local`, an engine named in an `--engines` file or an
 //! experiment's `[engine.NAME]` tables, or a server's base URL.
 
-use crate::cli::{EngineArgs, JudgeModelArgs};
+use crate::cli::{DTypeArg, EngineArgs, JudgeModelArgs, ModelArgs};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,7 +13,7 @@ use valuedrift_remote::generator::RemoteGenerators;
 use valuedrift_remote::judge::RemoteJudge;
 use valuedrift_remote::launch::Server;
 use valuedrift_remote::wire::Api;
-use valuedrift_trace::judge::{Judge, ROTATIONS};
+use valuedrift_trace::judge::{Judge, LocalJudge, ROTATIONS};
 
 pub enum Engine {
     Local,
@@ -62,11 +62,17 @@ pub struct ChosenJudge {
     _server: Option<Server>,
 }
 
+/// The judge model on this machine.
+pub fn load_judge(args: &JudgeModelArgs, device: &str) -> Result<LocalJudge> {
+    let model = ModelArgs { model: args.judge.clone(), device: device.into(), dtype: DTypeArg::F32, matmul: args.judge_matmul };
+    Ok(LocalJudge::new(super::load_model(&model)?, ROTATIONS[..args.orders as usize].to_vec())?)
+}
+
 pub fn judge(engine: Engine, args: &JudgeModelArgs, device: &str) -> Result<ChosenJudge> {
     let orders = ROTATIONS[..args.orders as usize].to_vec();
     let Engine::Remote { name, config } = engine else {
         let identity = args.judge.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        return Ok(ChosenJudge { judge: Box::new(super::trace::load_judge(args, device)?), identity, _server: None });
+        return Ok(ChosenJudge { judge: Box::new(load_judge(args, device)?), identity, _server: None });
     };
     let server = match &config.launch {
         Some(command) => Some(Server::start(command, &args.judge, config.ready_timeout())?),

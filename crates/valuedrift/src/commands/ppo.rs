@@ -66,7 +66,7 @@ pub fn run(args: &TrainArgs, h: &Hyper, tc: &TrainConfig, policy: LanguageModel,
         ..PpoConfig::default()
     };
     let models = PpoModels { policy: &policy, reference: &reference, reward: &reward, value: &value, value_head: &value_head };
-    let mut bar = super::train::Bar::default();
+    let mut bar = crate::progress::TrainBar::default();
     let state = match ppo::train(&models, &prompts, &cfg, tc, &args.out, resume, &mut bar, stop) {
         Err(TrainError::Stopped(step)) => bail!("stopped at step {step}; run the same command again to resume"),
         other => other?,
@@ -74,6 +74,6 @@ pub fn run(args: &TrainArgs, h: &Hyper, tc: &TrainConfig, policy: LanguageModel,
     let first = state.log_history.first().and_then(|e| e["reward"].as_f64()).unwrap_or(f64::NAN);
     let last = state.log_history.last().and_then(|e| e["reward"].as_f64()).unwrap_or(f64::NAN);
     println!("PPO: mean reward {first:.3} at the first update, {last:.3} at the last");
-    super::train::summarize(&state.log_history, &args.out);
+    crate::progress::summarize_training(&state.log_history, &args.out);
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `valuedrift trace`, `report` and `dump`: values across checkpoints, through the store.
 
-use crate::cli::{DTypeArg, DumpArgs, DumpFormat, EvalSetArgs, JudgeModelArgs, ModelArgs, PromptArg, ReportArgs, SamplingArgs, TraceArgs};
+use crate::cli::{DumpArgs, DumpFormat, EvalSetArgs, JudgeModelArgs, PromptArg, ReportArgs, SamplingArgs, TraceArgs};
 use crate::progress::Bars;
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::Write;
@@ -8,7 +8,6 @@ use std::path::Path;
 use valuedrift_trace::audit;
 use valuedrift_trace::checkpoints::{discover, CheckpointSpec};
 use valuedrift_trace::evalset::{self, Question};
-use valuedrift_trace::judge::{LocalJudge, ROTATIONS};
 use valuedrift_trace::pipeline::{self, PromptStyle, Settings, Throughput};
 use valuedrift_trace::report::{self, Written};
 use valuedrift_trace::store::Store;
@@ -49,11 +48,6 @@ pub fn settings(sampling: &SamplingArgs, judge: &JudgeModelArgs) -> Settings {
         judge: judge.judge.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         judge_orders: judge.orders as usize,
     }
-}
-
-pub fn load_judge(args: &JudgeModelArgs, device: &str) -> Result<LocalJudge> {
-    let lm = super::load_model(&ModelArgs { model: args.judge.clone(), device: device.into(), dtype: DTypeArg::F32, matmul: args.judge_matmul })?;
-    Ok(LocalJudge::new(lm, ROTATIONS[..args.orders as usize].to_vec())?)
 }
 
 /// Every checkpoint named on the command line, in order; the same (phase, step) twice is an error.

@@ -2,10 +2,9 @@
 //! an interrupt (Ctrl-C) saves a checkpoint first, and re-running resumes from the newest one.
 
 use crate::cli::{AlgoArg, LabelSetupArg, ScheduleArg, TrainArgs};
-use crate::progress;
+use crate::progress::{summarize_training, TrainBar};
 use anyhow::{bail, Context, Result};
 use candle_core::DType;
-use indicatif::ProgressBar;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,7 +17,7 @@ use valuedrift_train::reward::{self, RewardObjective};
 use valuedrift_train::schedule::Decay;
 use valuedrift_train::sft::SftObjective;
 use valuedrift_train::tokenize::{pair_tokens, training_chat, PairTokens};
-use valuedrift_train::trainer::{find_start, train, Objective, Progress, Start, TrainConfig};
+use valuedrift_train::trainer::{find_start, train, Objective, Start, TrainConfig};
 use valuedrift_train::TrainError;
 
 pub fn algo(a: AlgoArg) -> Algo {
@@ -83,34 +82,6 @@ pub fn config(args: &TrainArgs, h: &Hyper) -> TrainConfig {
         seed: args.seed,
         max_len: h.max_len,
         extra,
-    }
-}
-
-/// A progress bar with the loss and ETA; checkpoint paths as lines above it.
-#[derive(Default)]
-pub struct Bar(Option<ProgressBar>);
-
-impl Progress for Bar {
-    fn start(&mut self, total: u64, done: u64) {
-        let pb = progress::bar(total, "train");
-        pb.set_position(done);
-        if done > 0 {
-            pb.println(format!("resuming at step {done} of {total}"));
-        }
-        self.0 = Some(pb);
-    }
-
-    fn step(&mut self, _: u64, m: &serde_json::Value) {
-        if let Some(pb) = &self.0 {
-            pb.inc(1);
-            pb.set_message(format!("loss {:.4}", m["loss"].as_f64().unwrap_or(f64::NAN)));
-        }
-    }
-
-    fn saved(&mut self, dir: &Path) {
-        if let Some(pb) = &self.0 {
-            pb.println(format!("saved {}", dir.display()));
-        }
     }
 }
 
@@ -190,7 +161,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         cfg.max_len
     );
     let stop = interrupt_flag();
-    let mut bar = Bar::default();
+    let mut bar = TrainBar::default();
     let a = algo(args.algo);
     if a == Algo::Ppo {
         return super::ppo::run(&args, &h, &cfg, lm, start, &stop);
@@ -222,7 +193,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Err(TrainError::Stopped(step)) => bail!("stopped at step {step}; run the same command again to resume"),
         other => other?,
     };
-    summarize(&state.log_history, &args.out);
+    summarize_training(&state.log_history, &args.out);
     Ok(())
 }
 
@@ -247,7 +218,7 @@ fn dpo_reference(args: &TrainArgs, lm: &LanguageModel, start: &Start, pairs: &[P
     Ok(computed)
 }
 
-fn train_reward_model(args: &TrainArgs, cfg: &TrainConfig, mut lm: LanguageModel, start: Start, stop: &AtomicBool, bar: &mut Bar) -> Result<()> {
+fn train_reward_model(args: &TrainArgs, cfg: &TrainConfig, mut lm: LanguageModel, start: Start, stop: &AtomicBool, bar: &mut TrainBar) -> Result<()> {
     let mut pairs = tokenize_pairs(&lm, &load_pairs(&args.data, args)?, cfg.max_len)?;
     let held_out = match &args.eval_data {
         Some(p) => tokenize_pairs(&lm, &load_pairs(p, args)?, cfg.max_len)?,
@@ -271,14 +242,6 @@ fn train_reward_model(args: &TrainArgs, cfg: &TrainConfig, mut lm: LanguageModel
     let eval = serde_json::json!({"held_out_pairs": held_out.len(), "accuracy_before": before, "accuracy": after, "mean_margin": margin});
     let path = args.out.join("reward_eval.json");
     std::fs::write(&path, serde_json::to_string_pretty(&eval)?).with_context(|| format!("cannot write {}", path.display()))?;
-    summarize(&state.log_history, &args.out);
+    summarize_training(&state.log_history, &args.out);
     Ok(())
-}
-
-/// First and last logged loss, and where the checkpoints are.
-pub fn summarize(log: &[serde_json::Value], out: &Path) {
-    let loss = |e: Option<&serde_json::Value>| e.and_then(|e| e["loss"].as_f64()).unwrap_or(f64::NAN);
-    println!("{} updates; loss {:.4} at the first, {:.4} at the last", log.len(), loss(log.first()), loss(log.last()));
-    let dirs: Vec<String> = valuedrift_train::checkpoint::list(out).into_iter().map(|(s, _)| s.to_string()).collect();
-    eprintln!("checkpoints in {}: steps {}", out.display(), dirs.join(", "));
 }
