@@ -29,7 +29,7 @@ impl RemoteEmbedder {
 
 impl Embedder for RemoteEmbedder {
     fn embed_texts(&self, texts: &[&str]) -> std::result::Result<Vec<Vec<f32>>, AuditError> {
-        self.embed(texts).map_err(|e| AuditError::Remote(e.to_string()))
+        self.embed(texts).map_err(|e| AuditError::Remote(Box::new(e)))
     }
 }
 

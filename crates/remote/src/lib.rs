@@ -33,12 +33,35 @@ pub type Result<T> = std::result::Result<T, RemoteError>;
 
 impl From<RemoteError> for valuedrift_trace::pipeline::TraceError {
     fn from(e: RemoteError) -> Self {
-        valuedrift_trace::pipeline::TraceError::Remote(e.to_string())
+        valuedrift_trace::pipeline::TraceError::Remote(Box::new(e))
     }
 }
 
 impl From<RemoteError> for valuedrift_trace::judge::JudgeError {
     fn from(e: RemoteError) -> Self {
-        valuedrift_trace::judge::JudgeError::Remote(e.to_string())
+        valuedrift_trace::judge::JudgeError::Remote(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RemoteError;
+    use std::error::Error;
+
+    /// A server's failure reaches the tracer's and the judge's errors whole: the same text, and
+    /// the typed cause behind `source()` (for a caller that needs the status, say).
+    #[test]
+    fn remote_failures_keep_their_typed_cause() {
+        let refused = || RemoteError::Refused { url: "http://h/v1".into(), status: 401, body: "bad key".into() };
+        let traced = valuedrift_trace::pipeline::TraceError::from(refused());
+        assert_eq!(traced.to_string(), refused().to_string());
+        let judged = valuedrift_trace::judge::JudgeError::from(refused());
+        let cause = match &judged {
+            valuedrift_trace::judge::JudgeError::Remote(cause) => cause.downcast_ref::<RemoteError>(),
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(cause, Some(RemoteError::Refused { status: 401, .. })));
+        let audited = valuedrift_trace::audit::AuditError::Remote(Box::new(refused()));
+        assert_eq!(audited.source().map(|s| s.to_string()), Some(refused().to_string()));
     }
 }

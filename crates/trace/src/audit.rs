@@ -27,8 +27,8 @@ pub enum AuditError {
     Engine(#[from] valuedrift_engine::Error),
     #[error(transparent)]
     Plot(#[from] valuedrift_plot::PlotError),
-    #[error("embedder: {0}")]
-    Remote(String),
+    #[error("embedder")]
+    Remote(#[source] crate::BoxError),
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
 }

@@ -16,9 +16,9 @@ pub enum JudgeError {
     OptionToken { model: String, word: String, detail: String },
     #[error(transparent)]
     Engine(#[from] valuedrift_engine::Error),
-    /// A judge behind another engine (a server) failed; the message names the endpoint.
-    #[error("{0}")]
-    Remote(String),
+    /// A judge behind another engine (a server) failed; the cause names the endpoint.
+    #[error(transparent)]
+    Remote(crate::BoxError),
 }
 
 pub type Result<T> = std::result::Result<T, JudgeError>;

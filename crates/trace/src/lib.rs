@@ -15,6 +15,10 @@ pub mod significance;
 pub mod store;
 pub mod synth;
 
+/// The cause of a failure in a part this crate does not know (a remote engine, a loader the
+/// binary supplies), kept whole so that `source()` and downcasting still reach it.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The three stances, in the order used by every array here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Stance {

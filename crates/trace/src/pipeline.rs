@@ -25,9 +25,12 @@ pub enum TraceError {
     Engine(#[from] valuedrift_engine::Error),
     #[error("{0}")]
     Input(String),
-    /// An engine behind a server failed (the message names the endpoint, never a key).
-    #[error("{0}")]
-    Remote(String),
+    /// A checkpoint could not be opened; the cause is kept as the error's source.
+    #[error("cannot open {path}")]
+    Load { path: std::path::PathBuf, source: crate::BoxError },
+    /// An engine behind a server failed (the cause names the endpoint, never a key).
+    #[error(transparent)]
+    Remote(crate::BoxError),
 }
 
 pub type Result<T> = std::result::Result<T, TraceError>;

@@ -122,6 +122,6 @@ pub fn set_train_matmul(lm: &mut LanguageModel, m: MatmulArg) {
 pub fn generator_loader(device: String, matmul: MatmulArg) -> impl Fn(&std::path::Path) -> valuedrift_trace::pipeline::Result<LanguageModel> {
     move |path| {
         load_model(&ModelArgs { model: path.into(), device: device.clone(), dtype: DTypeArg::F32, matmul })
-            .map_err(|e| valuedrift_trace::pipeline::TraceError::Input(format!("{e:#}")))
+            .map_err(|e| valuedrift_trace::pipeline::TraceError::Load { path: path.into(), source: e.into() })
     }
 }
