@@ -185,6 +185,76 @@ fn ppo_rewards_advantages_and_losses_match_the_reference() {
     close(vf.to_scalar::<f32>().unwrap() as f64, want["value_loss"].as_f64().unwrap(), 1e-4, "value loss");
 }
 
+/// TRL's own PPOTrainer (trl 1.12.0, `trl.experimental.ppo`), one rollout of two full-length
+/// responses and two PPO epochs on tiny seeded Llama models (crates/train/tests/fixtures/trl-ppo.json,
+/// made by scripts/reference/make_trl_ppo_fixture.py from what TRL's loop computed): on
+/// responses that run to the length limit, where the two conventions agree, valuedrift's
+/// rewards, GAE, whitening and both clipped losses give TRL's numbers.
+#[test]
+fn ppo_matches_trls_own_ppo_trainer_on_full_length_responses() {
+    let fx: Value = serde_json::from_str(&std::fs::read_to_string(root().join("crates/train/tests/fixtures/trl-ppo.json")).unwrap()).unwrap();
+    let cfg = &fx["config"];
+    let c = |k: &str| cfg[k].as_f64().unwrap();
+    let table = |v: &Value| -> Vec<Vec<f64>> { v.as_array().unwrap().iter().map(f64s).collect() };
+    let n = cfg["response_length"].as_u64().unwrap() as usize;
+    let rows = table(&fx["logprobs_old"]).len();
+    assert!(rows >= 2 && table(&fx["logprobs_old"]).iter().all(|r| r.len() == n), "full-length rows only");
+    let ranges: Vec<std::ops::Range<usize>> = (0..rows).map(|r| r * n..(r + 1) * n).collect();
+    // Rows flattened in a given order (a PPO epoch visits them shuffled).
+    let flat = |v: &[Vec<f64>], order: &[usize]| -> Vec<f64> { order.iter().flat_map(|&r| v[r].clone()).collect() };
+    let in_order: Vec<usize> = (0..rows).collect();
+    let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    let (old, reference, values) = (table(&fx["logprobs_old"]), table(&fx["ref_logprobs"]), table(&fx["values_old"]));
+    let scores = f64s(&fx["scores"]);
+    let rewards = ppo::token_rewards(&f32s(&flat(&old, &in_order)), &f32s(&flat(&reference, &in_order)), &ranges, &scores, c("kl_coef"));
+    let logged = &fx["logged"];
+    let non_score = (rewards.iter().sum::<f64>() - scores.iter().sum::<f64>()) / rows as f64;
+    close(non_score, logged["objective/non_score_reward"].as_f64().unwrap(), 1e-4, "KL penalty per response vs TRL's objective/non_score_reward");
+    let (adv, returns) = ppo::gae(&rewards, &flat(&values, &in_order), &ranges, c("gamma"), c("lam"));
+    for (g, w) in paired(&adv, flat(&table(&fx["advantages_raw"]), &in_order)) {
+        assert!((g - w).abs() < 1e-5, "advantage {g} vs TRL {w}");
+    }
+    let whitened = ppo::whiten(&adv);
+    for (g, w) in paired(&whitened, flat(&table(&fx["advantages_whitened"]), &in_order)) {
+        assert!((g - w).abs() < 1e-4, "whitened advantage {g} vs TRL {w}");
+    }
+    let per_row = |v: &[f64]| -> Vec<Vec<f64>> { v.chunks(n).map(<[f64]>::to_vec).collect() };
+    let (whitened, returns) = (per_row(&whitened), per_row(&returns));
+    let t = |v: Vec<f64>| Tensor::from_vec(f32s(&v), v.len(), &Device::Cpu).unwrap();
+    let mut clipped_somewhere = false;
+    for (e, epoch) in fx["epochs"].as_array().unwrap().iter().enumerate() {
+        let order: Vec<usize> = epoch["rows"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+        let new = table(&epoch["logprobs_new"]).concat();
+        let (pg, clipfrac) = ppo::policy_loss(&t(new), &t(flat(&old, &order)), &t(flat(&whitened, &order)), c("cliprange")).unwrap();
+        let want = |k: &str| epoch[k].as_f64().unwrap();
+        assert!((pg.to_scalar::<f32>().unwrap() as f64 - want("policy_loss")).abs() < 1e-5, "epoch {e}: policy loss vs TRL {}", want("policy_loss"));
+        assert!((clipfrac - want("policy_clipfrac")).abs() < 1e-6, "epoch {e}: clip fraction {clipfrac} vs TRL {}", want("policy_clipfrac"));
+        clipped_somewhere |= clipfrac > 0.0;
+        let new_values = table(&epoch["values_new"]).concat();
+        let vf = ppo::value_loss(&t(new_values), &t(flat(&values, &order)), &t(flat(&returns, &order)), c("cliprange_value")).unwrap();
+        assert!((vf.to_scalar::<f32>().unwrap() as f64 - want("value_loss")).abs() < 1e-6, "epoch {e}: value loss vs TRL {}", want("value_loss"));
+    }
+    assert!(clipped_somewhere, "the second epoch moved the policy far enough to clip: the clipping is compared too");
+}
+
+/// A deliberate difference from TRL: where a response ends before the length limit, TRL adds
+/// the score one position after its last token (a padding position, `sequence_lengths + 1`) and
+/// keeps that position in the value loss; valuedrift adds the score to the response's own last
+/// token (its end-of-turn token) and scores only real tokens. This pins valuedrift's side.
+#[test]
+fn ppo_puts_the_score_on_the_last_real_token_unlike_trl() {
+    let logps = [-1.0f32, -2.0, -3.0, -1.5, -2.5];
+    let reference = [-1.5f32, -2.0, -2.0, -1.0, -2.5];
+    // Two responses: three tokens (ended early) and two.
+    let ranges = [0..3, 3..5];
+    let rewards = ppo::token_rewards(&logps, &reference, &ranges, &[10.0, 20.0], 0.1);
+    let kl_only: Vec<f64> = logps.iter().zip(&reference).map(|(&l, &r)| -0.1 * (l as f64 - r as f64)).collect();
+    let expected = [kl_only[0], kl_only[1], kl_only[2] + 10.0, kl_only[3], kl_only[4] + 20.0];
+    for (g, w) in paired(&rewards, &expected) {
+        assert!((g - w).abs() < 1e-12, "{rewards:?} vs {expected:?}");
+    }
+}
+
 #[test]
 fn cosine_schedule_matches_transformers() {
     for case in fixture()["schedule"].as_array().unwrap() {
