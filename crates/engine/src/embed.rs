@@ -131,7 +131,12 @@ fn max_tokens(dir: &Path, kind: EncoderKind, positions: usize, pad_id: u32) -> R
         return Ok(usable);
     }
     let cfg: serde_json::Value = read_json(&path)?;
-    Ok(cfg["max_seq_length"].as_u64().map(|n| n as usize).unwrap_or(usable).min(usable))
+    match cfg["max_seq_length"].as_u64() {
+        None => Ok(usable),
+        // One token besides the closing special token, at least.
+        Some(n) if n >= 2 => Ok((n as usize).min(usable)),
+        Some(n) => Err(Error::bad_model(&path, format!("max_seq_length {n} leaves no room for a token (at least 2)"))),
+    }
 }
 
 impl SentenceEmbedder {

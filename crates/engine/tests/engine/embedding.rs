@@ -51,3 +51,23 @@ fn tempdir_with_config(config: &str) -> std::path::PathBuf {
     std::fs::write(dir.join("config.json"), config).unwrap();
     dir
 }
+
+#[test]
+fn a_max_seq_length_without_room_for_a_token_is_named() {
+    let source = model_path("all-minilm-l6-v2");
+    let dir = std::env::temp_dir().join(format!("vd-embed-maxlen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            // The weights by link: the test changes one small file.
+            let to = dir.join(path.file_name().unwrap());
+            std::os::unix::fs::symlink(&path, &to).unwrap();
+        }
+    }
+    std::fs::remove_file(dir.join("sentence_bert_config.json")).ok();
+    std::fs::write(dir.join("sentence_bert_config.json"), r#"{"max_seq_length": 0, "do_lower_case": false}"#).unwrap();
+    let err = SentenceEmbedder::load(&dir, &device()).err().expect("refused").to_string();
+    assert!(err.contains("sentence_bert_config.json") && err.contains("max_seq_length 0"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
