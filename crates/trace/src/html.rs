@@ -48,6 +48,7 @@ pub fn write_html(store: &Store, run: i64, written: &Written, experiment: Option
         the first to the last checkpoint of a phase; drift time η is the fraction of the phase's steps taken to come within the 95% \
         interval of the stance's extremum in the phase.</p>",
     );
+    judge_section(&mut h, &store.judge_checks(run)?);
     plots(&mut h, &written.plots)?;
     drift_tables(&mut h, written);
     values_table(&mut h, written);
@@ -60,6 +61,28 @@ pub fn write_html(store: &Store, run: i64, written: &Written, experiment: Option
     let path = written.dir.join("report.html");
     std::fs::write(&path, h).map_err(|source| ReportError::Io { path: path.clone(), source })?;
     Ok(path)
+}
+
+/// Which judge judged the run and how it does on the bundled labelled sample.
+fn judge_section(h: &mut String, checks: &[crate::judge_check::JudgeCheck]) {
+    h.push_str("<h2>The judge</h2>");
+    if checks.is_empty() {
+        h.push_str("<p class='meta'>No judge check is kept for this run (traced with --judge-check 0, or before checks were kept).</p>");
+        return;
+    }
+    for c in checks {
+        let _ = write!(h, "<p><b>{}</b>: {}.</p>", esc(&c.judge), esc(&crate::judge_check::summary(c)));
+        h.push_str("<table><tr><th>category</th><th>accuracy</th></tr>");
+        for (category, accuracy) in &c.by_category {
+            let _ = write!(h, "<tr><td>{}</td><td>{accuracy:.2}</td></tr>", esc(category));
+        }
+        h.push_str("</table>");
+    }
+    h.push_str(
+        "<p class='meta'>On the first items of each label in each category of data/judge/labelled.jsonl (hand-written answers \
+        with an annotator's stance); the judge's stance probabilities average into v(T), so its errors and miscalibration carry into \
+        every value above. `valuedrift judge --validate data/judge/labelled.jsonl` measures it on the whole set.</p>",
+    );
 }
 
 fn plots(h: &mut String, pngs: &[PathBuf]) -> Result<()> {

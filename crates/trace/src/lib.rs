@@ -9,6 +9,7 @@ pub mod evalset;
 pub mod evidence;
 pub mod html;
 pub mod judge;
+pub mod judge_check;
 pub mod pipeline;
 pub mod report;
 pub mod significance;

@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS judgments (
     p_support REAL NOT NULL, p_neutral REAL NOT NULL, p_oppose REAL NOT NULL, order_spread REAL NOT NULL,
     floored INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run, checkpoint, question, sample));
+CREATE TABLE IF NOT EXISTS judge_checks (
+    run INTEGER NOT NULL, judge TEXT NOT NULL, figures TEXT NOT NULL, PRIMARY KEY (run, judge));
 ";
 
 /// Columns added after a store format was first released: (table, column, definition). Older
@@ -152,6 +154,28 @@ impl Store {
     pub fn settings(&self, run: i64) -> Result<serde_json::Value> {
         let text: String = self.sql(self.conn.query_row("SELECT settings FROM runs WHERE id = ?1", [run], |r| r.get(0)))?;
         Ok(serde_json::from_str(&text).unwrap_or_default())
+    }
+
+    /// Keeps a judge's figures on the labelled sample for `run` (replacing earlier ones of the
+    /// same judge).
+    pub fn put_judge_check(&self, run: i64, check: &crate::judge_check::JudgeCheck) -> Result<()> {
+        let figures = serde_json::to_string(check).expect("plain data");
+        self.sql(
+            self.conn.execute("INSERT OR REPLACE INTO judge_checks (run, judge, figures) VALUES (?1, ?2, ?3)", params![run, check.judge, figures]),
+        )?;
+        Ok(())
+    }
+
+    /// The judge checks kept for `run`, by judge name.
+    pub fn judge_checks(&self, run: i64) -> Result<Vec<crate::judge_check::JudgeCheck>> {
+        let mut st = self.sql(self.conn.prepare("SELECT figures FROM judge_checks WHERE run = ?1 ORDER BY judge"))?;
+        let rows: Vec<String> = self.sql(self.sql(st.query_map([run], |r| r.get(0)))?.collect())?;
+        rows.iter()
+            .map(|text| {
+                serde_json::from_str(text)
+                    .map_err(|e| StoreError::Mismatch { path: self.path.clone(), message: format!("judge_checks: unreadable figures ({e})") })
+            })
+            .collect()
     }
 
     pub fn runs(&self) -> Result<Vec<(i64, String)>> {

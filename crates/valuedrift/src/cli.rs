@@ -217,6 +217,10 @@ pub struct TraceArgs {
     pub sampling: SamplingArgs,
     #[command(flatten)]
     pub judge: JudgeModelArgs,
+    /// Check the judge on this many items per category of the bundled labelled set before
+    /// tracing, and keep its figures in the store and on the report page (0: no check).
+    #[arg(long, default_value_t = 6)]
+    pub judge_check: usize,
     /// Device for generation (cpu, cuda, cuda:N).
     #[arg(long, default_value = "cpu")]
     pub device: String,

@@ -52,6 +52,9 @@ fn trace_args(out: &Path) -> Vec<String> {
         "2",
         "--judge-matmul",
         "f32",
+        // The judge check (tested in tests/trace.rs) would only slow these remote-engine tests.
+        "--judge-check",
+        "0",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -52,6 +52,8 @@ fn trace(out: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
             "2",
             "--judge-matmul",
             "f32",
+            "--judge-check",
+            "0",
         ])
         .args(extra)
         .output()

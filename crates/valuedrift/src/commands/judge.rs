@@ -200,3 +200,21 @@ fn print_per_category(labels: &[Stance], judgments: &[Judgment], rows: &[jsonl::
         println!("  {c:24} {:.3} ({lo:.3} to {hi:.3}, {} items)", v.accuracy(), v.total());
     }
 }
+
+/// Checks the run's judge on the bundled labelled sample and keeps its figures in the store,
+/// unless they are there already for this judge and sample size (a resumed run).
+pub fn check_into_store(store: &valuedrift_trace::store::Store, run: i64, chosen: &super::engines::ChosenJudge, per_category: usize) -> Result<()> {
+    if per_category == 0 {
+        return Ok(());
+    }
+    if store.judge_checks(run)?.iter().any(|c| c.judge == chosen.identity && c.per_category == per_category) {
+        return Ok(());
+    }
+    let sample = valuedrift_trace::judge_check::bundled_sample(per_category);
+    eprintln!("judge check: {} on {} labelled items ({per_category} per category of data/judge/labelled.jsonl)", chosen.identity, sample.len());
+    let started = std::time::Instant::now();
+    let check = valuedrift_trace::judge_check::check(chosen.judge.as_ref(), &chosen.identity, per_category, &sample)?;
+    eprintln!("judge check: {} ({:.0} s)", valuedrift_trace::judge_check::summary(&check), started.elapsed().as_secs_f64());
+    store.put_judge_check(run, &check)?;
+    Ok(())
+}

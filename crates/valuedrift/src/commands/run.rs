@@ -117,11 +117,13 @@ pub struct JudgeConfig {
     pub orders: u8,
     /// The engine that judges: "local" (default) or an `[engine.NAME]`.
     pub engine: Option<String>,
+    /// Items per category of the bundled labelled set the judge is checked on (0: none).
+    pub check_per_category: usize,
 }
 
 impl Default for JudgeConfig {
     fn default() -> Self {
-        JudgeConfig { model: "models/qwen2.5-coder-1.5b-instruct.q4_k_m.gguf".into(), orders: 3, engine: None }
+        JudgeConfig { model: "models/qwen2.5-coder-1.5b-instruct.q4_k_m.gguf".into(), orders: 3, engine: None, check_per_category: 6 }
     }
 }
 
@@ -411,6 +413,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     settings.judge = judge_model.identity.clone();
     let mut store = Store::open(&out.join("trace.sqlite"))?;
     let run = store.run(&exp.name, &settings.to_json())?;
+    super::judge::check_into_store(&store, run, &judge_model, exp.judge.check_per_category)?;
     eprintln!(
         "== tracing {} checkpoints x {} questions x {} samples; store {}",
         specs.len(),

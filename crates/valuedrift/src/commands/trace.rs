@@ -83,6 +83,7 @@ pub fn run(args: TraceArgs) -> Result<()> {
     let store_path = args.store.clone().unwrap_or_else(|| args.out.join("trace.sqlite"));
     let mut store = Store::open(&store_path)?;
     let run = store.run(&args.run, &settings.to_json())?;
+    super::judge::check_into_store(&store, run, &judge, args.judge_check)?;
     eprintln!(
         "store: {} (run '{}'): {} checkpoints x {} questions x {} samples",
         store_path.display(),
