@@ -351,17 +351,6 @@ fn dpo_reference_is_kept_only_for_the_model_and_pairs_that_made_it() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
-/// `a` and `b` side by side, after checking that they are equally long and not empty: a
-/// comparison loop over a shorter or empty list would pass without comparing anything.
-fn paired<A, B>(a: A, b: B) -> std::iter::Zip<A::IntoIter, B::IntoIter>
-where
-    A: IntoIterator,
-    B: IntoIterator,
-    A::IntoIter: ExactSizeIterator,
-    B::IntoIter: ExactSizeIterator,
-{
-    let (a, b) = (a.into_iter(), b.into_iter());
-    assert_eq!(a.len(), b.len(), "the compared lists differ in length");
-    assert!(a.len() > 0, "an empty comparison checks nothing");
-    a.zip(b)
-}
+#[path = "../../test-helpers/paired.rs"]
+mod paired;
+use paired::paired;

@@ -96,17 +96,7 @@ pub fn kill_once_exists(mut child: Child, path: &std::path::Path, limit: Duratio
     child.wait().unwrap();
 }
 
-/// `a` and `b` side by side, after checking that they are equally long and not empty: a
-/// comparison loop over a shorter or empty list would pass without comparing anything.
-pub fn paired<A, B>(a: A, b: B) -> std::iter::Zip<A::IntoIter, B::IntoIter>
-where
-    A: IntoIterator,
-    B: IntoIterator,
-    A::IntoIter: ExactSizeIterator,
-    B::IntoIter: ExactSizeIterator,
-{
-    let (a, b) = (a.into_iter(), b.into_iter());
-    assert_eq!(a.len(), b.len(), "the compared lists differ in length");
-    assert!(a.len() > 0, "an empty comparison checks nothing");
-    a.zip(b)
-}
+#[path = "../../../test-helpers/paired.rs"]
+mod paired_helper;
+#[allow(unused_imports)] // not every test binary compares lists
+pub use paired_helper::paired;
