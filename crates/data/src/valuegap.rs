@@ -20,6 +20,7 @@ pub struct ValueGapItem {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum LabelSetup {
     /// The supporting answer is chosen.
     Support,

@@ -334,7 +334,7 @@ fn mean_pool(h: &Tensor, mask: &Tensor) -> Result<Tensor> {
 
 /// T5/MPNet bucketing of a relative distance (key position minus query position): half the
 /// buckets per direction, exact below `buckets / 4`, logarithmic up to `max_distance`.
-pub fn relative_bucket(relative: i64, buckets: usize, max_distance: usize) -> usize {
+pub(crate) fn relative_bucket(relative: i64, buckets: usize, max_distance: usize) -> usize {
     let half = buckets / 2;
     let n = -relative;
     let base = if n < 0 { half } else { 0 };

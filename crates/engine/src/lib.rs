@@ -2,23 +2,23 @@
 //!
 //! It knows tensors, models, tokenizers, sampling and log-probs, and nothing of stances.
 
-pub mod chat;
-pub mod config;
-pub mod decoder_grad;
+mod chat;
+mod config;
+mod decoder_grad;
 pub mod embed;
-pub mod error;
+mod error;
 pub mod generate;
 pub mod kv;
 mod layer_math;
-pub mod load;
+mod load;
 pub mod matmul;
-pub mod model;
+mod model;
 pub mod optim;
 pub mod score;
-pub mod simd;
-pub mod tokenizer;
-pub mod train_ops;
-pub mod weights;
+mod simd;
+mod tokenizer;
+mod train_ops;
+mod weights;
 
 pub use chat::{ChatFormat, Message};
 pub use config::{Family, ModelConfig};

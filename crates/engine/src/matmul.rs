@@ -22,15 +22,15 @@ static WEIGHTS_EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU6
 
 /// Marks every packed weight as stale. The engine's optimizers call this after each in-place
 /// update; code that changes weights in place by other means must call it too.
-pub fn weights_changed() {
+pub(crate) fn weights_changed() {
     WEIGHTS_EPOCH.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 }
 
 /// The epoch of packed weights whose originals were dropped: they never go stale.
-pub const PINNED: u64 = u64::MAX;
+pub(crate) const PINNED: u64 = u64::MAX;
 
 /// The current weights epoch: a packed copy made in an earlier epoch may be stale.
-pub fn weights_epoch() -> u64 {
+pub(crate) fn weights_epoch() -> u64 {
     WEIGHTS_EPOCH.load(std::sync::atomic::Ordering::SeqCst)
 }
 
@@ -120,7 +120,7 @@ impl PackedWeight {
     /// Packs W = srcᵀ for src (rows × cols, row-major): W is (cols × rows). Backward passes need
     /// the transpose of a weight (dx = dy W) or of an activation (dW = dyᵀ x); each panel row of
     /// the transpose is a contiguous slice of src, so packing it directly skips the transpose.
-    pub fn pack_transposed(src: &[f32], rows: usize, cols: usize, precision: Precision) -> Self {
+    pub(crate) fn pack_transposed(src: &[f32], rows: usize, cols: usize, precision: Precision) -> Self {
         assert_eq!(src.len(), rows * cols);
         let mut w = Self::zeros(cols, rows, precision);
         w.fill_transposed(src, 0, rows);
@@ -128,7 +128,7 @@ impl PackedWeight {
     }
 
     /// An all-zero W (n × k), to be filled by `fill_transposed`.
-    pub fn zeros(n: usize, k: usize, precision: Precision) -> Self {
+    pub(crate) fn zeros(n: usize, k: usize, precision: Precision) -> Self {
         assert_supported(precision);
         let panels = n.div_ceil(NR);
         let data = match precision {
@@ -140,7 +140,7 @@ impl PackedWeight {
 
     /// Writes columns k0..k0+rows of W = srcᵀ from `part`, rows k0..k0+rows of src (each n
     /// long). For bf16, k0 must be even (columns are packed in pairs).
-    pub fn fill_transposed(&mut self, part: &[f32], k0: usize, rows: usize) {
+    pub(crate) fn fill_transposed(&mut self, part: &[f32], k0: usize, rows: usize) {
         let (n, k) = (self.n, self.k);
         assert!(part.len() == rows * n && k0 + rows <= k);
         match &mut self.data {

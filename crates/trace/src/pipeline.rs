@@ -38,6 +38,7 @@ pub type Result<T> = std::result::Result<T, TraceError>;
 /// How questions are put to a model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum PromptStyle {
     /// The model's chat template if it has one, else the base prompt.
     Auto,

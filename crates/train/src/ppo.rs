@@ -16,6 +16,7 @@ use candle_core::{DType, Tensor, Var, D};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use valuedrift_engine::generate::{generate, Finish, Request, SamplingParams};
+use valuedrift_engine::matmul::Precision;
 use valuedrift_engine::optim::{clip_scale, grad_norm, AdamW, AdamWConfig};
 use valuedrift_engine::score::{masked_token_logps_at, token_logps_and_entropy};
 use valuedrift_engine::{LanguageModel, Mode, Model};
@@ -165,6 +166,41 @@ pub struct PpoModels<'a> {
     pub value_head: &'a Var,
 }
 
+/// Where a checkpoint keeps the value model (inside its training state).
+fn value_dir(checkpoint: &Path) -> std::path::PathBuf {
+    checkpoint.join("training/value")
+}
+
+/// The models PPO works with beside the policy, owned: the frozen reference (the policy's
+/// starting model), the reward model, and the value model with its head, which starts as the
+/// reward model (as in TRL) and, on resume, continues from the state the checkpoint saved.
+pub struct PpoCompanions {
+    pub reference: LanguageModel,
+    pub reward: RewardModel,
+    pub value: LanguageModel,
+    pub value_head: Var,
+}
+
+impl PpoCompanions {
+    /// `start_model` is the policy's starting model; `resume_from` the checkpoint a resumed run
+    /// continues from.
+    pub fn load(start_model: &Path, reward_model: &Path, resume_from: Option<&Path>, device: &candle_core::Device) -> Result<Self> {
+        let context =
+            |what: &str, path: &Path, e: TrainError| TrainError::File { path: path.to_path_buf(), message: format!("loading the {what}: {e}") };
+        let reward = RewardModel::load(reward_model, device).map_err(|e| context("reward model", reward_model, e))?;
+        let value_from = resume_from.map(value_dir).unwrap_or_else(|| reward_model.to_path_buf());
+        let value = LanguageModel::load(&value_from, device, DType::F32).map_err(|e| context("value model", &value_from, e.into()))?;
+        let value_head = Var::from_tensor(&RewardModel::load(&value_from, device).map_err(|e| context("value head", &value_from, e))?.head)?;
+        let reference =
+            LanguageModel::load_for_inference(start_model, device, Precision::F32).map_err(|e| context("reference model", start_model, e.into()))?;
+        Ok(PpoCompanions { reference, reward, value, value_head })
+    }
+
+    pub fn with_policy<'a>(&'a self, policy: &'a LanguageModel) -> PpoModels<'a> {
+        PpoModels { policy, reference: &self.reference, reward: &self.reward, value: &self.value, value_head: &self.value_head }
+    }
+}
+
 /// Samples a response per prompt and computes log-probs, values and scores (no gradients).
 pub fn rollout(m: &PpoModels, prompts: &[Vec<u32>], cfg: &PpoConfig, seed: u64) -> Result<Rollouts> {
     let requests: Vec<Request> = prompts.iter().enumerate().map(|(i, p)| Request { prompt: p.clone(), seed_key: i as u64 }).collect();
@@ -300,7 +336,7 @@ pub fn train(
     };
     if let Some((dir, saved)) = resume {
         checkpoint::restore_optimizer(&dir, &mut policy_opt, m.policy.model.device())?;
-        checkpoint::restore_optimizer(&dir.join("training/value"), &mut value_opt, m.policy.model.device())?;
+        checkpoint::restore_optimizer(&value_dir(&dir), &mut value_opt, m.policy.model.device())?;
         state = saved;
     }
     crate::trainer::rewrite_metrics(out, &state.log_history)?;

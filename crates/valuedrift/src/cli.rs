@@ -1,7 +1,12 @@
 //! Command-line interface (clap derive); each subcommand lives in commands/<name>.rs.
 
+use crate::settings::{defaults, AuditPlan, EmbedderEngine, EvalSelection, Hyperparameters, JudgeChoice, Matmul, PhaseTarget, TrainPlan};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use valuedrift_data::valuegap::LabelSetup;
+use valuedrift_data::OnMalformed;
+use valuedrift_trace::pipeline::PromptStyle;
+use valuedrift_train::presets::Algo;
 
 #[derive(Parser)]
 #[command(name = "valuedrift", version, about = "Trace how a language model's values drift during post-training")]
@@ -64,7 +69,7 @@ pub struct RunArgs {
     pub dry_run: bool,
     /// Training matmuls on the CPU (see `train --matmul`).
     #[arg(long, value_enum, default_value = "f32")]
-    pub matmul: MatmulArg,
+    pub matmul: Matmul,
     /// Device for training, local generation, judging and audits (cpu, cuda, cuda:N).
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -76,7 +81,7 @@ pub struct RunArgs {
 #[derive(Args)]
 pub struct TrainArgs {
     #[arg(long, value_enum)]
-    pub algo: AlgoArg,
+    pub algo: Algo,
     /// The model to start from (.gguf or Hugging Face directory).
     #[arg(long)]
     pub model: PathBuf,
@@ -93,7 +98,7 @@ pub struct TrainArgs {
     pub skip_malformed: bool,
     /// For value-gap files (prompt/support/oppose): which answer is chosen.
     #[arg(long, value_enum)]
-    pub label_setup: Option<LabelSetupArg>,
+    pub label_setup: Option<LabelSetup>,
     /// Held-out pairs for the reward model's accuracy (default: the last 10% of --data).
     #[arg(long)]
     pub eval_data: Option<PathBuf>,
@@ -106,90 +111,23 @@ pub struct TrainArgs {
     /// Hyperparameter preset the options below override.
     #[arg(long, value_enum, default_value = "paper")]
     pub preset: PresetArg,
-    #[arg(long)]
-    pub lr: Option<f64>,
-    #[arg(long)]
-    pub epochs: Option<u32>,
-    /// Stop after this many updates.
-    #[arg(long)]
-    pub max_steps: Option<u64>,
-    /// Examples (sequences or pairs; prompts for PPO) per update.
-    #[arg(long)]
-    pub global_batch: Option<usize>,
-    /// Longest sequence in tokens (longer ones are cut).
-    #[arg(long)]
-    pub max_len: Option<usize>,
-    #[arg(long)]
-    pub warmup_ratio: Option<f64>,
-    #[arg(long, value_enum)]
-    pub schedule: Option<ScheduleArg>,
-    #[arg(long)]
-    pub weight_decay: Option<f64>,
-    /// Gradient clipping by global norm (0 turns it off).
-    #[arg(long)]
-    pub max_grad_norm: Option<f64>,
-    /// DPO/SimPO beta.
-    #[arg(long)]
-    pub beta: Option<f64>,
-    /// SimPO margin gamma.
-    #[arg(long)]
-    pub gamma: Option<f64>,
-    /// PPO KL coefficient.
-    #[arg(long)]
-    pub kl_coef: Option<f64>,
-    /// PPO: new tokens per rollout.
-    #[arg(long, default_value_t = 64)]
-    pub rollout_tokens: usize,
-    /// PPO: subtracted from the score of a response that does not end with EOS (0 turns it off).
-    #[arg(long, default_value_t = 1.0)]
-    pub missing_eos_penalty: f64,
-    /// PPO: optimization epochs over each batch of rollouts (TRL's default is 4).
-    #[arg(long, default_value_t = 4)]
-    pub ppo_epochs: usize,
-    /// Padded tokens per micro-batch (gradient accumulation fills the global batch).
-    #[arg(long, default_value_t = 2048)]
-    pub micro_tokens: usize,
+    #[command(flatten)]
+    pub hyper: Hyperparameters,
     /// Save a checkpoint every N updates (and at the end).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = defaults::SAVE_EVERY)]
     pub save_every: u64,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Training matmuls on the CPU: packed AVX-512 f32 kernels, bf16 products with f32
     /// accumulation (mixed precision, faster where the CPU has AVX512-BF16), or candle's.
     #[arg(long, value_enum, default_value = "f32")]
-    pub matmul: MatmulArg,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum AlgoArg {
-    Sft,
-    Rm,
-    Ppo,
-    Dpo,
-    Simpo,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum LabelSetupArg {
-    /// The answer supporting the topic is chosen.
-    Support,
-    /// The answer opposing the topic is chosen.
-    Oppose,
+    pub matmul: Matmul,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum PresetArg {
     /// The paper's settings (see docs/training.md).
     Paper,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum ScheduleArg {
-    Cosine,
-    Linear,
-    Constant,
 }
 
 #[derive(Args)]
@@ -219,16 +157,16 @@ pub struct TraceArgs {
     pub judge: JudgeModelArgs,
     /// Check the judge on this many items per category of the bundled labelled set before
     /// tracing, and keep its figures in the store and on the report page (0: no check).
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = defaults::JUDGE_CHECK_PER_CATEGORY)]
     pub judge_check: usize,
     /// Device for generation (cpu, cuda, cuda:N).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Generator matmul kernels on the CPU.
     #[arg(long, value_enum, default_value = "f32")]
-    pub matmul: MatmulArg,
+    pub matmul: Matmul,
     /// Sequences decoded together.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = defaults::GENERATION_BATCH)]
     pub batch_size: usize,
     #[command(flatten)]
     pub engines: EngineArgs,
@@ -254,38 +192,31 @@ pub struct EvalSetArgs {
 #[derive(Args, Clone)]
 pub struct SamplingArgs {
     /// Answers sampled per question (paper: 5).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = defaults::SAMPLES)]
     pub samples: u32,
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = defaults::TEMPERATURE)]
     pub temperature: f64,
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = defaults::MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults::SEED)]
     pub seed: u64,
     /// auto: the chat template when the model has one, else the paper's base prompt
     /// (question + "Response:"); chat; base.
     #[arg(long, value_enum, default_value = "auto")]
-    pub prompt: PromptArg,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum PromptArg {
-    Auto,
-    Chat,
-    Base,
+    pub prompt: PromptStyle,
 }
 
 #[derive(Args, Clone)]
 pub struct JudgeModelArgs {
     /// Judge model (any instruct model, .gguf or Hugging Face directory).
-    #[arg(long, default_value = "models/qwen2.5-coder-1.5b-instruct.q4_k_m.gguf")]
+    #[arg(long, default_value = defaults::JUDGE_MODEL)]
     pub judge: PathBuf,
     /// Option orders averaged per judgment (1-3; 3 cancels position bias to first order).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
+    #[arg(long, default_value_t = defaults::JUDGE_ORDERS, value_parser = clap::value_parser!(u8).range(1..=3))]
     pub orders: u8,
     /// Judge matmul kernels on the CPU.
     #[arg(long, value_enum, default_value = "bf16")]
-    pub judge_matmul: MatmulArg,
+    pub judge_matmul: Matmul,
 }
 
 #[derive(Args)]
@@ -331,22 +262,22 @@ pub struct EvalArgs {
     /// Comma-separated categories (default: all).
     #[arg(long, value_delimiter = ',')]
     pub categories: Vec<String>,
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = defaults::SAMPLES as usize)]
     pub samples: usize,
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = defaults::TEMPERATURE)]
     pub temperature: f64,
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = defaults::MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults::SEED)]
     pub seed: u64,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = defaults::GENERATION_BATCH)]
     pub batch_size: usize,
     /// The paper's prompt for base models (question + "Response:"), ignoring any chat template.
     #[arg(long)]
     pub base_prompt: bool,
-    #[arg(long, default_value = "models/qwen2.5-coder-1.5b-instruct.q4_k_m.gguf")]
+    #[arg(long, default_value = defaults::JUDGE_MODEL)]
     pub judge: PathBuf,
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
+    #[arg(long, default_value_t = defaults::JUDGE_ORDERS, value_parser = clap::value_parser!(u8).range(1..=3))]
     pub orders: u8,
     /// Output directory: questions.jsonl, generations.jsonl, judgments.jsonl, values.csv.
     #[arg(long)]
@@ -372,17 +303,17 @@ pub struct JudgeArgs {
     #[arg(long, num_args = 2, value_names = ["A", "B"], conflicts_with_all = ["input", "validate"])]
     pub agreement: Option<Vec<PathBuf>>,
     /// The judge: any instruct model (GGUF or Hugging Face directory).
-    #[arg(long, default_value = "models/qwen2.5-coder-1.5b-instruct.q4_k_m.gguf")]
+    #[arg(long, default_value = defaults::JUDGE_MODEL)]
     pub judge: PathBuf,
     /// Option orders averaged per item: 1 (support, neutral, oppose) or 3 (each option in each
     /// position, cancelling position bias).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
+    #[arg(long, default_value_t = defaults::JUDGE_ORDERS, value_parser = clap::value_parser!(u8).range(1..=3))]
     pub orders: u8,
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Inference matmuls (see `generate --help`); bf16 by default for the judge.
     #[arg(long, value_enum, default_value = "bf16")]
-    pub matmul: MatmulArg,
+    pub matmul: Matmul,
 }
 
 #[derive(Args)]
@@ -414,14 +345,7 @@ pub struct ModelArgs {
     /// accumulation (about twice as fast where the CPU has AVX512-BF16, slightly less exact),
     /// or candle's gemm.
     #[arg(long, value_enum, default_value = "f32")]
-    pub matmul: MatmulArg,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum MatmulArg {
-    F32,
-    Bf16,
-    Candle,
+    pub matmul: Matmul,
 }
 
 #[derive(Args)]
@@ -437,16 +361,16 @@ pub struct GenerateArgs {
     pub output: PathBuf,
     #[arg(long, default_value_t = 1)]
     pub samples: usize,
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = defaults::TEMPERATURE)]
     pub temperature: f64,
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f64,
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = defaults::MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults::SEED)]
     pub seed: u64,
     /// Sequences decoded together.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = defaults::GENERATION_BATCH)]
     pub batch_size: usize,
     /// Prompt as the paper does for base models (question + "\nResponse:"), ignoring any template.
     #[arg(long)]
@@ -546,7 +470,7 @@ pub struct BenchTrainArgs {
     #[arg(long)]
     pub model: PathBuf,
     #[arg(long, value_enum, default_value = "sft")]
-    pub algo: AlgoArg,
+    pub algo: Algo,
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
     #[arg(long, default_value_t = 256)]
@@ -558,7 +482,7 @@ pub struct BenchTrainArgs {
     pub dtype: DTypeArg,
     /// Training matmuls: packed AVX-512 f32 kernels, bf16 products with f32 accumulation, or candle's.
     #[arg(long, value_enum, default_value = "f32")]
-    pub matmul: MatmulArg,
+    pub matmul: Matmul,
     /// Text whose tokens fill the sequences (the assistant answers of an SFT file).
     #[arg(long, default_value = "data/sft/supportive.jsonl")]
     pub text: PathBuf,
@@ -617,10 +541,10 @@ pub struct AuditArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Sentence embedder (a sentence-transformers directory: BERT or MPNet).
-    #[arg(long, default_value = "models/all-mpnet-base-v2")]
+    #[arg(long, default_value = defaults::EMBEDDER)]
     pub embedder: PathBuf,
     /// Keep items whose prompt has at least this cosine similarity to some eval question.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = defaults::AUDIT_THRESHOLD)]
     pub threshold: f32,
     /// Read only the first N items of each dataset.
     #[arg(long)]
@@ -663,7 +587,7 @@ pub struct SynthArgs {
     #[arg(long)]
     pub model: PathBuf,
     /// Sentence embedder for prompt selection (BERT or MPNet sentence-transformers directory).
-    #[arg(long, default_value = "models/all-mpnet-base-v2")]
+    #[arg(long, default_value = defaults::EMBEDDER)]
     pub embedder: PathBuf,
     /// Prompts kept per category (the most similar to its eval questions).
     #[arg(long, default_value_t = 20)]
@@ -677,11 +601,11 @@ pub struct SynthArgs {
     /// Eval set whose questions define the categories (default: the bundled set).
     #[arg(long)]
     pub questions: Option<PathBuf>,
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = defaults::TEMPERATURE)]
     pub temperature: f64,
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = defaults::MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults::SEED)]
     pub seed: u64,
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
@@ -721,7 +645,7 @@ pub struct ServeArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Sequences decoded together.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = defaults::GENERATION_BATCH)]
     pub batch_size: usize,
     /// Connections open at once, each on its own thread (more are answered 503).
     #[arg(long, default_value_t = 256)]
@@ -735,4 +659,61 @@ pub struct ServeArgs {
     /// Also serve /v1/embeddings from this sentence-transformers directory (BERT or MPNet).
     #[arg(long)]
     pub embedder: Option<PathBuf>,
+}
+
+// From the command line to the plans commands run on (crate::settings).
+
+impl TrainArgs {
+    pub fn plan(&self) -> TrainPlan {
+        let target = PhaseTarget {
+            algo: self.algo,
+            model: self.model.clone(),
+            data: self.data.clone(),
+            out: self.out.clone(),
+            phase: self.phase.clone(),
+            save_every: self.save_every,
+        };
+        TrainPlan {
+            on_malformed: if self.skip_malformed { OnMalformed::Skip } else { OnMalformed::Error },
+            label_setup: self.label_setup,
+            eval_data: self.eval_data.clone(),
+            reward_model: self.reward_model.clone(),
+            ..TrainPlan::new(target, &self.hyper, &self.device, self.matmul)
+        }
+    }
+}
+
+impl EvalSetArgs {
+    pub fn selection(&self) -> EvalSelection {
+        EvalSelection { questions: self.questions.clone(), quick: self.quick, categories: self.categories.clone(), per_category: self.per_category }
+    }
+}
+
+impl JudgeModelArgs {
+    pub fn choice(&self) -> JudgeChoice {
+        JudgeChoice { model: self.judge.clone(), orders: self.orders, matmul: self.judge_matmul }
+    }
+}
+
+impl EmbedderEngineArgs {
+    pub fn engine(&self) -> EmbedderEngine {
+        EmbedderEngine { choice: self.embedder_engine.clone(), engines_file: self.embedder_engines.clone() }
+    }
+}
+
+impl AuditArgs {
+    pub fn plan(&self) -> AuditPlan {
+        AuditPlan {
+            data: self.data.clone(),
+            out: self.out.clone(),
+            embedder: self.embedder.clone(),
+            embedder_engine: self.embedder_engine.engine(),
+            threshold: self.threshold,
+            max_items: self.max_items,
+            on_malformed: if self.skip_malformed { OnMalformed::Skip } else { OnMalformed::Error },
+            eval: self.eval.selection(),
+            judge: self.judge.choice(),
+            device: self.device.clone(),
+        }
+    }
 }

@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod jsonl;
 mod progress;
+mod settings;
 
 use clap::Parser;
 

@@ -2,10 +2,10 @@
 
 use crate::cli::AuditArgs;
 use crate::progress::Bars;
+use crate::settings::{file_name, AuditPlan, EmbedderEngine, JudgeChoice};
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use valuedrift_data::OnMalformed;
 use valuedrift_remote::config::EngineConfig;
 use valuedrift_trace::audit::{self, AuditDir, AuditSettings, Embedder, Summary};
 use valuedrift_trace::evalset::Question;
@@ -13,6 +13,7 @@ use valuedrift_trace::judge::LocalJudge;
 
 pub fn run(args: AuditArgs) -> Result<()> {
     check_cosine("--threshold", args.threshold)?;
+    let args = args.plan();
     let questions = super::trace::questions(&args.eval)?;
     let mut tools = Tools::new(&args);
     for path in &args.data {
@@ -37,23 +38,23 @@ pub fn dataset_name(path: &Path) -> String {
 /// The embedder and judge, loaded once and only when some dataset needs them.
 pub struct Tools {
     embedder_path: PathBuf,
-    embedder_engine: crate::cli::EmbedderEngineArgs,
+    embedder_engine: EmbedderEngine,
     extra_engines: BTreeMap<String, EngineConfig>,
     device: String,
-    judge_args: crate::cli::JudgeModelArgs,
+    judge_choice: JudgeChoice,
     embedder: Option<Box<dyn Embedder>>,
     question_vecs: Option<Vec<Vec<f32>>>,
     judge: Option<LocalJudge>,
 }
 
 impl Tools {
-    pub fn new(args: &AuditArgs) -> Self {
+    pub fn new(args: &AuditPlan) -> Self {
         Tools {
             embedder_path: args.embedder.clone(),
             embedder_engine: args.embedder_engine.clone(),
             extra_engines: BTreeMap::new(),
             device: args.device.clone(),
-            judge_args: args.judge.clone(),
+            judge_choice: args.judge.clone(),
             embedder: None,
             question_vecs: None,
             judge: None,
@@ -74,9 +75,9 @@ impl Tools {
 
     fn embedder(&mut self) -> Result<&dyn Embedder> {
         if self.embedder.is_none() {
-            let mut known = super::engines::read_file(self.embedder_engine.embedder_engines.as_deref())?;
+            let mut known = super::engines::read_file(self.embedder_engine.engines_file.as_deref())?;
             known.extend(self.extra_engines.clone());
-            let engine = super::engines::resolve(self.embedder_engine.embedder_engine.as_deref(), &known, "embedder")?;
+            let engine = super::engines::resolve(self.embedder_engine.choice.as_deref(), &known, "embedder")?;
             self.embedder = Some(super::engines::embedder(engine, &self.embedder_path, &self.device)?);
         }
         Ok(self.embedder.as_deref().expect("loaded"))
@@ -93,7 +94,7 @@ impl Tools {
 
     fn judge(&mut self) -> Result<&mut LocalJudge> {
         if self.judge.is_none() {
-            self.judge = Some(super::engines::load_judge(&self.judge_args, &self.device)?);
+            self.judge = Some(super::engines::load_judge(&self.judge_choice, &self.device)?);
         }
         Ok(self.judge.as_mut().expect("loaded"))
     }
@@ -107,16 +108,15 @@ pub fn check_cosine(flag: &str, value: f32) -> Result<()> {
     Ok(())
 }
 
-pub fn settings(args: &AuditArgs, path: &Path, questions: &[Question], items: usize) -> AuditSettings {
-    let file_name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+pub fn settings(args: &AuditPlan, path: &Path, questions: &[Question], items: usize) -> AuditSettings {
     AuditSettings {
         data: path.display().to_string(),
-        embedder: match args.embedder_engine.embedder_engine.as_deref() {
+        embedder: match args.embedder_engine.choice.as_deref() {
             None | Some("local") => file_name(&args.embedder),
             Some(remote) => format!("{remote} (remote)"),
         },
         threshold: args.threshold,
-        judge: file_name(&args.judge.judge),
+        judge: args.judge.identity(),
         judge_orders: args.judge.orders as usize,
         max_items: args.max_items,
         items,
@@ -126,9 +126,8 @@ pub fn settings(args: &AuditArgs, path: &Path, questions: &[Question], items: us
 }
 
 /// Audits one dataset into `dir`, resuming what an earlier run left there.
-pub fn audit_one(args: &AuditArgs, path: &Path, dir: &Path, questions: &[Question], tools: &mut Tools) -> Result<Summary> {
-    let on_malformed = if args.skip_malformed { OnMalformed::Skip } else { OnMalformed::Error };
-    let mut dataset = audit::load_dataset(path, on_malformed)?;
+pub fn audit_one(args: &AuditPlan, path: &Path, dir: &Path, questions: &[Question], tools: &mut Tools) -> Result<Summary> {
+    let mut dataset = audit::load_dataset(path, args.on_malformed)?;
     if let Some(n) = args.max_items {
         dataset.entries.truncate(n);
     }

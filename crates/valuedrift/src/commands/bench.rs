@@ -1,7 +1,7 @@
 //! `valuedrift bench`: throughput and peak memory of evaluation sampling and of scoring.
 //! Peers (transformers, llama.cpp) are measured by scripts/bench/peers.py on the same inputs.
 
-use crate::cli::{AlgoArg, BenchArgs, BenchCommand, BenchGenerateArgs, BenchJudgeArgs, BenchScoreArgs, BenchServeArgs, BenchTrainArgs, DTypeArg};
+use crate::cli::{BenchArgs, BenchCommand, BenchGenerateArgs, BenchJudgeArgs, BenchScoreArgs, BenchServeArgs, BenchTrainArgs, DTypeArg};
 use crate::jsonl;
 use anyhow::{bail, Result};
 use serde_json::json;
@@ -9,6 +9,7 @@ use std::time::Instant;
 use valuedrift_engine::generate::{generate, Request, SamplingParams};
 use valuedrift_engine::score::score;
 use valuedrift_engine::Message;
+use valuedrift_train::presets::Algo;
 
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.which {
@@ -142,7 +143,7 @@ fn bench_train(a: BenchTrainArgs) -> Result<()> {
         Ok(())
     };
     match a.algo {
-        AlgoArg::Sft => {
+        Algo::Sft => {
             let data = windows[..a.batch].iter().map(|w| SftTokens { ids: w.clone(), targets: (0..w.len()).map(|j| j > 0).collect() }).collect();
             let mut objective = SftObjective { data };
             for step in 0..=a.steps {
@@ -152,7 +153,7 @@ fn bench_train(a: BenchTrainArgs) -> Result<()> {
                 })?;
             }
         }
-        AlgoArg::Dpo => {
+        Algo::Dpo => {
             let reference = valuedrift_engine::LanguageModel::load_for_inference(&a.model, &dev, valuedrift_engine::matmul::Precision::F32)?;
             let mut objective = PreferenceObjective { pairs, reference: None, loss: PreferenceLoss::Dpo { beta: 0.1 } };
             for step in 0..=a.steps {
@@ -168,7 +169,7 @@ fn bench_train(a: BenchTrainArgs) -> Result<()> {
     }
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
-    let tokens = a.batch * a.seq_len * if matches!(a.algo, AlgoArg::Dpo) { 2 } else { 1 };
+    let tokens = a.batch * a.seq_len * if matches!(a.algo, Algo::Dpo) { 2 } else { 1 };
     report(
         a.json.as_deref(),
         json!({
@@ -193,7 +194,7 @@ fn bench_judge(a: BenchJudgeArgs) -> Result<()> {
             })
         })
         .collect::<Result<_>>()?;
-    let judge = super::engines::load_judge(&a.judge, "cpu")?;
+    let judge = super::engines::load_judge(&a.judge.choice(), "cpu")?;
     if let Some(path) = &a.dump_ids {
         let mut lines = Vec::new();
         for item in &items {

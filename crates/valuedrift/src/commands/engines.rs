@@ -1,7 +1,8 @@
 //! Which engine does each role: `local`, an engine named in an `--engines` file or an
 //! experiment's `[engine.NAME]` tables, or a server's base URL.
 
-use crate::cli::{DTypeArg, EngineArgs, JudgeModelArgs, ModelArgs};
+use crate::cli::{DTypeArg, EngineArgs, ModelArgs};
+use crate::settings::JudgeChoice;
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -63,19 +64,18 @@ pub struct ChosenJudge {
 }
 
 /// The judge model on this machine.
-pub fn load_judge(args: &JudgeModelArgs, device: &str) -> Result<LocalJudge> {
-    let model = ModelArgs { model: args.judge.clone(), device: device.into(), dtype: DTypeArg::F32, matmul: args.judge_matmul };
-    Ok(LocalJudge::new(super::load_model(&model)?, ROTATIONS[..args.orders as usize].to_vec())?)
+pub fn load_judge(choice: &JudgeChoice, device: &str) -> Result<LocalJudge> {
+    let model = ModelArgs { model: choice.model.clone(), device: device.into(), dtype: DTypeArg::F32, matmul: choice.matmul };
+    Ok(LocalJudge::new(super::load_model(&model)?, ROTATIONS[..choice.orders as usize].to_vec())?)
 }
 
-pub fn judge(engine: Engine, args: &JudgeModelArgs, device: &str) -> Result<ChosenJudge> {
-    let orders = ROTATIONS[..args.orders as usize].to_vec();
+pub fn judge(engine: Engine, choice: &JudgeChoice, device: &str) -> Result<ChosenJudge> {
+    let orders = ROTATIONS[..choice.orders as usize].to_vec();
     let Engine::Remote { name, config } = engine else {
-        let identity = args.judge.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        return Ok(ChosenJudge { judge: Box::new(load_judge(args, device)?), identity, _server: None });
+        return Ok(ChosenJudge { judge: Box::new(load_judge(choice, device)?), identity: choice.identity(), _server: None });
     };
     let server = match &config.launch {
-        Some(command) => Some(Server::start(command, &args.judge, config.ready_timeout())?),
+        Some(command) => Some(Server::start(command, &choice.model, config.ready_timeout())?),
         None => None,
     };
     let urls = match &server {
@@ -85,12 +85,12 @@ pub fn judge(engine: Engine, args: &JudgeModelArgs, device: &str) -> Result<Chos
     };
     let client = Arc::new(Client::new(config.endpoint(urls))?);
     let model = match &config.model {
-        Some(m) => m.replace("{model}", &args.judge.display().to_string()),
+        Some(m) => m.replace("{model}", &choice.model.display().to_string()),
         None => served_model(&client).with_context(|| format!("judge engine '{name}'"))?,
     };
     let format = match config.api {
         Api::Completions => {
-            let template = config.template.clone().unwrap_or_else(|| args.judge.clone());
+            let template = config.template.clone().unwrap_or_else(|| choice.model.clone());
             Some(
                 LanguageModel::read_chat_format(&template)
                     .with_context(|| format!("judge engine '{name}': the chat template to render prompts with"))?,
@@ -102,8 +102,8 @@ pub fn judge(engine: Engine, args: &JudgeModelArgs, device: &str) -> Result<Chos
     judge.top_logprobs = config.top_logprobs;
     // The local tokenizer is the served judge's when named as its template, when this run started
     // the server with it, or when the server reports the same model file name.
-    let same_model = server.is_some() || std::path::Path::new(&model).file_name().is_some_and(|n| Some(n) == args.judge.file_name());
-    let tokenizer_source = config.template.clone().or_else(|| same_model.then(|| args.judge.clone()));
+    let same_model = server.is_some() || std::path::Path::new(&model).file_name().is_some_and(|n| Some(n) == choice.model.file_name());
+    let tokenizer_source = config.template.clone().or_else(|| same_model.then(|| choice.model.clone()));
     judge.option_tokens = tokenizer_source.and_then(|p| local_option_tokens(&p));
     let identity = format!("{model} (remote, {:?} log-probs)", config.logprobs).to_lowercase();
     eprintln!("judge: {model} at engine '{name}' ({:?} API, {:?} log-probs)", config.api, config.logprobs);

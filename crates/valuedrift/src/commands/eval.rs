@@ -2,7 +2,8 @@
 //! (resumable), judging through `judge`, then p(s|x) = mean over samples and v(T) = mean over
 //! questions with 95% t-intervals, per category.
 
-use crate::cli::{EvalArgs, GenerateArgs, JudgeArgs, MatmulArg};
+use crate::cli::{EvalArgs, GenerateArgs, JudgeArgs};
+use crate::settings::Matmul;
 use anyhow::{anyhow, Context, Result};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -43,7 +44,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             judge: args.judge.clone(),
             orders: args.orders,
             device: args.model.device.clone(),
-            matmul: MatmulArg::Bf16,
+            matmul: Matmul::Bf16,
         })?;
     }
     report(&judged, &args.out.join("values.csv"))

@@ -16,7 +16,8 @@ mod synth;
 mod trace;
 mod train;
 
-use crate::cli::{Cli, Command, DTypeArg, MatmulArg, ModelArgs};
+use crate::cli::{Cli, Command, DTypeArg, ModelArgs};
+use crate::settings::Matmul;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use valuedrift_engine::matmul::Precision;
@@ -34,7 +35,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Trace(a) => trace::run(a),
         Command::Report(a) => trace::report(a),
         Command::Dump(a) => trace::dump(a),
-        Command::Train(a) => train::run(a),
+        Command::Train(a) => train::run(&a.plan()),
         Command::Run(a) => run::run(a),
         Command::Audit(a) => audit::run(a),
         Command::Synth(a) => synth::run(a),
@@ -71,7 +72,7 @@ fn load(args: &ModelArgs, inference_only: bool) -> Result<LanguageModel> {
     let dev = device(&args.device)?;
     let started = std::time::Instant::now();
     let mut lm = LanguageModel::load(&args.model, &dev, dtype)?;
-    let precision = precision(args.matmul);
+    let precision = args.matmul.precision();
     let applied = match precision {
         Some(p) if inference_only && dtype == DType::F32 => lm.model.freeze_for_inference(p)?,
         p => lm.model.set_infer_precision(p),
@@ -101,25 +102,16 @@ pub fn peak_rss_bytes() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
 }
 
-/// The packed-kernel precision a --matmul choice asks for (None: candle's matmul).
-pub fn precision(m: MatmulArg) -> Option<Precision> {
-    match m {
-        MatmulArg::F32 => Some(Precision::F32),
-        MatmulArg::Bf16 => Some(Precision::Bf16),
-        MatmulArg::Candle => None,
-    }
-}
-
 /// Sets the training matmuls, saying so when the CPU lacks the asked kernel.
-pub fn set_train_matmul(lm: &mut LanguageModel, m: MatmulArg) {
-    if !lm.model.set_train_precision(precision(m)) {
+pub fn set_train_matmul(lm: &mut LanguageModel, m: Matmul) {
+    if !lm.model.set_train_precision(m.precision()) {
         eprintln!("note: --matmul {m:?} is not available here for training; using candle's matmul");
         lm.model.set_train_precision(None);
     }
 }
 
 /// Opens generator checkpoints for the tracer (inference-only loading on `device`).
-pub fn generator_loader(device: String, matmul: MatmulArg) -> impl Fn(&std::path::Path) -> valuedrift_trace::pipeline::Result<LanguageModel> {
+pub fn generator_loader(device: String, matmul: Matmul) -> impl Fn(&std::path::Path) -> valuedrift_trace::pipeline::Result<LanguageModel> {
     move |path| {
         load_model(&ModelArgs { model: path.into(), device: device.clone(), dtype: DTypeArg::F32, matmul })
             .map_err(|e| valuedrift_trace::pipeline::TraceError::Load { path: path.into(), source: e.into() })

@@ -4,17 +4,19 @@
 //! step 0 of each later phase), and write the report. Re-running resumes: finished training
 //! phases are skipped by the trainer's resume, traced samples by the store.
 
-use crate::cli::{
-    AlgoArg, AuditArgs, EvalSetArgs, JudgeModelArgs, LabelSetupArg, MatmulArg, PresetArg, PromptArg, RunArgs, SamplingArgs, ScheduleArg, TrainArgs,
-};
+use crate::cli::RunArgs;
+use crate::settings::{defaults, AuditPlan, EmbedderEngine, EvalSelection, Hyperparameters, JudgeChoice, Matmul, PhaseTarget, TrainPlan};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use valuedrift_data::valuegap::LabelSetup;
+use valuedrift_data::OnMalformed;
 use valuedrift_trace::checkpoints::{discover, CheckpointSpec};
-use valuedrift_trace::pipeline::{self, Throughput};
+use valuedrift_trace::pipeline::{self, PromptStyle, Settings, Throughput};
 use valuedrift_trace::report;
 use valuedrift_trace::store::Store;
+use valuedrift_train::presets::Algo;
 
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
@@ -54,7 +56,14 @@ pub struct AuditConfig {
 
 impl Default for AuditConfig {
     fn default() -> Self {
-        AuditConfig { enabled: true, data: None, embedder: "models/all-mpnet-base-v2".into(), engine: None, threshold: 0.5, max_items: None }
+        AuditConfig {
+            enabled: true,
+            data: None,
+            embedder: defaults::EMBEDDER.into(),
+            engine: None,
+            threshold: defaults::AUDIT_THRESHOLD,
+            max_items: None,
+        }
     }
 }
 
@@ -84,8 +93,7 @@ pub struct EvalConfig {
     pub temperature: f64,
     pub max_new_tokens: usize,
     pub seed: u64,
-    /// auto, chat or base.
-    pub prompt: String,
+    pub prompt: PromptStyle,
     pub batch_size: usize,
     /// The engine that samples answers: "local" (default) or an `[engine.NAME]`.
     pub engine: Option<String>,
@@ -99,13 +107,36 @@ impl Default for EvalConfig {
             categories: Vec::new(),
             quick: false,
             questions_per_category: None,
-            samples: 5,
-            temperature: 0.7,
-            max_new_tokens: 256,
-            seed: 0,
-            prompt: "auto".into(),
-            batch_size: 64,
+            samples: defaults::SAMPLES,
+            temperature: defaults::TEMPERATURE,
+            max_new_tokens: defaults::MAX_NEW_TOKENS,
+            seed: defaults::SEED,
+            prompt: PromptStyle::Auto,
+            batch_size: defaults::GENERATION_BATCH,
             engine: None,
+        }
+    }
+}
+
+impl EvalConfig {
+    fn selection(&self) -> EvalSelection {
+        EvalSelection {
+            questions: self.questions.clone(),
+            quick: self.quick,
+            categories: self.categories.clone(),
+            per_category: self.questions_per_category,
+        }
+    }
+
+    fn settings(&self, judge: &JudgeChoice) -> Settings {
+        Settings {
+            samples: self.samples,
+            temperature: self.temperature,
+            max_new_tokens: self.max_new_tokens,
+            seed: self.seed,
+            prompt: self.prompt,
+            judge: judge.identity(),
+            judge_orders: judge.orders as usize,
         }
     }
 }
@@ -121,9 +152,21 @@ pub struct JudgeConfig {
     pub check_per_category: usize,
 }
 
+impl JudgeConfig {
+    /// The judge runs in bf16 products (as `trace --judge-matmul` defaults to).
+    fn choice(&self) -> JudgeChoice {
+        JudgeChoice { model: self.model.clone(), orders: self.orders, matmul: Matmul::Bf16 }
+    }
+}
+
 impl Default for JudgeConfig {
     fn default() -> Self {
-        JudgeConfig { model: "models/qwen2.5-coder-1.5b-instruct.q4_k_m.gguf".into(), orders: 3, engine: None, check_per_category: 6 }
+        JudgeConfig {
+            model: defaults::JUDGE_MODEL.into(),
+            orders: defaults::JUDGE_ORDERS,
+            engine: None,
+            check_per_category: defaults::JUDGE_CHECK_PER_CATEGORY,
+        }
     }
 }
 
@@ -131,20 +174,19 @@ impl Default for JudgeConfig {
 #[serde(deny_unknown_fields)]
 pub struct Phase {
     pub name: String,
-    /// sft, rm, ppo, dpo or simpo.
-    pub algo: String,
+    pub algo: Algo,
     pub data: PathBuf,
     /// "base" or the name of the phase whose final checkpoint this one starts from.
     #[serde(default = "base_name")]
     pub from: String,
-    /// For value-gap data: "support" or "oppose".
-    pub label_setup: Option<String>,
+    /// For value-gap data: which answer is chosen.
+    pub label_setup: Option<LabelSetup>,
     /// PPO: the name of an rm phase.
     pub reward_model: Option<String>,
     #[serde(default = "default_save_every")]
     pub save_every: u64,
     #[serde(default)]
-    pub hyper: Hyper,
+    pub hyper: Hyperparameters,
     /// One hyperparameter and its values: the phase becomes one phase per value.
     #[serde(default)]
     pub sweep: BTreeMap<String, Vec<f64>>,
@@ -155,45 +197,7 @@ fn base_name() -> String {
 }
 
 fn default_save_every() -> u64 {
-    50
-}
-
-/// Overrides of the paper preset (any left out keeps the preset's value).
-#[derive(Deserialize, Debug, Clone, Default)]
-#[serde(deny_unknown_fields)]
-pub struct Hyper {
-    pub lr: Option<f64>,
-    pub epochs: Option<u32>,
-    pub max_steps: Option<u64>,
-    pub global_batch: Option<usize>,
-    pub max_len: Option<usize>,
-    pub warmup_ratio: Option<f64>,
-    pub schedule: Option<String>,
-    pub beta: Option<f64>,
-    pub gamma: Option<f64>,
-    pub kl_coef: Option<f64>,
-    pub rollout_tokens: Option<usize>,
-    pub ppo_epochs: Option<usize>,
-    pub missing_eos_penalty: Option<f64>,
-    pub micro_tokens: Option<usize>,
-    pub seed: Option<u64>,
-}
-
-impl Hyper {
-    fn set(&mut self, key: &str, value: f64) -> Result<()> {
-        match key {
-            "lr" => self.lr = Some(value),
-            "beta" => self.beta = Some(value),
-            "gamma" => self.gamma = Some(value),
-            "kl_coef" => self.kl_coef = Some(value),
-            "warmup_ratio" => self.warmup_ratio = Some(value),
-            "epochs" => self.epochs = Some(value as u32),
-            "max_steps" => self.max_steps = Some(value as u64),
-            "global_batch" => self.global_batch = Some(value as usize),
-            other => bail!("sweep over '{other}' is not supported (lr, beta, gamma, kl_coef, warmup_ratio, epochs, max_steps, global_batch)"),
-        }
-        Ok(())
-    }
+    defaults::SAVE_EVERY
 }
 
 /// Reads and checks an experiment file; errors name the key at fault.
@@ -239,24 +243,15 @@ fn validate(exp: &Experiment, require_data: bool) -> Result<()> {
         if seen.contains(&p.name.as_str()) {
             bail!("{at}: key 'name': another phase is already called '{}'", p.name);
         }
-        algo(&p.algo).map_err(|e| anyhow!("{at}: key 'algo': {e}"))?;
         if p.from != "base" && !seen.contains(&p.from.as_str()) {
             bail!("{at}: key 'from' = '{}': no earlier phase has that name", p.from);
         }
-        if let Some(ls) = &p.label_setup {
-            if ls != "support" && ls != "oppose" {
-                bail!("{at}: key 'label_setup' = '{ls}': expected support or oppose");
-            }
-        }
-        match (p.algo.as_str(), &p.reward_model) {
-            ("ppo", None) => bail!("{at}: key 'reward_model' is required for ppo (the name of an rm phase)"),
-            ("ppo", Some(rm)) if !exp.phases.iter().any(|q| &q.name == rm && q.algo == "rm") => {
+        match (p.algo, &p.reward_model) {
+            (Algo::Ppo, None) => bail!("{at}: key 'reward_model' is required for ppo (the name of an rm phase)"),
+            (Algo::Ppo, Some(rm)) if !exp.phases.iter().any(|q| &q.name == rm && q.algo == Algo::Rm) => {
                 bail!("{at}: key 'reward_model' = '{rm}': no rm phase has that name")
             }
             _ => {}
-        }
-        if let Some(s) = &p.hyper.schedule {
-            schedule(s).map_err(|e| anyhow!("{at}: key 'hyper.schedule': {e}"))?;
         }
         if require_data && !p.data.exists() {
             bail!("{at}: key 'data' = '{}': no such file", p.data.display());
@@ -281,30 +276,7 @@ fn validate(exp: &Experiment, require_data: bool) -> Result<()> {
             }
         }
     }
-    if !["auto", "chat", "base"].contains(&exp.eval.prompt.as_str()) {
-        bail!("eval: key 'prompt' = '{}': expected auto, chat or base", exp.eval.prompt);
-    }
     Ok(())
-}
-
-fn algo(name: &str) -> Result<AlgoArg> {
-    Ok(match name {
-        "sft" => AlgoArg::Sft,
-        "rm" => AlgoArg::Rm,
-        "ppo" => AlgoArg::Ppo,
-        "dpo" => AlgoArg::Dpo,
-        "simpo" => AlgoArg::Simpo,
-        other => bail!("'{other}': expected sft, rm, ppo, dpo or simpo"),
-    })
-}
-
-fn schedule(name: &str) -> Result<ScheduleArg> {
-    Ok(match name {
-        "cosine" => ScheduleArg::Cosine,
-        "linear" => ScheduleArg::Linear,
-        "constant" => ScheduleArg::Constant,
-        other => bail!("'{other}': expected cosine, linear or constant"),
-    })
 }
 
 /// The final checkpoint of a trained phase.
@@ -323,46 +295,26 @@ fn start_model(exp: &Experiment, out: &Path, p: &Phase) -> Result<PathBuf> {
     }
 }
 
-fn train_args(exp: &Experiment, out: &Path, p: &Phase, matmul: MatmulArg, device: &str) -> Result<TrainArgs> {
-    let h = &p.hyper;
-    Ok(TrainArgs {
-        algo: algo(&p.algo)?,
+fn train_plan(exp: &Experiment, out: &Path, p: &Phase, matmul: Matmul, device: &str) -> Result<TrainPlan> {
+    let target = PhaseTarget {
+        algo: p.algo,
         model: start_model(exp, out, p)?,
         data: p.data.clone(),
         out: out.join(&p.name),
-        skip_malformed: false,
-        label_setup: p.label_setup.as_deref().map(|l| if l == "support" { LabelSetupArg::Support } else { LabelSetupArg::Oppose }),
-        eval_data: None,
-        reward_model: p.reward_model.as_ref().map(|rm| final_checkpoint(out, rm)).transpose()?,
         phase: Some(p.name.clone()),
-        preset: PresetArg::Paper,
-        lr: h.lr,
-        epochs: h.epochs,
-        max_steps: h.max_steps,
-        global_batch: h.global_batch,
-        max_len: h.max_len,
-        warmup_ratio: h.warmup_ratio,
-        schedule: h.schedule.as_deref().map(schedule).transpose()?,
-        weight_decay: None,
-        max_grad_norm: None,
-        beta: h.beta,
-        gamma: h.gamma,
-        kl_coef: h.kl_coef,
-        rollout_tokens: h.rollout_tokens.unwrap_or(64),
-        missing_eos_penalty: h.missing_eos_penalty.unwrap_or(1.0),
-        ppo_epochs: h.ppo_epochs.unwrap_or(4),
-        micro_tokens: h.micro_tokens.unwrap_or(2048),
         save_every: p.save_every,
-        seed: h.seed.unwrap_or(0),
-        device: device.into(),
-        matmul,
+    };
+    Ok(TrainPlan {
+        label_setup: p.label_setup,
+        reward_model: p.reward_model.as_ref().map(|rm| final_checkpoint(out, rm)).transpose()?,
+        ..TrainPlan::new(target, &p.hyper, device, matmul)
     })
 }
 
 /// Every checkpoint to trace, phase by phase: the starting model as step 0, then the phase's own.
 fn checkpoints(exp: &Experiment, out: &Path) -> Result<Vec<CheckpointSpec>> {
     let mut specs = Vec::new();
-    for p in exp.phases.iter().filter(|p| p.algo != "rm") {
+    for p in exp.phases.iter().filter(|p| p.algo != Algo::Rm) {
         let start = start_model(exp, out, p)?;
         specs.push(CheckpointSpec { phase: p.name.clone(), step: 0, phase_steps: None, path: start });
         let mut own = discover(&out.join(&p.name).display().to_string(), &p.name)?;
@@ -384,26 +336,14 @@ pub fn run(args: RunArgs) -> Result<()> {
     std::fs::copy(&args.experiment, out.join("experiment.toml")).with_context(|| format!("cannot copy {}", args.experiment.display()))?;
     let started = std::time::Instant::now();
     for p in &exp.phases {
-        eprintln!("== phase {} ({} from {})", p.name, p.algo, p.from);
-        super::train::run(train_args(&exp, &out, p, args.matmul, &args.device)?)?;
+        eprintln!("== phase {} ({} from {})", p.name, p.algo.name(), p.from);
+        super::train::run(&train_plan(&exp, &out, p, args.matmul, &args.device)?)?;
     }
     let e = &exp.eval;
-    let eval =
-        EvalSetArgs { questions: e.questions.clone(), quick: e.quick, categories: e.categories.clone(), per_category: e.questions_per_category };
-    let sampling = SamplingArgs {
-        samples: e.samples,
-        temperature: e.temperature,
-        max_new_tokens: e.max_new_tokens,
-        seed: e.seed,
-        prompt: match e.prompt.as_str() {
-            "chat" => PromptArg::Chat,
-            "base" => PromptArg::Base,
-            _ => PromptArg::Auto,
-        },
-    };
-    let judge = JudgeModelArgs { judge: exp.judge.model.clone(), orders: exp.judge.orders, judge_matmul: MatmulArg::Bf16 };
+    let eval = exp.eval.selection();
+    let judge = exp.judge.choice();
     let questions = super::trace::questions(&eval)?;
-    let mut settings = super::trace::settings(&sampling, &judge);
+    let mut settings = exp.eval.settings(&judge);
     let specs = checkpoints(&exp, &out)?;
     // Engines per role: the command line's choice over the experiment's.
     let known = super::engines::known(&args.engines, &exp.engine)?;
@@ -422,7 +362,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         out.join("trace.sqlite").display()
     );
     let speed = Throughput { batch_size: e.batch_size, ..Throughput::default() };
-    let load = super::generator_loader(args.device.clone(), MatmulArg::Bf16);
+    let load = super::generator_loader(args.device.clone(), Matmul::Bf16);
     let mut local = pipeline::LocalGenerators { load: &load, batch_size: speed.batch_size };
     let mut remote = super::engines::remote_generators(generator_engine);
     let generators: &mut dyn pipeline::Generators = match &mut remote {
@@ -455,36 +395,36 @@ pub fn run(args: RunArgs) -> Result<()> {
 fn run_audits(
     exp: &Experiment,
     out: &Path,
-    eval: &EvalSetArgs,
-    judge: JudgeModelArgs,
+    eval: &EvalSelection,
+    judge: JudgeChoice,
     local_judge: Option<valuedrift_trace::judge::LocalJudge>,
     device: &str,
 ) -> Result<Vec<valuedrift_trace::audit::Summary>> {
     let a = &exp.audit;
     // Retrieval compares with every question of the traced categories, not only those traced.
-    let all_of_categories = EvalSetArgs { quick: false, per_category: None, ..eval.clone() };
-    let args = AuditArgs {
+    let all_of_categories = EvalSelection { quick: false, per_category: None, ..eval.clone() };
+    let plan = AuditPlan {
         data: a.datasets(&exp.phases),
         out: out.join("audit"),
         embedder: a.embedder.clone(),
+        embedder_engine: EmbedderEngine { choice: a.engine.clone(), engines_file: None },
         threshold: a.threshold,
         max_items: a.max_items,
-        skip_malformed: false,
+        on_malformed: OnMalformed::Error,
         eval: all_of_categories.clone(),
         judge,
         device: device.into(),
-        embedder_engine: crate::cli::EmbedderEngineArgs { embedder_engine: a.engine.clone(), embedder_engines: None },
     };
     let questions = super::trace::questions(&all_of_categories)?;
-    let mut tools = super::audit::Tools::new(&args).with_engines(exp.engine.clone());
+    let mut tools = super::audit::Tools::new(&plan).with_engines(exp.engine.clone());
     if let Some(j) = local_judge {
         tools = tools.with_judge(j);
     }
     let mut summaries = Vec::new();
-    for path in &args.data {
+    for path in &plan.data {
         eprintln!("== audit {}", path.display());
-        let dir = args.out.join(super::audit::dataset_name(path));
-        summaries.push(super::audit::audit_one(&args, path, &dir, &questions, &mut tools)?);
+        let dir = plan.out.join(super::audit::dataset_name(path));
+        summaries.push(super::audit::audit_one(&plan, path, &dir, &questions, &mut tools)?);
     }
     Ok(summaries)
 }
@@ -496,7 +436,7 @@ fn dry_run(exp: &Experiment, out: &Path) -> Result<()> {
     for p in &exp.phases {
         let from = if p.from == "base" { exp.base.display().to_string() } else { format!("{}/checkpoint-<final>", out.join(&p.from).display()) };
         let data = if p.data.exists() { "present" } else { "missing: put your copy there before running" };
-        println!("  {:30} {:5} from {from}; data {} ({data}); save every {}", p.name, p.algo, p.data.display(), p.save_every);
+        println!("  {:30} {:5} from {from}; data {} ({data}); save every {}", p.name, p.algo.name(), p.data.display(), p.save_every);
     }
     let e = &exp.eval;
     if exp.audit.enabled {

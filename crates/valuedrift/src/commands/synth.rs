@@ -1,8 +1,9 @@
 //! `valuedrift synth`: a value-gap preference set generated from dataset prompts (see
 //! valuedrift_trace::synth).
 
-use crate::cli::{DTypeArg, EvalSetArgs, MatmulArg, ModelArgs, SynthArgs};
+use crate::cli::{DTypeArg, ModelArgs, SynthArgs};
 use crate::progress::Bars;
+use crate::settings::{EvalSelection, Matmul};
 use anyhow::{bail, Context, Result};
 use valuedrift_data::OnMalformed;
 use valuedrift_engine::generate::SamplingParams;
@@ -11,7 +12,7 @@ use valuedrift_trace::synth::{self, SynthSettings};
 
 pub fn run(args: SynthArgs) -> Result<()> {
     super::audit::check_cosine("--min-cosine", args.min_cosine)?;
-    let eval = EvalSetArgs { questions: args.questions.clone(), quick: false, categories: args.categories.clone(), per_category: None };
+    let eval = EvalSelection { questions: args.questions.clone(), quick: false, categories: args.categories.clone(), per_category: None };
     let questions = super::trace::questions(&eval)?;
     let on_malformed = if args.skip_malformed { OnMalformed::Skip } else { OnMalformed::Error };
     let mut entries: Vec<Entry> = Vec::new();
@@ -49,7 +50,7 @@ pub fn run(args: SynthArgs) -> Result<()> {
             seed: args.seed,
         },
     )?;
-    let lm = super::load_model(&ModelArgs { model: args.model.clone(), device: args.device.clone(), dtype: DTypeArg::F32, matmul: MatmulArg::Bf16 })?;
+    let lm = super::load_model(&ModelArgs { model: args.model.clone(), device: args.device.clone(), dtype: DTypeArg::F32, matmul: Matmul::Bf16 })?;
     let settings = SynthSettings {
         sampling: SamplingParams { temperature: args.temperature, top_p: 1.0, max_new_tokens: args.max_new_tokens, seed: args.seed },
         batch_size: args.batch_size,

@@ -1,20 +1,21 @@
 //! `valuedrift trace`, `report` and `dump`: values across checkpoints, through the store.
 
-use crate::cli::{DumpArgs, DumpFormat, EvalSetArgs, JudgeModelArgs, PromptArg, ReportArgs, SamplingArgs, TraceArgs};
+use crate::cli::{DumpArgs, DumpFormat, ReportArgs, SamplingArgs, TraceArgs};
 use crate::progress::Bars;
+use crate::settings::{EvalSelection, JudgeChoice};
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::Write;
 use std::path::Path;
 use valuedrift_trace::audit;
 use valuedrift_trace::checkpoints::{discover, CheckpointSpec};
 use valuedrift_trace::evalset::{self, Question};
-use valuedrift_trace::pipeline::{self, PromptStyle, Settings, Throughput};
+use valuedrift_trace::pipeline::{self, Settings, Throughput};
 use valuedrift_trace::report::{self, Written};
 use valuedrift_trace::store::Store;
 use valuedrift_trace::Stance;
 
 /// The eval questions a trace asks: the set, narrowed by category, the quick flag and a per-category cap.
-pub fn questions(args: &EvalSetArgs) -> Result<Vec<Question>> {
+pub fn questions(args: &EvalSelection) -> Result<Vec<Question>> {
     let (all, name) = match &args.questions {
         Some(p) => (evalset::load(p)?, p.display().to_string()),
         None => (evalset::load_bundled()?, evalset::BUNDLED_NAME.to_string()),
@@ -34,18 +35,14 @@ pub fn questions(args: &EvalSetArgs) -> Result<Vec<Question>> {
     Ok(picked)
 }
 
-pub fn settings(sampling: &SamplingArgs, judge: &JudgeModelArgs) -> Settings {
+fn settings(sampling: &SamplingArgs, judge: &JudgeChoice) -> Settings {
     Settings {
         samples: sampling.samples,
         temperature: sampling.temperature,
         max_new_tokens: sampling.max_new_tokens,
         seed: sampling.seed,
-        prompt: match sampling.prompt {
-            PromptArg::Auto => PromptStyle::Auto,
-            PromptArg::Chat => PromptStyle::Chat,
-            PromptArg::Base => PromptStyle::Base,
-        },
-        judge: judge.judge.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        prompt: sampling.prompt,
+        judge: judge.identity(),
         judge_orders: judge.orders as usize,
     }
 }
@@ -72,13 +69,14 @@ fn checkpoint_specs(args: &[String], default_phase: &str) -> Result<Vec<Checkpoi
 
 pub fn run(args: TraceArgs) -> Result<()> {
     let specs = checkpoint_specs(&args.checkpoints, &args.phase)?;
-    let questions = questions(&args.eval)?;
-    let mut settings = settings(&args.sampling, &args.judge);
+    let questions = questions(&args.eval.selection())?;
+    let judge_choice = args.judge.choice();
+    let mut settings = settings(&args.sampling, &judge_choice);
     let known = super::engines::known(&args.engines, &Default::default())?;
     let generator_engine = super::engines::resolve(args.engines.generator_engine.as_deref(), &known, "generator")?;
     let judge_engine = super::engines::resolve(args.engines.judge_engine.as_deref(), &known, "judge")?;
     // The judge (a started judge server too) is ready before any work is stored.
-    let judge = super::engines::judge(judge_engine, &args.judge, &args.device)?;
+    let judge = super::engines::judge(judge_engine, &judge_choice, &args.device)?;
     settings.judge = judge.identity.clone();
     let store_path = args.store.clone().unwrap_or_else(|| args.out.join("trace.sqlite"));
     let mut store = Store::open(&store_path)?;
