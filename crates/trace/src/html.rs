@@ -79,9 +79,10 @@ fn judge_section(h: &mut String, checks: &[crate::judge_check::JudgeCheck]) {
         h.push_str("</table>");
     }
     h.push_str(
-        "<p class='meta'>On the first items of each label in each category of data/judge/labelled.jsonl (hand-written answers \
-        with an annotator's stance); the judge's stance probabilities average into v(T), so its errors and miscalibration carry into \
-        every value above. `valuedrift judge --validate data/judge/labelled.jsonl` measures it on the whole set.</p>",
+        "<p class='meta'>On fixed samples of two labelled sets: data/judge/labelled.jsonl (hand-written answers, the first items \
+        of each label in each category) and data/judge/real-samples.jsonl (answers the bundled models really sampled, labelled by \
+        hand; the first items of each category). The judge's stance probabilities average into v(T), so its errors and \
+        miscalibration carry into every value above. `valuedrift judge --validate FILE` measures it on a whole set.</p>",
     );
 }
 

@@ -1,14 +1,59 @@
-//! Judge validity that travels with a run: the judge that judged it is run on a fixed sample of
-//! the bundled labelled set (data/judge/labelled.jsonl, the first N items of each category in
-//! file order; nothing is chosen by how the judge does on them) and its figures are kept in the
-//! store beside the judgments, so the report says how far the instrument can be trusted.
+//! Judge validity that travels with a run: the judge that judged it is run on fixed samples of
+//! the two bundled labelled sets (nothing is chosen by how the judge does on them) and its
+//! figures are kept in the store beside the judgments, so the report says how far the instrument
+//! can be trusted: on clean hand-written answers (data/judge/labelled.jsonl) and on answers the
+//! bundled models really wrote (data/judge/real-samples.jsonl, labelled by hand).
 
 use crate::judge::{expected_calibration_error, mean_label_probability, Item, Judge, Result, Validation};
 use crate::Stance;
 use std::collections::BTreeMap;
 
-/// The bundled labelled set, compiled in so that every run can be checked on the same items.
+/// The bundled labelled sets, compiled in so that every run can be checked on the same items.
 const LABELLED: &str = include_str!("../../../data/judge/labelled.jsonl");
+const REAL_SAMPLES: &str = include_str!("../../../data/judge/real-samples.jsonl");
+
+/// Which bundled labelled set a check ran on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LabelledSet {
+    /// data/judge/labelled.jsonl: hand-written answers, 110 per stance.
+    HandWritten,
+    /// data/judge/real-samples.jsonl: the bundled models' own sampled answers, labelled by hand.
+    RealSamples,
+}
+
+impl LabelledSet {
+    pub const ALL: [LabelledSet; 2] = [LabelledSet::HandWritten, LabelledSet::RealSamples];
+
+    /// The name the store keys checks by.
+    pub fn name(self) -> &'static str {
+        match self {
+            LabelledSet::HandWritten => "hand-written",
+            LabelledSet::RealSamples => "real-samples",
+        }
+    }
+
+    pub fn file(self) -> &'static str {
+        match self {
+            LabelledSet::HandWritten => "data/judge/labelled.jsonl",
+            LabelledSet::RealSamples => "data/judge/real-samples.jsonl",
+        }
+    }
+
+    /// The same sample for every run: per category, `per_category` items. Hand-written: the first
+    /// `per_category / 3` of each label in file order (the file lists a category label by label).
+    /// Real samples: the first `per_category` in file order, labels as the models' answers fall.
+    pub fn sample(self, per_category: usize) -> Vec<Labelled> {
+        match self {
+            LabelledSet::HandWritten => first_per_group(LABELLED, self.file(), per_category / 3, true),
+            LabelledSet::RealSamples => first_per_group(REAL_SAMPLES, self.file(), per_category, false),
+        }
+    }
+}
+
+fn hand_written() -> LabelledSet {
+    LabelledSet::HandWritten
+}
 
 /// A response with the stance an annotator gave it.
 #[derive(Clone, Debug)]
@@ -18,19 +63,17 @@ pub struct Labelled {
     pub category: String,
 }
 
-/// A sample of the bundled labelled set, the same for every run: in each category the first
-/// `per_category / 3` items of each label, in file order (the file lists a category's items
-/// label by label, so taking its first items would check one label only).
-pub fn bundled_sample(per_category: usize) -> Vec<Labelled> {
-    let per_label = per_category / 3;
+/// The first `take` items of each category (of each (category, label) with `by_label`), in
+/// file order.
+fn first_per_group(text: &'static str, file: &str, take: usize, by_label: bool) -> Vec<Labelled> {
     let mut taken: BTreeMap<(String, &'static str), usize> = BTreeMap::new();
     let mut out = Vec::new();
-    for line in LABELLED.lines().filter(|l| !l.trim().is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line).expect("data/judge/labelled.jsonl is valid JSONL");
-        let field = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("data/judge/labelled.jsonl: a line lacks '{k}'")).to_string();
-        let label = Stance::ALL.into_iter().find(|s| s.name() == field("label")).expect("labels are stance names");
-        let count = taken.entry((field("category"), label.name())).or_default();
-        if *count >= per_label {
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{file} is valid JSONL: {e}"));
+        let field = |k: &str| v[k].as_str().unwrap_or_else(|| panic!("{file}: a line lacks '{k}'")).to_string();
+        let label = Stance::ALL.into_iter().find(|s| s.name() == field("label")).unwrap_or_else(|| panic!("{file}: labels are stance names"));
+        let count = taken.entry((field("category"), if by_label { label.name() } else { "" })).or_default();
+        if *count >= take {
             continue;
         }
         *count += 1;
@@ -48,6 +91,9 @@ pub fn bundled_sample(per_category: usize) -> Vec<Labelled> {
 pub struct JudgeCheck {
     /// The judge as the run names it (model file, or remote model and log-prob mode).
     pub judge: String,
+    /// Checks kept before there were two sets ran on the hand-written one.
+    #[serde(default = "hand_written")]
+    pub set: LabelledSet,
     pub items: usize,
     pub per_category: usize,
     /// Three-way accuracy (most probable stance against the label) with its 95% Wilson interval.
@@ -65,7 +111,8 @@ pub struct JudgeCheck {
 }
 
 /// Judges `sample` and summarizes how often the judge agrees with the labels.
-pub fn check(judge: &dyn Judge, identity: &str, per_category: usize, sample: &[Labelled]) -> Result<JudgeCheck> {
+pub fn check(judge: &dyn Judge, identity: &str, set: LabelledSet, per_category: usize) -> Result<JudgeCheck> {
+    let sample = set.sample(per_category);
     let items: Vec<Item> = sample.iter().map(|l| l.item.clone()).collect();
     let judged = judge.judge(&items)?;
     let pairs: Vec<(Stance, [f64; 3])> = sample.iter().zip(&judged).map(|(l, j)| (l.label, j.p)).collect();
@@ -78,6 +125,7 @@ pub fn check(judge: &dyn Judge, identity: &str, per_category: usize, sample: &[L
     let (accuracy_low, accuracy_high) = overall.accuracy_interval();
     Ok(JudgeCheck {
         judge: identity.to_string(),
+        set,
         items: sample.len(),
         per_category,
         accuracy: overall.accuracy(),
@@ -94,8 +142,15 @@ pub fn check(judge: &dyn Judge, identity: &str, per_category: usize, sample: &[L
 pub fn summary(c: &JudgeCheck) -> String {
     let worst = c.by_category.iter().min_by(|a, b| a.1.total_cmp(b.1)).map(|(k, v)| format!("; weakest category {k} {v:.2}")).unwrap_or_default();
     format!(
-        "accuracy {:.2} [{:.2}, {:.2}] on {} labelled items ({} per category), support-vs-oppose {:.2}, calibration error {:.3}{worst}",
-        c.accuracy, c.accuracy_low, c.accuracy_high, c.items, c.per_category, c.polar_accuracy, c.calibration_error
+        "accuracy {:.2} [{:.2}, {:.2}] on {} items of {} ({} per category), support-vs-oppose {:.2}, calibration error {:.3}{worst}",
+        c.accuracy,
+        c.accuracy_low,
+        c.accuracy_high,
+        c.items,
+        c.set.file(),
+        c.per_category,
+        c.polar_accuracy,
+        c.calibration_error
     )
 }
 
@@ -104,8 +159,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_sample_has_every_label_of_every_category_equally() {
-        let sample = bundled_sample(6);
+    fn the_hand_written_sample_has_every_label_of_every_category_equally() {
+        let sample = LabelledSet::HandWritten.sample(6);
         let mut per: BTreeMap<(&str, &str), usize> = BTreeMap::new();
         for l in &sample {
             *per.entry((l.category.as_str(), l.label.name())).or_default() += 1;
@@ -113,6 +168,19 @@ mod tests {
         assert_eq!(per.len(), 33, "11 categories x 3 labels: {per:?}");
         assert!(per.values().all(|&n| n == 2), "{per:?}");
         assert_eq!(sample[0].item.question, "Should abortion be legal?", "file order");
-        assert_eq!(bundled_sample(0).len(), 0);
+        assert_eq!(LabelledSet::HandWritten.sample(0).len(), 0);
+    }
+
+    #[test]
+    fn the_real_samples_cover_every_category_with_every_label_somewhere() {
+        let all = LabelledSet::RealSamples.sample(usize::MAX);
+        let categories: std::collections::BTreeSet<&str> = all.iter().map(|l| l.category.as_str()).collect();
+        assert_eq!(categories.len(), 11, "{categories:?}");
+        for s in Stance::ALL {
+            assert!(all.iter().filter(|l| l.label == s).count() >= 5, "at least 5 {} items", s.name());
+        }
+        let sample = LabelledSet::RealSamples.sample(6);
+        assert_eq!(sample.len(), 66);
+        assert_eq!(sample[0].item.question, all[0].item.question, "file order");
     }
 }

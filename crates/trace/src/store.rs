@@ -40,7 +40,21 @@ CREATE TABLE IF NOT EXISTS judgments (
     floored INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run, checkpoint, question, sample));
 CREATE TABLE IF NOT EXISTS judge_checks (
-    run INTEGER NOT NULL, judge TEXT NOT NULL, figures TEXT NOT NULL, PRIMARY KEY (run, judge));
+    run INTEGER NOT NULL, judge TEXT NOT NULL, labelled_set TEXT NOT NULL, figures TEXT NOT NULL,
+    PRIMARY KEY (run, judge, labelled_set));
+";
+
+/// Stores made before the second labelled set keyed judge checks by (run, judge) alone; their
+/// checks ran on the hand-written set.
+const REKEY_JUDGE_CHECKS: &str = "
+BEGIN;
+ALTER TABLE judge_checks RENAME TO judge_checks_by_judge;
+CREATE TABLE judge_checks (
+    run INTEGER NOT NULL, judge TEXT NOT NULL, labelled_set TEXT NOT NULL, figures TEXT NOT NULL,
+    PRIMARY KEY (run, judge, labelled_set));
+INSERT INTO judge_checks SELECT run, judge, 'hand-written', figures FROM judge_checks_by_judge;
+DROP TABLE judge_checks_by_judge;
+COMMIT;
 ";
 
 /// Columns added after a store format was first released: (table, column, definition). Older
@@ -101,14 +115,21 @@ impl Store {
         store.sql(store.conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;"))?;
         store.sql(store.conn.execute_batch(SCHEMA))?;
         store.add_missing_columns()?;
+        if !store.columns("judge_checks")?.iter().any(|c| c == "labelled_set") {
+            store.sql(store.conn.execute_batch(REKEY_JUDGE_CHECKS))?;
+        }
         Ok(store)
+    }
+
+    fn columns(&self, table: &str) -> Result<Vec<String>> {
+        let mut st = self.sql(self.conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}')")))?;
+        let names = self.sql(st.query_map([], |r| r.get(0)))?.collect::<rusqlite::Result<Vec<String>>>();
+        self.sql(names)
     }
 
     fn add_missing_columns(&self) -> Result<()> {
         for (table, column, definition) in ADDED_COLUMNS {
-            let mut st = self.sql(self.conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}')")))?;
-            let names: Vec<String> = self.sql(self.sql(st.query_map([], |r| r.get(0)))?.collect())?;
-            if !names.iter().any(|n| n == column) {
+            if !self.columns(table)?.iter().any(|n| n == column) {
                 self.sql(self.conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}")))?;
             }
         }
@@ -156,19 +177,21 @@ impl Store {
         Ok(serde_json::from_str(&text).unwrap_or_default())
     }
 
-    /// Keeps a judge's figures on the labelled sample for `run` (replacing earlier ones of the
-    /// same judge).
+    /// Keeps a judge's figures on a labelled sample for `run` (replacing earlier ones of the
+    /// same judge on the same set).
     pub fn put_judge_check(&self, run: i64, check: &crate::judge_check::JudgeCheck) -> Result<()> {
         let figures = serde_json::to_string(check).expect("plain data");
-        self.sql(
-            self.conn.execute("INSERT OR REPLACE INTO judge_checks (run, judge, figures) VALUES (?1, ?2, ?3)", params![run, check.judge, figures]),
-        )?;
+        let set = check.set.name();
+        self.sql(self.conn.execute(
+            "INSERT OR REPLACE INTO judge_checks (run, judge, labelled_set, figures) VALUES (?1, ?2, ?3, ?4)",
+            params![run, check.judge, set, figures],
+        ))?;
         Ok(())
     }
 
     /// The judge checks kept for `run`, by judge name.
     pub fn judge_checks(&self, run: i64) -> Result<Vec<crate::judge_check::JudgeCheck>> {
-        let mut st = self.sql(self.conn.prepare("SELECT figures FROM judge_checks WHERE run = ?1 ORDER BY judge"))?;
+        let mut st = self.sql(self.conn.prepare("SELECT figures FROM judge_checks WHERE run = ?1 ORDER BY judge, labelled_set"))?;
         let rows: Vec<String> = self.sql(self.sql(st.query_map([run], |r| r.get(0)))?.collect())?;
         rows.iter()
             .map(|text| {
@@ -486,6 +509,38 @@ mod tests {
         assert_eq!(s.generated(run, ck).unwrap(), HashSet::from([("q1".to_string(), 0)]));
         assert_eq!(s.checkpoint(run, "sft", 0, None, "/m0").unwrap(), ck);
         assert_eq!(s.checkpoints(run).unwrap()[0].phase_steps, Some(10), "a later None keeps the known total");
+    }
+
+    #[test]
+    fn judge_checks_of_an_older_store_are_kept_as_checks_on_the_hand_written_set() {
+        let (s, path) = temp_store("rekey");
+        let run =
+            s.sql(s.conn.query_row("INSERT INTO runs (name, settings, created) VALUES ('r', '{}', 'now') RETURNING id", [], |r| r.get(0))).unwrap();
+        let old = crate::judge_check::JudgeCheck {
+            judge: "j.gguf".into(),
+            set: crate::judge_check::LabelledSet::HandWritten,
+            items: 3,
+            per_category: 3,
+            accuracy: 0.5,
+            accuracy_low: 0.1,
+            accuracy_high: 0.9,
+            polar_accuracy: 1.0,
+            calibration_error: 0.1,
+            mean_label_probability: 0.4,
+            by_category: Default::default(),
+        };
+        let mut figures = serde_json::to_value(&old).unwrap();
+        figures.as_object_mut().unwrap().remove("set");
+        s.conn
+            .execute_batch("DROP TABLE judge_checks; CREATE TABLE judge_checks (run INTEGER NOT NULL, judge TEXT NOT NULL, figures TEXT NOT NULL, PRIMARY KEY (run, judge));")
+            .unwrap();
+        s.conn.execute("INSERT INTO judge_checks VALUES (?1, 'j.gguf', ?2)", params![run, figures.to_string()]).unwrap();
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.judge_checks(run).unwrap(), vec![old.clone()]);
+        let real = crate::judge_check::JudgeCheck { set: crate::judge_check::LabelledSet::RealSamples, accuracy: 0.7, ..old.clone() };
+        s.put_judge_check(run, &real).unwrap();
+        assert_eq!(s.judge_checks(run).unwrap(), vec![old, real], "one check per judge and set");
     }
 
     #[test]

@@ -113,10 +113,13 @@ fn trace_writes_store_and_report_and_a_killed_trace_resumes_to_the_same_numbers(
     }
     let drift = std::fs::read_to_string(report.join("drift.md")).unwrap();
     assert!(drift.contains("## sft") && drift.contains("| immigration |"), "{drift}");
-    // The judge was checked on the bundled labelled sample; the page says how it did.
+    // The judge was checked on both bundled labelled sets; the page says how it did.
     assert!(stderr(&o).contains("judge check: accuracy"), "{}", stderr(&o));
     let page = std::fs::read_to_string(report.join("report.html")).unwrap();
-    assert!(page.contains("<h2>The judge</h2>") && page.contains("on 66 labelled items"), "no judge section on the page");
+    assert!(page.contains("<h2>The judge</h2>"), "no judge section on the page");
+    for set in ["data/judge/labelled.jsonl", "data/judge/real-samples.jsonl"] {
+        assert!(page.contains(&format!("on 66 items of {set}")), "no check on {set} on the page");
+    }
     // The exported copy (sft step 0) of the GGUF base answers exactly as the base does.
     let answers = |phase: &str| -> Vec<String> {
         reference.iter().filter(|r| r["phase"] == phase && r["step"] == 0).map(|r| r["response"].as_str().unwrap().to_string()).collect()

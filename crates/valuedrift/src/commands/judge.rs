@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use std::path::Path;
 use valuedrift_trace::judge::{expected_calibration_error, mean_label_probability, top_stance, Item, Judgment, LocalJudge, Validation, ROTATIONS};
+use valuedrift_trace::judge_check::{self, LabelledSet};
 use valuedrift_trace::significance::{bootstrap_draws, cohen_kappa, percentile_interval, RESAMPLES};
 use valuedrift_trace::Stance;
 
@@ -201,20 +202,22 @@ fn print_per_category(labels: &[Stance], judgments: &[Judgment], rows: &[jsonl::
     }
 }
 
-/// Checks the run's judge on the bundled labelled sample and keeps its figures in the store,
-/// unless they are there already for this judge and sample size (a resumed run).
+/// Checks the run's judge on samples of both bundled labelled sets and keeps its figures in the
+/// store, unless they are there already for this judge, set and sample size (a resumed run).
 pub fn check_into_store(store: &valuedrift_trace::store::Store, run: i64, chosen: &super::engines::ChosenJudge, per_category: usize) -> Result<()> {
     if per_category == 0 {
         return Ok(());
     }
-    if store.judge_checks(run)?.iter().any(|c| c.judge == chosen.identity && c.per_category == per_category) {
-        return Ok(());
+    let kept = store.judge_checks(run)?;
+    for set in LabelledSet::ALL {
+        if kept.iter().any(|c| c.judge == chosen.identity && c.set == set && c.per_category == per_category) {
+            continue;
+        }
+        eprintln!("judge check: {} on {per_category} items per category of {}", chosen.identity, set.file());
+        let started = std::time::Instant::now();
+        let check = judge_check::check(chosen.judge.as_ref(), &chosen.identity, set, per_category)?;
+        eprintln!("judge check: {} ({:.0} s)", judge_check::summary(&check), started.elapsed().as_secs_f64());
+        store.put_judge_check(run, &check)?;
     }
-    let sample = valuedrift_trace::judge_check::bundled_sample(per_category);
-    eprintln!("judge check: {} on {} labelled items ({per_category} per category of data/judge/labelled.jsonl)", chosen.identity, sample.len());
-    let started = std::time::Instant::now();
-    let check = valuedrift_trace::judge_check::check(chosen.judge.as_ref(), &chosen.identity, per_category, &sample)?;
-    eprintln!("judge check: {} ({:.0} s)", valuedrift_trace::judge_check::summary(&check), started.elapsed().as_secs_f64());
-    store.put_judge_check(run, &check)?;
     Ok(())
 }
