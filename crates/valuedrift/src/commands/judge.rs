@@ -164,11 +164,9 @@ fn print_validation(labels: &[Stance], judgments: &[Judgment], rows: &[jsonl::Ro
     for s in Stance::ALL {
         println!("  recall {:8}: {:.3}", s.name(), all.recall(s));
     }
-    println!(
-        "support-vs-oppose accuracy on support/oppose items: {:.3} (clear items only: {:.3})",
-        all.polar_accuracy(&pairs),
-        all.polar_accuracy(&clear_pairs)
-    );
+    // Sets without `kind` (e.g. the real samples) have no clear subset to report.
+    let clear = if clear_pairs.is_empty() { String::new() } else { format!(" (clear items only: {:.3})", all.polar_accuracy(&clear_pairs)) };
+    println!("support-vs-oppose accuracy on support/oppose items: {:.3}{clear}", all.polar_accuracy(&pairs));
     println!(
         "calibration: expected calibration error {:.3} (top stance, 10 bins); mean probability of the labelled stance {:.3}",
         expected_calibration_error(&pairs),
