@@ -68,10 +68,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Training matmuls on the CPU (see `train --matmul`).
-    #[arg(long, value_enum, default_value = "f32")]
+    #[arg(long, value_enum, default_value_t = defaults::MATMUL)]
     pub matmul: Matmul,
     /// Device for training, local generation, judging and audits (cpu, cuda, cuda:N).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = defaults::DEVICE)]
     pub device: String,
     /// Engines per role, over the experiment's `eval.engine` and `judge.engine`.
     #[command(flatten)]
@@ -116,11 +116,11 @@ pub struct TrainArgs {
     /// Save a checkpoint every N updates (and at the end).
     #[arg(long, default_value_t = defaults::SAVE_EVERY)]
     pub save_every: u64,
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = defaults::DEVICE)]
     pub device: String,
     /// Training matmuls on the CPU: packed AVX-512 f32 kernels, bf16 products with f32
     /// accumulation (mixed precision, faster where the CPU has AVX512-BF16), or candle's.
-    #[arg(long, value_enum, default_value = "f32")]
+    #[arg(long, value_enum, default_value_t = defaults::MATMUL)]
     pub matmul: Matmul,
 }
 
@@ -160,10 +160,10 @@ pub struct TraceArgs {
     #[arg(long, default_value_t = defaults::JUDGE_CHECK_PER_CATEGORY)]
     pub judge_check: usize,
     /// Device for generation (cpu, cuda, cuda:N).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = defaults::DEVICE)]
     pub device: String,
     /// Generator matmul kernels on the CPU.
-    #[arg(long, value_enum, default_value = "f32")]
+    #[arg(long, value_enum, default_value_t = defaults::MATMUL)]
     pub matmul: Matmul,
     /// Sequences decoded together.
     #[arg(long, default_value_t = defaults::GENERATION_BATCH)]
@@ -215,7 +215,7 @@ pub struct JudgeModelArgs {
     #[arg(long, default_value_t = defaults::JUDGE_ORDERS, value_parser = clap::value_parser!(u8).range(1..=3))]
     pub orders: u8,
     /// Judge matmul kernels on the CPU.
-    #[arg(long, value_enum, default_value = "bf16")]
+    #[arg(long, value_enum, default_value_t = defaults::JUDGE_MATMUL)]
     pub judge_matmul: Matmul,
 }
 
@@ -309,10 +309,10 @@ pub struct JudgeArgs {
     /// position, cancelling position bias).
     #[arg(long, default_value_t = defaults::JUDGE_ORDERS, value_parser = clap::value_parser!(u8).range(1..=3))]
     pub orders: u8,
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = defaults::DEVICE)]
     pub device: String,
     /// Inference matmuls (see `generate --help`); bf16 by default for the judge.
-    #[arg(long, value_enum, default_value = "bf16")]
+    #[arg(long, value_enum, default_value_t = defaults::JUDGE_MATMUL)]
     pub matmul: Matmul,
 }
 
@@ -337,14 +337,14 @@ pub struct ModelArgs {
     #[arg(long)]
     pub model: PathBuf,
     /// cpu, cuda or cuda:N (cuda needs a build with --features cuda).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = defaults::DEVICE)]
     pub device: String,
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: DTypeArg,
     /// Inference matmuls on the CPU: packed f32 kernels, bf16 dot products with f32
     /// accumulation (about twice as fast where the CPU has AVX512-BF16, slightly less exact),
     /// or candle's gemm.
-    #[arg(long, value_enum, default_value = "f32")]
+    #[arg(long, value_enum, default_value_t = defaults::MATMUL)]
     pub matmul: Matmul,
 }
 
@@ -481,7 +481,7 @@ pub struct BenchTrainArgs {
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: DTypeArg,
     /// Training matmuls: packed AVX-512 f32 kernels, bf16 products with f32 accumulation, or candle's.
-    #[arg(long, value_enum, default_value = "f32")]
+    #[arg(long, value_enum, default_value_t = defaults::MATMUL)]
     pub matmul: Matmul,
     /// Text whose tokens fill the sequences (the assistant answers of an SFT file).
     #[arg(long, default_value = "data/sft/supportive.jsonl")]
@@ -557,7 +557,7 @@ pub struct AuditArgs {
     #[command(flatten)]
     pub judge: JudgeModelArgs,
     /// Device for the embedder and the judge (cpu, cuda, cuda:N).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = defaults::DEVICE)]
     pub device: String,
     #[command(flatten)]
     pub embedder_engine: EmbedderEngineArgs,
@@ -612,7 +612,7 @@ pub struct SynthArgs {
     #[arg(long)]
     pub skip_malformed: bool,
     /// Device for the embedder and the generator (cpu, cuda, cuda:N).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = defaults::DEVICE)]
     pub device: String,
     #[command(flatten)]
     pub embedder_engine: EmbedderEngineArgs,

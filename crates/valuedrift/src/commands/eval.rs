@@ -3,7 +3,7 @@
 //! questions with 95% t-intervals, per category.
 
 use crate::cli::{EvalArgs, GenerateArgs, JudgeArgs};
-use crate::settings::Matmul;
+use crate::settings::defaults;
 use anyhow::{anyhow, Context, Result};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -44,7 +44,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             judge: args.judge.clone(),
             orders: args.orders,
             device: args.model.device.clone(),
-            matmul: Matmul::Bf16,
+            matmul: defaults::JUDGE_MATMUL,
         })?;
     }
     report(&judged, &args.out.join("values.csv"))

@@ -153,9 +153,8 @@ pub struct JudgeConfig {
 }
 
 impl JudgeConfig {
-    /// The judge runs in bf16 products (as `trace --judge-matmul` defaults to).
     fn choice(&self) -> JudgeChoice {
-        JudgeChoice { model: self.model.clone(), orders: self.orders, matmul: Matmul::Bf16 }
+        JudgeChoice { model: self.model.clone(), orders: self.orders, matmul: defaults::JUDGE_MATMUL }
     }
 }
 
@@ -362,7 +361,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         out.join("trace.sqlite").display()
     );
     let speed = Throughput { batch_size: e.batch_size, ..Throughput::default() };
-    let load = super::generator_loader(args.device.clone(), Matmul::Bf16);
+    let load = super::generator_loader(args.device.clone(), defaults::RUN_GENERATOR_MATMUL);
     let mut local = pipeline::LocalGenerators { load: &load, batch_size: speed.batch_size };
     let mut remote = super::engines::remote_generators(generator_engine);
     let generators: &mut dyn pipeline::Generators = match &mut remote {

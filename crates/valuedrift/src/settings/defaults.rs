@@ -1,7 +1,19 @@
 //! Every default of the command line and the experiment file, in one place.
 
+use super::Matmul;
+
+/// Where models run (cpu, cuda, cuda:N).
+pub const DEVICE: &str = "cpu";
+
 /// The stance judge: the installable instruct model that judges best here (docs/judge.md).
 pub const JUDGE_MODEL: &str = "models/qwen2.5-coder-1.5b-instruct.q4_k_m.gguf";
+/// The judge's CPU matmuls: bf16 products with f32 accumulation (its choices are argmax-stable
+/// under them and it is the slowest model of a run).
+pub const JUDGE_MATMUL: Matmul = Matmul::Bf16;
+/// Generation and training matmuls on the command line: exact f32 kernels.
+pub const MATMUL: Matmul = Matmul::F32;
+/// `valuedrift run` samples its checkpoints with bf16 products (throughput over exactness).
+pub const RUN_GENERATOR_MATMUL: Matmul = Matmul::Bf16;
 /// Option orders averaged per judgment (3 cancels position bias to first order).
 pub const JUDGE_ORDERS: u8 = 3;
 /// Items per category of the bundled labelled set the judge is checked on before tracing.
