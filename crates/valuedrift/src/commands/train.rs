@@ -22,9 +22,12 @@ use valuedrift_train::TrainError;
 /// The trainer's configuration for a plan; what it records in trainer_state.json.
 pub fn config(plan: &TrainPlan) -> TrainConfig {
     let h = &plan.hyper;
+    // Recorded as earlier versions did ("Some(Support)"): a resume compares the whole config,
+    // so a run started by an older build resumes under this one.
+    let label_setup = format!("{:?}", plan.label_setup);
     let extra = match plan.algo {
-        Algo::Dpo => serde_json::json!({"beta": h.beta, "label_setup": plan.label_setup}),
-        Algo::Simpo => serde_json::json!({"beta": h.beta, "gamma": h.gamma, "label_setup": plan.label_setup}),
+        Algo::Dpo => serde_json::json!({"beta": h.beta, "label_setup": label_setup}),
+        Algo::Simpo => serde_json::json!({"beta": h.beta, "gamma": h.gamma, "label_setup": label_setup}),
         Algo::Ppo => {
             let ppo = &plan.ppo;
             serde_json::json!({"kl_coef": h.kl_coef, "rollout_tokens": ppo.rollout_tokens, "ppo_epochs": ppo.ppo_epochs, "missing_eos_penalty": ppo.missing_eos_penalty,
