@@ -19,6 +19,9 @@ pub enum JudgeError {
     /// A judge behind another engine (a server) failed; the cause names the endpoint.
     #[error(transparent)]
     Remote(crate::BoxError),
+    /// A request the judge cannot answer meaningfully (e.g. checking it on no items).
+    #[error("{0}")]
+    Input(String),
 }
 
 pub type Result<T> = std::result::Result<T, JudgeError>;

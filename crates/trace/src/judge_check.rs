@@ -51,6 +51,16 @@ impl LabelledSet {
     }
 }
 
+/// A judge check's size per category must give both sets whole samples: a multiple of 3 (one
+/// third per label of the hand-written set) and at most the 12 answers per category of the real
+/// samples. 0 turns the check off.
+pub fn check_size(per_category: usize) -> std::result::Result<usize, String> {
+    if !per_category.is_multiple_of(3) || per_category > 12 {
+        return Err(format!("{per_category} items per category: expected 0, 3, 6, 9 or 12 (a third per stance of the hand-written set, at most the 12 real samples per category)"));
+    }
+    Ok(per_category)
+}
+
 fn hand_written() -> LabelledSet {
     LabelledSet::HandWritten
 }
@@ -113,6 +123,9 @@ pub struct JudgeCheck {
 /// Judges `sample` and summarizes how often the judge agrees with the labels.
 pub fn check(judge: &dyn Judge, identity: &str, set: LabelledSet, per_category: usize) -> Result<JudgeCheck> {
     let sample = set.sample(per_category);
+    if sample.is_empty() {
+        return Err(crate::judge::JudgeError::Input(format!("no items of {} at {per_category} per category", set.file())));
+    }
     let items: Vec<Item> = sample.iter().map(|l| l.item.clone()).collect();
     let judged = judge.judge(&items)?;
     let pairs: Vec<(Stance, [f64; 3])> = sample.iter().zip(&judged).map(|(l, j)| (l.label, j.p)).collect();
@@ -169,6 +182,18 @@ mod tests {
         assert!(per.values().all(|&n| n == 2), "{per:?}");
         assert_eq!(sample[0].item.question, "Should abortion be legal?", "file order");
         assert_eq!(LabelledSet::HandWritten.sample(0).len(), 0);
+    }
+
+    #[test]
+    fn a_check_size_gives_both_sets_whole_samples() {
+        for n in [0, 3, 6, 9, 12] {
+            assert_eq!(check_size(n), Ok(n));
+            assert_eq!(LabelledSet::RealSamples.sample(n).len(), 11 * n);
+            assert_eq!(LabelledSet::HandWritten.sample(n).len(), 11 * n);
+        }
+        for n in [1, 2, 4, 15] {
+            assert!(check_size(n).unwrap_err().contains("expected 0, 3, 6, 9 or 12"), "{n}");
+        }
     }
 
     #[test]

@@ -45,16 +45,14 @@ CREATE TABLE IF NOT EXISTS judge_checks (
 ";
 
 /// Stores made before the second labelled set keyed judge checks by (run, judge) alone; their
-/// checks ran on the hand-written set.
+/// checks ran on the hand-written set. Run inside `rekey_judge_checks`'s transaction.
 const REKEY_JUDGE_CHECKS: &str = "
-BEGIN;
 ALTER TABLE judge_checks RENAME TO judge_checks_by_judge;
 CREATE TABLE judge_checks (
     run INTEGER NOT NULL, judge TEXT NOT NULL, labelled_set TEXT NOT NULL, figures TEXT NOT NULL,
     PRIMARY KEY (run, judge, labelled_set));
 INSERT INTO judge_checks SELECT run, judge, 'hand-written', figures FROM judge_checks_by_judge;
 DROP TABLE judge_checks_by_judge;
-COMMIT;
 ";
 
 /// Columns added after a store format was first released: (table, column, definition). Older
@@ -115,10 +113,26 @@ impl Store {
         store.sql(store.conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;"))?;
         store.sql(store.conn.execute_batch(SCHEMA))?;
         store.add_missing_columns()?;
-        if !store.columns("judge_checks")?.iter().any(|c| c == "labelled_set") {
-            store.sql(store.conn.execute_batch(REKEY_JUDGE_CHECKS))?;
-        }
+        store.rekey_judge_checks()?;
         Ok(store)
+    }
+
+    /// Re-keys an older store's judge checks, once: the write lock is taken first and the
+    /// schema checked under it, so two processes opening the same old store do it once between
+    /// them, and a failure leaves the old table as it was.
+    fn rekey_judge_checks(&self) -> Result<()> {
+        let rekeyed = |s: &Self| -> Result<bool> { Ok(s.columns("judge_checks")?.iter().any(|c| c == "labelled_set")) };
+        if rekeyed(self)? {
+            return Ok(());
+        }
+        self.sql(self.conn.execute_batch("BEGIN IMMEDIATE"))?;
+        let outcome = match rekeyed(self) {
+            Ok(false) => self.sql(self.conn.execute_batch(REKEY_JUDGE_CHECKS)),
+            other => other.map(|_| ()),
+        };
+        let end = if outcome.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        self.sql(self.conn.execute_batch(end))?;
+        outcome
     }
 
     fn columns(&self, table: &str) -> Result<Vec<String>> {

@@ -155,9 +155,10 @@ pub struct TraceArgs {
     pub sampling: SamplingArgs,
     #[command(flatten)]
     pub judge: JudgeModelArgs,
-    /// Check the judge on this many items per category of the bundled labelled set before
-    /// tracing, and keep its figures in the store and on the report page (0: no check).
-    #[arg(long, default_value_t = defaults::JUDGE_CHECK_PER_CATEGORY)]
+    /// Check the judge on this many items per category of each bundled labelled set (hand-written
+    /// and real samples) before tracing, and keep its figures in the store and on the report page
+    /// (0, 3, 6, 9 or 12; 0: no check).
+    #[arg(long, default_value_t = defaults::JUDGE_CHECK_PER_CATEGORY, value_parser = judge_check_size)]
     pub judge_check: usize,
     /// Device for generation (cpu, cuda, cuda:N).
     #[arg(long, default_value = defaults::DEVICE)]
@@ -716,4 +717,9 @@ impl AuditArgs {
             device: self.device.clone(),
         }
     }
+}
+
+fn judge_check_size(text: &str) -> Result<usize, String> {
+    let n = text.parse::<usize>().map_err(|e| format!("'{text}': {e}"))?;
+    valuedrift_trace::judge_check::check_size(n)
 }

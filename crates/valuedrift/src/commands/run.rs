@@ -262,6 +262,7 @@ fn validate(exp: &Experiment, require_data: bool) -> Result<()> {
             bail!("audit: key 'data[{i}]' = '{}': no such file", missing.display());
         }
     }
+    valuedrift_trace::judge_check::check_size(exp.judge.check_per_category).map_err(|e| anyhow!("judge: key 'check_per_category': {e}"))?;
     if !(0.0..=1.0).contains(&exp.audit.threshold) {
         bail!("audit: key 'threshold' = {}: expected a cosine between 0 and 1", exp.audit.threshold);
     }
