@@ -1,10 +1,11 @@
 //! Command-line interface (clap derive); each subcommand lives in commands/<name>.rs.
 
-use crate::settings::{defaults, AuditPlan, EmbedderEngine, EvalSelection, Hyperparameters, JudgeChoice, Matmul, PhaseTarget, TrainPlan};
+use crate::settings::{
+    defaults, on_malformed, AuditPlan, EmbedderEngine, EvalSelection, Hyperparameters, JudgeChoice, Matmul, PhaseTarget, TrainPlan,
+};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use valuedrift_data::valuegap::LabelSetup;
-use valuedrift_data::OnMalformed;
 use valuedrift_trace::pipeline::PromptStyle;
 use valuedrift_train::presets::Algo;
 
@@ -675,7 +676,7 @@ impl TrainArgs {
             save_every: self.save_every,
         };
         TrainPlan {
-            on_malformed: if self.skip_malformed { OnMalformed::Skip } else { OnMalformed::Error },
+            on_malformed: on_malformed(self.skip_malformed),
             label_setup: self.label_setup,
             eval_data: self.eval_data.clone(),
             reward_model: self.reward_model.clone(),
@@ -711,7 +712,7 @@ impl AuditArgs {
             embedder_engine: self.embedder_engine.engine(),
             threshold: self.threshold,
             max_items: self.max_items,
-            on_malformed: if self.skip_malformed { OnMalformed::Skip } else { OnMalformed::Error },
+            on_malformed: on_malformed(self.skip_malformed),
             eval: self.eval.selection(),
             judge: self.judge.choice(),
             device: self.device.clone(),

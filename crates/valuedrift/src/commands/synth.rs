@@ -5,7 +5,6 @@ use crate::cli::{DTypeArg, ModelArgs, SynthArgs};
 use crate::progress::Bars;
 use crate::settings::{EvalSelection, Matmul};
 use anyhow::{bail, Context, Result};
-use valuedrift_data::OnMalformed;
 use valuedrift_engine::generate::SamplingParams;
 use valuedrift_trace::audit::{self, Entry};
 use valuedrift_trace::synth::{self, SynthSettings};
@@ -14,7 +13,7 @@ pub fn run(args: SynthArgs) -> Result<()> {
     super::audit::check_cosine("--min-cosine", args.min_cosine)?;
     let eval = EvalSelection { questions: args.questions.clone(), quick: false, categories: args.categories.clone(), per_category: None };
     let questions = super::trace::questions(&eval)?;
-    let on_malformed = if args.skip_malformed { OnMalformed::Skip } else { OnMalformed::Error };
+    let on_malformed = crate::settings::on_malformed(args.skip_malformed);
     let mut entries: Vec<Entry> = Vec::new();
     let mut sources = Vec::new();
     for path in &args.data {

@@ -83,6 +83,15 @@ pub struct AuditPlan {
     pub device: String,
 }
 
+/// What `--skip-malformed` asks of the data loaders.
+pub fn on_malformed(skip: bool) -> OnMalformed {
+    if skip {
+        OnMalformed::Skip
+    } else {
+        OnMalformed::Error
+    }
+}
+
 /// A path's last component, or "" for none.
 pub fn file_name(path: &std::path::Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
