@@ -292,6 +292,44 @@ fn for_each_next_token_row(
     tokens_per_batch: usize,
     mut each: impl FnMut(usize, usize, &[f32]),
 ) -> Result<()> {
+    for_each_answer_hidden_batch(model, groups, tokens_per_batch, &[], |rows, hidden| {
+        let logits: Vec<Vec<f32>> = model.logits(&hidden[0], Mode::Infer)?.to_dtype(DType::F32)?.to_vec2()?;
+        for (&(g, k), row) in rows.iter().zip(&logits) {
+            each(g, k, row);
+        }
+        Ok(())
+    })
+}
+
+/// The hidden state at the answer position of each prompt of each group, with the prefix
+/// sharing of `next_token_logps_grouped`: the residual stream after each layer of `layers`
+/// (0-based, ascending; the last layer's is the state the option logits are read from), each
+/// through the final norm, concatenated. What a stance head reads.
+pub fn answer_hidden_grouped(model: &Model, groups: &[Vec<Vec<u32>>], tokens_per_batch: usize, layers: &[usize]) -> Result<Vec<Vec<Vec<f32>>>> {
+    if layers.is_empty() || layers.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(Error::Input(format!("layers {layers:?}: expected at least one, ascending")));
+    }
+    let mut out: Vec<Vec<Vec<f32>>> = groups.iter().map(|g| vec![Vec::new(); g.len()]).collect();
+    for_each_answer_hidden_batch(model, groups, tokens_per_batch, layers, |rows, hidden| {
+        let per_layer: Vec<Vec<Vec<f32>>> = hidden[1..].iter().map(|h| h.to_dtype(DType::F32)?.to_vec2()).collect::<candle_core::Result<_>>()?;
+        for (r, &(g, k)) in rows.iter().enumerate() {
+            out[g][k] = per_layer.iter().flat_map(|layer| layer[r].iter().copied()).collect();
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Runs the grouped prompts with shared prefixes computed once and hands each batch's
+/// answer-position hidden states to `each(rows, hidden)`: `hidden[0]` the final (N, H), then
+/// one (N, H) per layer of `capture`; row i is prompt `rows[i] = (group, index in group)`.
+fn for_each_answer_hidden_batch(
+    model: &Model,
+    groups: &[Vec<Vec<u32>>],
+    tokens_per_batch: usize,
+    capture: &[usize],
+    mut each: impl FnMut(&[(usize, usize)], &[Tensor]) -> Result<()>,
+) -> Result<()> {
     let all: Vec<&[u32]> = groups.iter().flatten().map(Vec::as_slice).collect();
     if all.iter().any(|p| p.is_empty()) || groups.iter().any(Vec::is_empty) {
         return Err(Error::Input("empty prompt or group".into()));
@@ -331,14 +369,13 @@ fn for_each_next_token_row(
         }
         let (ids, tail_lens) = padded(&tails, dev)?;
         let ctx = items.select(&rows.iter().map(|&(r, _, _)| r).collect::<Vec<_>>())?;
-        let (hidden, _) = model.forward_context(&ids, &tail_lens, Some(&ctx))?;
+        let (hidden, captured, _) = model.forward_context_capturing(&ids, &tail_lens, Some(&ctx), capture)?;
         let (n, t, h) = hidden.dims3()?;
-        let last: Vec<u32> = tail_lens.iter().enumerate().map(|(i, &l)| (i * t + l - 1) as u32).collect();
-        let picked = hidden.reshape((n * t, h))?.index_select(&Tensor::from_vec(last, n, dev)?, 0)?;
-        let logits: Vec<Vec<f32>> = model.logits(&picked, Mode::Infer)?.to_dtype(DType::F32)?.to_vec2()?;
-        for (&(_, g, k), row) in rows.iter().zip(&logits) {
-            each(g, k, row);
-        }
+        let last = Tensor::from_vec(tail_lens.iter().enumerate().map(|(i, &l)| (i * t + l - 1) as u32).collect(), n, dev)?;
+        let picked: Vec<Tensor> =
+            std::iter::once(&hidden).chain(&captured).map(|x| x.reshape((n * t, h))?.index_select(&last, 0)).collect::<candle_core::Result<_>>()?;
+        let prompts: Vec<(usize, usize)> = rows.iter().map(|&(_, g, k)| (g, k)).collect();
+        each(&prompts, &picked)?;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@
 //! first order, and the spread between orders measures it.
 
 use crate::Stance;
-use valuedrift_engine::score::{next_token_logps, next_token_logps_grouped};
+use valuedrift_engine::score::{answer_hidden_grouped, next_token_logps, next_token_logps_grouped};
 use valuedrift_engine::{LanguageModel, Message};
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +158,23 @@ impl LocalJudge {
         Ok(logps.iter().map(|per_order| combine(per_order)).collect())
     }
 
+    /// The hidden states after `layers` at the answer position of each item's prompt under each
+    /// option order, concatenated (prefix-cached like `judge`): what a stance head reads.
+    pub fn answer_hidden(&self, items: &[Item], layers: &[usize]) -> Result<Vec<Vec<Vec<f32>>>> {
+        let groups: Vec<Vec<Vec<u32>>> = items.iter().map(|i| self.prompt_ids(i)).collect::<Result<_>>()?;
+        Ok(answer_hidden_grouped(&self.model.model, &groups, self.tokens_per_batch, layers)?)
+    }
+
+    /// Each item's answer-position hidden states averaged over the option orders.
+    pub fn features(&self, items: &[Item], layers: &[usize]) -> Result<Vec<Vec<f32>>> {
+        Ok(self.answer_hidden(items, layers)?.iter().map(|per_order| mean_rows(per_order)).collect())
+    }
+
+    /// The judge model's number of layers.
+    pub fn layer_count(&self) -> usize {
+        self.model.model.cfg.num_layers
+    }
+
     pub fn judge_uncached(&self, items: &[Item]) -> Result<Vec<Judgment>> {
         let mut prompts = Vec::with_capacity(items.len() * self.orders.len());
         for item in items {
@@ -178,13 +195,28 @@ pub fn combine(per_order: &[Vec<f32>]) -> Judgment {
             p[i] += q[i] / probs.len() as f64;
         }
     }
-    let order_spread = (0..3)
+    Judgment { p, order_spread: order_spread(&probs), floored: false }
+}
+
+/// The largest difference between two orders' probability of one stance.
+pub fn order_spread(probs: &[[f64; 3]]) -> f64 {
+    (0..3)
         .map(|i| {
             let (lo, hi) = probs.iter().fold((1.0f64, 0.0f64), |(lo, hi), q| (lo.min(q[i]), hi.max(q[i])));
             hi - lo
         })
-        .fold(0.0, f64::max);
-    Judgment { p, order_spread, floored: false }
+        .fold(0.0, f64::max)
+}
+
+/// The element-wise mean of equally long rows.
+pub fn mean_rows(rows: &[Vec<f32>]) -> Vec<f32> {
+    let mut mean = vec![0f32; rows[0].len()];
+    for row in rows {
+        for (m, x) in mean.iter_mut().zip(row) {
+            *m += x / rows.len() as f32;
+        }
+    }
+    mean
 }
 
 fn softmax3(lp: &[f32]) -> [f64; 3] {

@@ -7,12 +7,14 @@ pub mod checkpoints;
 pub mod drift;
 pub mod evalset;
 pub mod evidence;
+pub mod head_judge;
 pub mod html;
 pub mod judge;
 pub mod judge_check;
 pub mod pipeline;
 pub mod report;
 pub mod significance;
+pub mod stance_head;
 pub mod store;
 pub mod synth;
 

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use valuedrift_engine::matmul::Precision;
 use valuedrift_engine::LanguageModel;
-use valuedrift_trace::judge::{Item, LocalJudge, ROTATIONS};
+use valuedrift_trace::head_judge::{HeadJudge, LoadedHead};
+use valuedrift_trace::judge::{top_stance, Item, Judge, LocalJudge, ROTATIONS};
 
 fn judge_model() -> LanguageModel {
     judge_model_in(Precision::Bf16)
@@ -68,4 +69,43 @@ fn prefix_cached_judgments_equal_whole_prompt_judgments() {
             assert!((a.p[s] - b.p[s]).abs() < 1e-4, "{:?} vs {:?}", a.p, b.p);
         }
     }
+}
+
+/// Every 15th item of the hand-written labelled set: the fixed subset the bundled head's
+/// fixture was made on (scripts/judge/head-fixture.sh).
+fn head_subset() -> Vec<(Item, String)> {
+    let text = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/judge/labelled.jsonl")).unwrap();
+    text.lines()
+        .step_by(15)
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let s = |k: &str| v[k].as_str().unwrap().to_string();
+            (Item { question: s("question"), response: s("response"), topic: s("topic") }, s("label"))
+        })
+        .collect()
+}
+
+/// The bundled stance head, on the real judge model in f32, gives the probabilities its fixture
+/// records for a fixed subset (made by `valuedrift judge --matmul f32`), so the shipped file,
+/// its loading and the feature path all still agree; and as many items come out right.
+#[test]
+fn bundled_head_reproduces_its_fixture_on_a_fixed_subset() {
+    let local = LocalJudge::new(judge_model_in(Precision::F32), ROTATIONS.to_vec()).unwrap();
+    let judge = HeadJudge::new(local, LoadedHead::bundled()).unwrap();
+    let subset = head_subset();
+    let items: Vec<Item> = subset.iter().map(|(i, _)| i.clone()).collect();
+    let got = judge.judge(&items).unwrap();
+    let fixture = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/head-subset.jsonl")).unwrap();
+    let want: Vec<serde_json::Value> = fixture.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(!want.is_empty() && want.len() == got.len(), "{} fixture rows for {} items", want.len(), got.len());
+    let (mut right_got, mut right_want, mut worst) = (0, 0, 0f64);
+    for ((j, w), (_, label)) in got.iter().zip(&want).zip(&subset) {
+        let p = [w["p_support"].as_f64().unwrap(), w["p_neutral"].as_f64().unwrap(), w["p_oppose"].as_f64().unwrap()];
+        worst = (0..3).map(|s| (j.p[s] - p[s]).abs()).fold(worst, f64::max);
+        let index = ["support", "neutral", "oppose"].iter().position(|s| s == label).unwrap();
+        right_got += usize::from(top_stance(&j.p) == index);
+        right_want += usize::from(top_stance(&p) == index);
+    }
+    assert!(worst < 1e-3, "largest difference from the fixture {worst}");
+    assert_eq!(right_got, right_want);
 }

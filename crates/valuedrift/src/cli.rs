@@ -1,7 +1,7 @@
 //! Command-line interface (clap derive); each subcommand lives in commands/<name>.rs.
 
 use crate::settings::{
-    defaults, on_malformed, AuditPlan, EmbedderEngine, EvalSelection, Hyperparameters, JudgeChoice, Matmul, PhaseTarget, TrainPlan,
+    defaults, on_malformed, AuditPlan, EmbedderEngine, EvalSelection, Hyperparameters, JudgeChoice, JudgeMode, Matmul, PhaseTarget, TrainPlan,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -30,6 +30,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Judge the stance of responses toward a topic: p(support), p(neutral), p(oppose).
     Judge(JudgeArgs),
+    /// Fit a stance head on the judge model's hidden states over labelled items (docs/judge.md).
+    FitHead(FitHeadArgs),
     /// Measure one model's values: sample answers to the eval questions, judge their stances,
     /// and report v(T) per category with 95% intervals (resumable).
     Eval(EvalArgs),
@@ -219,6 +221,21 @@ pub struct JudgeModelArgs {
     /// Judge matmul kernels on the CPU.
     #[arg(long, value_enum, default_value_t = defaults::JUDGE_MATMUL)]
     pub judge_matmul: Matmul,
+    #[command(flatten)]
+    pub reading: JudgeReadingArgs,
+}
+
+/// How a local judge's answer is read.
+#[derive(Args, Clone)]
+pub struct JudgeReadingArgs {
+    /// auto: the stance head where it fits the judge model (the bundled head fits the default
+    /// judge), else the option words; paper: the option words' log-probs (the paper's judge);
+    /// head: the stance head, or an error.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub judge_mode: JudgeMode,
+    /// A stance head file (`valuedrift fit-head`); default: the bundled data/judge/stance-head.json.
+    #[arg(long)]
+    pub judge_head: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -281,6 +298,8 @@ pub struct EvalArgs {
     pub judge: PathBuf,
     #[arg(long, default_value_t = defaults::JUDGE_ORDERS, value_parser = clap::value_parser!(u8).range(1..=3))]
     pub orders: u8,
+    #[command(flatten)]
+    pub reading: JudgeReadingArgs,
     /// Output directory: questions.jsonl, generations.jsonl, judgments.jsonl, values.csv.
     #[arg(long)]
     pub out: PathBuf,
@@ -304,6 +323,14 @@ pub struct JudgeArgs {
     /// bootstrap interval and the confusion between the judges' top stances; loads no model.
     #[arg(long, num_args = 2, value_names = ["A", "B"], conflicts_with_all = ["input", "validate"])]
     pub agreement: Option<Vec<PathBuf>>,
+    /// Instead of judging, write each input item's judge representation (the hidden state at
+    /// the answer position, averaged over orders) as JSONL: the input fields plus `features`.
+    #[arg(long, conflicts_with_all = ["output", "agreement"])]
+    pub features: Option<PathBuf>,
+    /// The layers (0-based, comma-separated) whose states `--features` writes, concatenated
+    /// (default: the last).
+    #[arg(long, value_delimiter = ',', requires = "features")]
+    pub feature_layers: Vec<usize>,
     /// The judge: any instruct model (GGUF or Hugging Face directory).
     #[arg(long, default_value = defaults::JUDGE_MODEL)]
     pub judge: PathBuf,
@@ -316,6 +343,39 @@ pub struct JudgeArgs {
     /// Inference matmuls (see `generate --help`); bf16 by default for the judge.
     #[arg(long, value_enum, default_value_t = defaults::JUDGE_MATMUL)]
     pub matmul: Matmul,
+    #[command(flatten)]
+    pub reading: JudgeReadingArgs,
+}
+
+impl JudgeArgs {
+    pub fn choice(&self) -> JudgeChoice {
+        JudgeChoice {
+            model: self.judge.clone(),
+            orders: self.orders,
+            matmul: self.matmul,
+            mode: self.reading.judge_mode,
+            head: self.reading.judge_head.clone(),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct FitHeadArgs {
+    /// Labelled JSONL files (question, response, topic, label, category). Never the sets a head
+    /// is validated on.
+    #[arg(long, num_args = 1.., default_value = "data/judge/constructed.jsonl")]
+    pub train: Vec<PathBuf>,
+    /// The head file to write; features are kept in OUT.features.jsonl for resuming.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The judge model's layers (0-based, comma-separated) whose answer-position states the
+    /// head reads, concatenated.
+    #[arg(long, value_delimiter = ',', default_values_t = defaults::HEAD_LAYERS)]
+    pub layers: Vec<usize>,
+    #[command(flatten)]
+    pub judge: JudgeModelArgs,
+    #[arg(long, default_value = defaults::DEVICE)]
+    pub device: String,
 }
 
 #[derive(Args)]
@@ -693,7 +753,13 @@ impl EvalSetArgs {
 
 impl JudgeModelArgs {
     pub fn choice(&self) -> JudgeChoice {
-        JudgeChoice { model: self.judge.clone(), orders: self.orders, matmul: self.judge_matmul }
+        JudgeChoice {
+            model: self.judge.clone(),
+            orders: self.orders,
+            matmul: self.judge_matmul,
+            mode: self.reading.judge_mode,
+            head: self.reading.judge_head.clone(),
+        }
     }
 }
 

@@ -178,6 +178,8 @@ fn top_20_judgments_equal_the_local_judge_where_every_option_is_listed() {
         let mut a = trace_args(out);
         let at = a.iter().position(|x| x == "--judge").unwrap() + 1;
         a[at] = judge.display().to_string();
+        // The option words on both sides: a server cannot report the hidden states a head reads.
+        a.extend(["--judge-mode".into(), "paper".into()]);
         a
     };
     let out = dir.join("local");

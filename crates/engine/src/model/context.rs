@@ -36,7 +36,25 @@ impl Model {
     /// prompt, or an item shared by several option orders, is computed once and continued many
     /// times. Inference only.
     pub fn forward_context(&self, ids: &Tensor, lens: &[usize], context: Option<&KvContext>) -> Result<(Tensor, KvContext)> {
+        let (hidden, _, context) = self.forward_context_capturing(ids, lens, context, &[])?;
+        Ok((hidden, context))
+    }
+
+    /// `forward_context`, also returning the residual stream after each layer in `capture`
+    /// (0-based, returned in layer order), passed through the final norm: what a probe of
+    /// intermediate layers reads.
+    pub fn forward_context_capturing(
+        &self,
+        ids: &Tensor,
+        lens: &[usize],
+        context: Option<&KvContext>,
+        capture: &[usize],
+    ) -> Result<(Tensor, Vec<Tensor>, KvContext)> {
         let mode = Mode::Infer;
+        if let Some(&bad) = capture.iter().find(|&&l| l >= self.layers.len()) {
+            return Err(Error::Input(format!("layer {bad} does not exist (the model has {})", self.layers.len())));
+        }
+        let mut captured = Vec::with_capacity(capture.len());
         let (b, t) = ids.dims2()?;
         if context.is_some_and(|c| c.positions.len() != b) || lens.len() != b {
             return Err(Error::Input("forward_context: one context row and one length per input row".into()));
@@ -72,8 +90,11 @@ impl Model {
             x = self.block(&x, layer, attn, mode)?;
             keys.push(k);
             values.push(v);
+            if capture.contains(&l) {
+                captured.push(self.rms_norm(&x, &self.norm, mode)?);
+            }
         }
-        Ok((self.rms_norm(&x, &self.norm, mode)?, KvContext { keys, values, positions }))
+        Ok((self.rms_norm(&x, &self.norm, mode)?, captured, KvContext { keys, values, positions }))
     }
 
     /// Additive mask (B, 1, 1, T, columns): row i's query j (at position starts[i] + j) sees the

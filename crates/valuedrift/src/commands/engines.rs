@@ -2,7 +2,7 @@
 //! experiment's `[engine.NAME]` tables, or a server's base URL.
 
 use crate::cli::{DTypeArg, EngineArgs, ModelArgs};
-use crate::settings::JudgeChoice;
+use crate::settings::{file_name, JudgeChoice, JudgeMode};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,6 +14,7 @@ use valuedrift_remote::generator::RemoteGenerators;
 use valuedrift_remote::judge::RemoteJudge;
 use valuedrift_remote::launch::Server;
 use valuedrift_remote::wire::Api;
+use valuedrift_trace::head_judge::{HeadJudge, LoadedHead};
 use valuedrift_trace::judge::{Judge, LocalJudge, ROTATIONS};
 
 pub enum Engine {
@@ -63,17 +64,62 @@ pub struct ChosenJudge {
     _server: Option<Server>,
 }
 
-/// The judge model on this machine.
+/// The judge model on this machine, read by its option words.
 pub fn load_judge(choice: &JudgeChoice, device: &str) -> Result<LocalJudge> {
     let model = ModelArgs { model: choice.model.clone(), device: device.into(), dtype: DTypeArg::F32, matmul: choice.matmul };
     Ok(LocalJudge::new(super::load_model(&model)?, ROTATIONS[..choice.orders as usize].to_vec())?)
 }
 
+/// The stance head a choice names: its file, or the bundled one.
+pub fn chosen_head(choice: &JudgeChoice) -> Result<LoadedHead> {
+    match &choice.head {
+        None => Ok(LoadedHead::bundled()),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the stance head {}", path.display()))?;
+            Ok(LoadedHead::parse(&path.display().to_string(), &text)?)
+        }
+    }
+}
+
+/// Whether a head fits a judge model (fitted on its hidden states, with as many option orders).
+fn head_fits(head: &LoadedHead, choice: &JudgeChoice) -> bool {
+    head.head.judge_model == file_name(&choice.model) && head.head.orders == choice.orders as usize
+}
+
+/// The local judge a choice asks for, read by a stance head or by its option words, and the
+/// identity a store records: the model file name, plus the head's hash when a head reads it.
+pub fn local_judge(choice: &JudgeChoice, device: &str) -> Result<(Box<dyn Judge>, String)> {
+    let head = match choice.mode {
+        JudgeMode::Paper => None,
+        JudgeMode::Head => Some(chosen_head(choice)?),
+        JudgeMode::Auto => Some(chosen_head(choice)?).filter(|h| choice.head.is_some() || head_fits(h, choice)),
+    };
+    let local = load_judge(choice, device)?;
+    match head {
+        None => {
+            eprintln!("judge: {} (option words; the paper's judge)", choice.identity());
+            Ok((Box::new(local), choice.identity()))
+        }
+        Some(head) => {
+            let identity = format!("{} + stance head {}", choice.identity(), head.short_hash());
+            eprintln!(
+                "judge: {identity} (fitted on {} items; --judge-mode paper reads the option words)",
+                head.head.training.iter().map(|t| t.items).sum::<usize>()
+            );
+            Ok((Box::new(HeadJudge::new(local, head)?), identity))
+        }
+    }
+}
+
 pub fn judge(engine: Engine, choice: &JudgeChoice, device: &str) -> Result<ChosenJudge> {
     let orders = ROTATIONS[..choice.orders as usize].to_vec();
     let Engine::Remote { name, config } = engine else {
-        return Ok(ChosenJudge { judge: Box::new(load_judge(choice, device)?), identity: choice.identity(), _server: None });
+        let (judge, identity) = local_judge(choice, device)?;
+        return Ok(ChosenJudge { judge, identity, _server: None });
     };
+    if choice.mode == JudgeMode::Head {
+        bail!("judge engine '{name}': a stance head reads the judge's hidden states, which a server does not report; use --judge-mode paper or auto");
+    }
     let server = match &config.launch {
         Some(command) => Some(Server::start(command, &choice.model, config.ready_timeout())?),
         None => None,

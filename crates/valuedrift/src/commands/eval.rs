@@ -41,10 +41,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
             output: Some(judged.clone()),
             validate: None,
             agreement: None,
+            features: None,
+            feature_layers: Vec::new(),
             judge: args.judge.clone(),
             orders: args.orders,
             device: args.model.device.clone(),
             matmul: defaults::JUDGE_MATMUL,
+            reading: args.reading.clone(),
         })?;
     }
     report(&judged, &args.out.join("values.csv"))

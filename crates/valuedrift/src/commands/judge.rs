@@ -1,17 +1,18 @@
 //! `valuedrift judge`: stance probabilities for (question, response, topic) items, and the
 //! judge's accuracy on a labelled set.
 
-use crate::cli::{DTypeArg, JudgeArgs, ModelArgs};
+use crate::cli::JudgeArgs;
 use crate::{jsonl, progress};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use std::path::Path;
-use valuedrift_trace::judge::{expected_calibration_error, mean_label_probability, top_stance, Item, Judgment, LocalJudge, Validation, ROTATIONS};
+use valuedrift_trace::judge::{expected_calibration_error, mean_label_probability, top_stance, Item, Judge, Judgment, LocalJudge, Validation};
 use valuedrift_trace::judge_check::{self, LabelledSet};
 use valuedrift_trace::significance::{bootstrap_draws, cohen_kappa, percentile_interval, RESAMPLES};
 use valuedrift_trace::Stance;
 
-fn items(path: &Path, rows: &[jsonl::Row]) -> Result<Vec<Item>> {
+/// The `question`, `response` and `topic` of every row.
+pub fn items(path: &Path, rows: &[jsonl::Row]) -> Result<Vec<Item>> {
     rows.iter()
         .map(|r| {
             Ok(Item {
@@ -23,8 +24,20 @@ fn items(path: &Path, rows: &[jsonl::Row]) -> Result<Vec<Item>> {
         .collect()
 }
 
+/// The `label` field of every row: support, neutral or oppose.
+pub fn labels(path: &Path, rows: &[jsonl::Row]) -> Result<Vec<Stance>> {
+    rows.iter()
+        .map(|r| match r.str_field(path, "label")? {
+            "support" => Ok(Stance::Support),
+            "neutral" => Ok(Stance::Neutral),
+            "oppose" => Ok(Stance::Oppose),
+            other => bail!("{}:{}: field 'label' is '{other}', expected support, neutral or oppose", path.display(), r.line),
+        })
+        .collect()
+}
+
 /// Judges in chunks so that progress shows and a long input is not one opaque wait.
-fn judge_all(judge: &LocalJudge, items: &[Item]) -> Result<Vec<Judgment>> {
+fn judge_all(judge: &dyn Judge, items: &[Item]) -> Result<Vec<Judgment>> {
     const CHUNK: usize = 32;
     let pb = progress::bar(items.len() as u64, "judge");
     let mut out = Vec::with_capacity(items.len());
@@ -46,24 +59,18 @@ pub fn run(args: JudgeArgs) -> Result<()> {
         bail!("{}: no items", path.display());
     }
     let items = items(path, &rows)?;
-    let labels: Option<Vec<Stance>> = match &args.validate {
-        Some(p) => Some(
-            rows.iter()
-                .map(|r| match r.str_field(p, "label")? {
-                    "support" => Ok(Stance::Support),
-                    "neutral" => Ok(Stance::Neutral),
-                    "oppose" => Ok(Stance::Oppose),
-                    other => bail!("{}:{}: field 'label' is '{other}', expected support, neutral or oppose", p.display(), r.line),
-                })
-                .collect::<Result<_>>()?,
-        ),
+    let labels = match &args.validate {
+        Some(p) => Some(labels(p, &rows)?),
         None => None,
     };
-    let model_args = ModelArgs { model: args.judge.clone(), device: args.device.clone(), dtype: DTypeArg::F32, matmul: args.matmul };
-    let lm = super::load_model(&model_args)?;
-    let judge = LocalJudge::new(lm, ROTATIONS[..args.orders as usize].to_vec())?;
+    if let Some(out_path) = &args.features {
+        let judge = super::engines::load_judge(&args.choice(), &args.device)?;
+        let layers = if args.feature_layers.is_empty() { vec![judge.layer_count() - 1] } else { args.feature_layers.clone() };
+        return write_features(&judge, &items, &rows, &layers, out_path);
+    }
+    let (judge, _) = super::engines::local_judge(&args.choice(), &args.device)?;
     let started = std::time::Instant::now();
-    let judgments = judge_all(&judge, &items)?;
+    let judgments = judge_all(judge.as_ref(), &items)?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!("{} judgments in {secs:.1}s ({:.1} per minute, {} option orders each)", items.len(), items.len() as f64 * 60.0 / secs, args.orders);
     if let Some(out_path) = &args.output {
@@ -80,6 +87,22 @@ pub fn run(args: JudgeArgs) -> Result<()> {
     if let Some(labels) = labels {
         print_validation(&labels, &judgments, &rows);
     }
+    Ok(())
+}
+
+fn write_features(judge: &LocalJudge, items: &[Item], rows: &[jsonl::Row], layers: &[usize], out_path: &Path) -> Result<()> {
+    const CHUNK: usize = 32;
+    let pb = progress::bar(items.len() as u64, "features");
+    let mut out = jsonl::Appender::open(out_path)?;
+    for (chunk, chunk_rows) in items.chunks(CHUNK).zip(rows.chunks(CHUNK)) {
+        for (row, f) in chunk_rows.iter().zip(judge.features(chunk, layers)?) {
+            let mut v = Value::Object(row.fields.clone());
+            v["features"] = json!(f);
+            out.write(&v)?;
+        }
+        pb.inc(chunk.len() as u64);
+    }
+    pb.finish();
     Ok(())
 }
 

@@ -5,6 +5,7 @@ mod bench;
 mod engines;
 mod eval;
 mod export;
+mod fit_head;
 mod generate;
 mod info;
 mod judge;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::Export(a) => export::run(a),
         Command::Judge(a) => judge::run(a),
+        Command::FitHead(a) => fit_head::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Trace(a) => trace::run(a),
         Command::Report(a) => trace::report(a),

@@ -5,7 +5,7 @@
 //! phases are skipped by the trainer's resume, traced samples by the store.
 
 use crate::cli::RunArgs;
-use crate::settings::{defaults, AuditPlan, EmbedderEngine, EvalSelection, Hyperparameters, JudgeChoice, Matmul, PhaseTarget, TrainPlan};
+use crate::settings::{defaults, AuditPlan, EmbedderEngine, EvalSelection, Hyperparameters, JudgeChoice, JudgeMode, Matmul, PhaseTarget, TrainPlan};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -150,11 +150,14 @@ pub struct JudgeConfig {
     pub engine: Option<String>,
     /// Items per category of the bundled labelled set the judge is checked on (0: none).
     pub check_per_category: usize,
+    /// How a local judge's answer is read (auto, paper, head) and the stance head file.
+    pub mode: JudgeMode,
+    pub head: Option<PathBuf>,
 }
 
 impl JudgeConfig {
     fn choice(&self) -> JudgeChoice {
-        JudgeChoice { model: self.model.clone(), orders: self.orders, matmul: defaults::JUDGE_MATMUL }
+        JudgeChoice { model: self.model.clone(), orders: self.orders, matmul: defaults::JUDGE_MATMUL, mode: self.mode, head: self.head.clone() }
     }
 }
 
@@ -165,6 +168,8 @@ impl Default for JudgeConfig {
             orders: defaults::JUDGE_ORDERS,
             engine: None,
             check_per_category: defaults::JUDGE_CHECK_PER_CATEGORY,
+            mode: JudgeMode::default(),
+            head: None,
         }
     }
 }

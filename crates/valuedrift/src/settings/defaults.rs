@@ -18,6 +18,8 @@ pub const RUN_GENERATOR_MATMUL: Matmul = Matmul::Bf16;
 pub const JUDGE_ORDERS: u8 = 3;
 /// Items per category of the bundled labelled set the judge is checked on before tracing.
 pub const JUDGE_CHECK_PER_CATEGORY: usize = 6;
+/// The default judge's layers a stance head reads (`fit-head --layers`).
+pub const HEAD_LAYERS: [usize; 2] = [15, 19];
 /// The sentence embedder of audits and synthesis (the paper's all-mpnet-base-v2).
 pub const EMBEDDER: &str = "models/all-mpnet-base-v2";
 /// Audits keep items whose prompt is at least this similar to an eval question (the paper's 0.5).

@@ -45,16 +45,33 @@ pub struct EvalSelection {
     pub per_category: Option<usize>,
 }
 
-/// The stance judge: its model, the option orders it averages, its CPU matmuls.
+/// How the judge's answer is read: the paper's option words, or a stance head on the judge
+/// model's hidden state (docs/judge.md). `auto`: the head where one fits the judge model
+/// (the bundled head fits the default judge), the option words otherwise (other models, remote
+/// judges).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JudgeMode {
+    #[default]
+    Auto,
+    Paper,
+    Head,
+}
+
+/// The stance judge: its model, the option orders it averages, its CPU matmuls, how its answer
+/// is read and the stance head file (None: the bundled head).
 #[derive(Clone, Debug)]
 pub struct JudgeChoice {
     pub model: PathBuf,
     pub orders: u8,
     pub matmul: Matmul,
+    pub mode: JudgeMode,
+    pub head: Option<PathBuf>,
 }
 
 impl JudgeChoice {
-    /// The name runs and audits record for a local judge: its file name.
+    /// The name runs and audits record for a local judge read by its option words: its file
+    /// name (a head adds its hash, see `commands::engines`).
     pub fn identity(&self) -> String {
         file_name(&self.model)
     }
