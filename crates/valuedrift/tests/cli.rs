@@ -270,3 +270,29 @@ fn bench_refuses_zero_steps() {
     assert!(!o.status.success() && stderr(&o).contains("--steps must be at least 1"), "{}", stderr(&o));
     assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
 }
+
+/// A stance head is tied to the judge model it was fitted on: asked to read another model, the
+/// judge refuses by name; and `fit-head` names the file, line and field of a bad training item
+/// before it loads any model.
+#[test]
+fn stance_head_mistakes_are_named() {
+    let dir = temp_dir("head");
+    let input = dir.join("items.jsonl");
+    let first = std::fs::read_to_string(root().join("data/judge/labelled.jsonl")).unwrap().lines().next().unwrap().to_string();
+    std::fs::write(&input, format!("{first}\n")).unwrap();
+    let m = model();
+    let o = run(&["judge", "--judge", m.to_str().unwrap(), "--input", input.to_str().unwrap(), "--judge-mode", "head"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("fitted on qwen2.5-coder-1.5b-instruct") && stderr(&o).contains("--judge-mode paper"), "{}", stderr(&o));
+    // auto falls back to the option words for a model the bundled head does not fit.
+    let out = dir.join("judged.jsonl");
+    let o = run(&["judge", "--judge", m.to_str().unwrap(), "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    assert!(o.status.success() && stderr(&o).contains("option words"), "{}", stderr(&o));
+    assert_eq!(lines(&out).len(), 1);
+    let train = dir.join("train.jsonl");
+    std::fs::write(&train, format!("{first}\n{}\n", first.replace("\"label\": \"support\"", "\"label\": \"agree\""))).unwrap();
+    let o = run(&["fit-head", "--train", train.to_str().unwrap(), "--out", dir.join("head.json").to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("train.jsonl:2: field 'label' is 'agree'"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
