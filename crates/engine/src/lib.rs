@@ -27,3 +27,4 @@ pub use error::{Error, Result};
 pub use load::LanguageModel;
 pub use model::{KvContext, Mode, Model};
 pub use tokenizer::Tokenizer;
+pub use weights::save_safetensors;

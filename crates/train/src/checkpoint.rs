@@ -1,13 +1,15 @@
 //! Checkpoints: `OUT/checkpoint-N/` is a Hugging Face model directory (loadable by transformers,
 //! vLLM and the tracer) plus `trainer_state.json` (global step, total steps, phase, the log so
-//! far). The newest checkpoint also holds `training/` (optimizer moments, extra heads), which is
-//! what resuming needs; older checkpoints drop it to save disk.
+//! far). The newest checkpoint of an unfinished run is written in f32 with `training/` (optimizer
+//! moments, PPO's value model): what an exact resume needs. Once a newer checkpoint lands, or the
+//! run finishes, a checkpoint is compacted: its weights are rewritten in the checkpoint dtype
+//! (bf16 by default, as Hugging Face stores bf16 models) and `training/` is dropped.
 //!
 //! A checkpoint is written under a temporary name and renamed when complete, so a run killed
 //! while saving leaves no half-written checkpoint behind.
 
 use crate::{file_err, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use valuedrift_engine::optim::AdamW;
@@ -26,6 +28,17 @@ pub struct TrainerState {
     pub config: serde_json::Value,
 }
 
+/// The dtype of a compacted checkpoint's model weights (they load as f32 either way).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum WeightsDtype {
+    /// Half the disk; rounding moves each weight by at most 2^-9 of itself.
+    #[default]
+    Bf16,
+    F32,
+}
+
 pub fn checkpoint_dir(out: &Path, step: u64) -> PathBuf {
     out.join(format!("checkpoint-{step}"))
 }
@@ -37,6 +50,8 @@ pub struct Extras<'a> {
     pub heads: Vec<(&'a str, Tensor)>,
     pub optimizer: Option<&'a AdamW>,
     pub more_training_state: Option<&'a WriteTrainingState<'a>>,
+    /// What the weights become when the checkpoint is compacted.
+    pub weights: WeightsDtype,
 }
 
 /// Writes further training state into the checkpoint's `training/` directory it is given.
@@ -70,15 +85,39 @@ pub fn save(out: &Path, lm: &LanguageModel, state: &TrainerState, extras: Extras
     // previous one, with its training state, as the newest).
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&tmp, &dir).map_err(|e| file_err(&dir, e))?;
-    drop_older_training_state(out, state.global_step);
+    for (step, older) in list(out) {
+        if step < state.global_step && older.join("training").exists() {
+            compact(&older, extras.weights)?;
+        }
+    }
+    if is_finished(state) {
+        compact(&dir, extras.weights)?;
+    }
     Ok(dir)
 }
 
-fn drop_older_training_state(out: &Path, newest: u64) {
-    for (step, dir) in list(out) {
-        if step < newest {
-            let _ = std::fs::remove_dir_all(dir.join("training"));
-        }
+/// Whether a run has taken all its steps (its checkpoints are then never resumed from).
+pub fn is_finished(state: &TrainerState) -> bool {
+    state.global_step >= state.max_steps
+}
+
+/// Rewrites a checkpoint that no resume will continue from: the weights in `dtype`, the training
+/// state dropped. The weights are replaced atomically before `training/` goes, so a kill in
+/// between leaves a checkpoint that is compacted again (to the same bytes) next time.
+pub fn compact(dir: &Path, dtype: WeightsDtype) -> Result<()> {
+    if dtype == WeightsDtype::Bf16 {
+        let path = dir.join("model.safetensors");
+        let tensors = load_tensors(&path, &Device::Cpu)?;
+        let halved = tensors
+            .into_iter()
+            .map(|(name, t)| Ok((name, if t.dtype() == DType::F32 { t.to_dtype(DType::BF16)? } else { t })))
+            .collect::<Result<HashMap<_, _>>>()?;
+        valuedrift_engine::save_safetensors(&path, &halved)?;
+    }
+    let training = dir.join("training");
+    match std::fs::remove_dir_all(&training) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(file_err(&training, e)),
+        _ => Ok(()),
     }
 }
 
@@ -110,10 +149,46 @@ pub fn list(out: &Path) -> Vec<(u64, PathBuf)> {
     found
 }
 
+/// Removes every checkpoint in `out` but the newest; returns the bytes freed.
+pub fn keep_only_final(out: &Path) -> Result<u64> {
+    let mut all = list(out);
+    all.pop();
+    let mut freed = 0;
+    for (_, dir) in all {
+        freed += dir_bytes(&dir);
+        std::fs::remove_dir_all(&dir).map_err(|e| file_err(&dir, e))?;
+    }
+    Ok(freed)
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    walk_files(dir).iter().filter_map(|p| p.metadata().ok()).map(|m| m.len()).sum()
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 pub fn read_state(dir: &Path) -> Result<TrainerState> {
     let path = dir.join("trainer_state.json");
     let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
     serde_json::from_str(&text).map_err(|e| file_err(&path, format!("not a trainer state of ours ({e})")))
+}
+
+/// The newest checkpoint, with its state, if it ends a finished run.
+pub fn finished(out: &Path) -> Option<(PathBuf, TrainerState)> {
+    let (_, dir) = list(out).pop()?;
+    let state = read_state(&dir).ok()?;
+    is_finished(&state).then_some((dir, state))
 }
 
 /// The newest checkpoint that can be resumed from (it has its optimizer state).

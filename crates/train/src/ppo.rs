@@ -7,7 +7,7 @@
 //! Responses are kept as ragged sequences, flattened into one vector of response tokens: a
 //! "masked mean" over the padded batch is then just the mean over that vector.
 
-use crate::checkpoint::{self, Extras, TrainerState};
+use crate::checkpoint::{self, Extras, TrainerState, WeightsDtype};
 use crate::reward::{RewardModel, HEAD_NAME};
 use crate::schedule::Schedule;
 use crate::trainer::{plan, Progress, TrainConfig};
@@ -344,7 +344,7 @@ pub fn train(
     let steps_per_epoch = prompts.len().div_ceil(tc.global_batch.max(1)) as f64;
     while state.global_step < total {
         if stop.load(Ordering::Relaxed) {
-            save(m, &state, &policy_opt, &value_opt, out, progress)?;
+            save(m, &state, &policy_opt, &value_opt, tc.checkpoint_dtype, out, progress)?;
             return Err(TrainError::Stopped(state.global_step));
         }
         let step = state.global_step;
@@ -363,26 +363,44 @@ pub fn train(
         progress.step(state.global_step, &entry);
         state.log_history.push(entry);
         if state.global_step.is_multiple_of(tc.save_every.max(1)) || state.global_step == total {
-            save(m, &state, &policy_opt, &value_opt, out, progress)?;
+            save(m, &state, &policy_opt, &value_opt, tc.checkpoint_dtype, out, progress)?;
         }
     }
     Ok(state)
 }
 
-fn save(m: &PpoModels, state: &TrainerState, policy_opt: &AdamW, value_opt: &AdamW, out: &Path, progress: &mut dyn Progress) -> Result<()> {
+fn save(
+    m: &PpoModels,
+    state: &TrainerState,
+    policy_opt: &AdamW,
+    value_opt: &AdamW,
+    weights: WeightsDtype,
+    out: &Path,
+    progress: &mut dyn Progress,
+) -> Result<()> {
     // The value model is training state: it lives (and is dropped) with training/, and is
     // written inside the policy checkpoint before that appears, so no kill can part them.
     let value_state = TrainerState { log_history: Vec::new(), ..state.clone() };
     let write_value = |training: &Path| -> Result<()> {
         let staging = training.join(".value");
-        let extras = Extras { heads: vec![(HEAD_NAME, m.value_head.as_tensor().clone())], optimizer: Some(value_opt), more_training_state: None };
+        // Training state stays f32, so the value model resumes exactly.
+        let extras = Extras {
+            heads: vec![(HEAD_NAME, m.value_head.as_tensor().clone())],
+            optimizer: Some(value_opt),
+            more_training_state: None,
+            weights: WeightsDtype::F32,
+        };
         let saved = checkpoint::save(&staging, m.value, &value_state, extras)?;
         let value_dir = training.join("value");
         std::fs::rename(&saved, &value_dir).map_err(|e| file_err(&value_dir, e))?;
         std::fs::remove_dir_all(&staging).map_err(|e| file_err(&staging, e))
     };
-    let dir =
-        checkpoint::save(out, m.policy, state, Extras { heads: Vec::new(), optimizer: Some(policy_opt), more_training_state: Some(&write_value) })?;
+    let dir = checkpoint::save(
+        out,
+        m.policy,
+        state,
+        Extras { heads: Vec::new(), optimizer: Some(policy_opt), more_training_state: Some(&write_value), weights },
+    )?;
     progress.saved(&dir);
     Ok(())
 }

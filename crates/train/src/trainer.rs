@@ -8,7 +8,7 @@
 //! gives exactly the gradient of the whole batch whatever the micro-batch size.
 
 use crate::accumulate::Accumulated;
-use crate::checkpoint::{self, Extras, TrainerState};
+use crate::checkpoint::{self, Extras, TrainerState, WeightsDtype};
 use crate::schedule::{Decay, Schedule};
 use crate::{file_err, Result, TrainError};
 use candle_core::{Tensor, Var};
@@ -42,6 +42,10 @@ pub struct TrainConfig {
     pub max_len: usize,
     /// Algorithm-specific settings (beta, gamma, ...), recorded and checked on resume.
     pub extra: serde_json::Value,
+    /// The dtype checkpoints keep once compacted (runs recorded before it existed were f32
+    /// throughout and resume as bf16 runs: only the checkpoints still to come change).
+    #[serde(default)]
+    pub checkpoint_dtype: WeightsDtype,
 }
 
 /// One training objective over a fixed list of examples.
@@ -96,15 +100,26 @@ pub fn micro_batches(batch: &[usize], tokens: impl Fn(usize) -> usize, budget: u
     valuedrift_engine::score::length_batches(&lens, budget).into_iter().map(|idx| idx.into_iter().map(|k| batch[k]).collect()).collect()
 }
 
-/// Where a run starts: fresh, or from the newest resumable checkpoint in `out`.
+/// Where a run starts: fresh, from the newest resumable checkpoint in `out`, or nowhere: the run
+/// in `out` has finished.
 pub enum Start {
     Fresh,
     Resume { dir: std::path::PathBuf, state: TrainerState },
+    Finished { dir: std::path::PathBuf, state: TrainerState },
 }
 
 /// The checkpoint to resume from, if any; a checkpoint made with other settings is an error.
 pub fn find_start(out: &Path, cfg: &TrainConfig) -> Result<Start> {
+    if let Some((dir, state)) = checkpoint::finished(out) {
+        check_same_settings(out, &dir, &state, cfg)?;
+        return Ok(Start::Finished { dir, state });
+    }
     let Some((dir, state)) = checkpoint::resumable(out) else { return Ok(Start::Fresh) };
+    check_same_settings(out, &dir, &state, cfg)?;
+    Ok(Start::Resume { dir, state })
+}
+
+fn check_same_settings(out: &Path, dir: &Path, state: &TrainerState, cfg: &TrainConfig) -> Result<()> {
     let stored: TrainConfig =
         serde_json::from_value(state.config.clone()).map_err(|e| file_err(&dir.join("trainer_state.json"), format!("field 'config': {e}")))?;
     if &stored != cfg {
@@ -117,7 +132,7 @@ pub fn find_start(out: &Path, cfg: &TrainConfig) -> Result<Start> {
             b[key.as_str()]
         )));
     }
-    Ok(Start::Resume { dir, state })
+    Ok(())
 }
 
 /// Runs (or resumes) training. `lm` must already hold the weights to start from (the base, or
@@ -151,15 +166,19 @@ pub fn train(
         log_history: Vec::new(),
         config: serde_json::to_value(cfg).expect("plain data"),
     };
-    if let Start::Resume { dir, state: saved } = start {
-        checkpoint::restore_optimizer(&dir, &mut opt, lm.model.device())?;
-        state = saved;
+    match start {
+        Start::Fresh => {}
+        Start::Resume { dir, state: saved } => {
+            checkpoint::restore_optimizer(&dir, &mut opt, lm.model.device())?;
+            state = saved;
+        }
+        Start::Finished { state, .. } => return Ok(state),
     }
     rewrite_metrics(out, &state.log_history)?;
     progress.start(total, state.global_step);
     while state.global_step < total {
         if stop.load(Ordering::Relaxed) {
-            save(lm, objective, &state, &opt, out, progress)?;
+            save(lm, objective, &state, &opt, cfg, out, progress)?;
             return Err(TrainError::Stopped(state.global_step));
         }
         let step = state.global_step;
@@ -175,15 +194,24 @@ pub fn train(
         progress.step(state.global_step, &entry);
         state.log_history.push(entry);
         if state.global_step.is_multiple_of(cfg.save_every.max(1)) || state.global_step == total {
-            save(lm, objective, &state, &opt, out, progress)?;
+            save(lm, objective, &state, &opt, cfg, out, progress)?;
         }
     }
     Ok(state)
 }
 
-fn save(lm: &LanguageModel, objective: &dyn Objective, state: &TrainerState, opt: &AdamW, out: &Path, progress: &mut dyn Progress) -> Result<()> {
+fn save(
+    lm: &LanguageModel,
+    objective: &dyn Objective,
+    state: &TrainerState,
+    opt: &AdamW,
+    cfg: &TrainConfig,
+    out: &Path,
+    progress: &mut dyn Progress,
+) -> Result<()> {
     let heads = objective.heads().into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect();
-    let dir = checkpoint::save(out, lm, state, Extras { heads, optimizer: Some(opt), more_training_state: None })?;
+    let extras = Extras { heads, optimizer: Some(opt), more_training_state: None, weights: cfg.checkpoint_dtype };
+    let dir = checkpoint::save(out, lm, state, extras)?;
     progress.saved(&dir);
     Ok(())
 }
@@ -258,6 +286,7 @@ mod tests {
             seed: 3,
             max_len: 64,
             extra: serde_json::Value::Null,
+            checkpoint_dtype: WeightsDtype::Bf16,
         }
     }
 

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use valuedrift_data::valuegap::LabelSetup;
 use valuedrift_trace::pipeline::PromptStyle;
+use valuedrift_train::checkpoint::WeightsDtype;
 use valuedrift_train::presets::Algo;
 
 #[derive(Parser)]
@@ -119,6 +120,10 @@ pub struct TrainArgs {
     /// Save a checkpoint every N updates (and at the end).
     #[arg(long, default_value_t = defaults::SAVE_EVERY)]
     pub save_every: u64,
+    /// Weights of the checkpoints a resume no longer needs (all but the newest of an unfinished
+    /// run): bf16 halves the disk; the newest stays f32 with the optimizer for an exact resume.
+    #[arg(long, value_enum, default_value = "bf16")]
+    pub checkpoint_dtype: WeightsDtype,
     #[arg(long, default_value = defaults::DEVICE)]
     pub device: String,
     /// Training matmuls on the CPU: packed AVX-512 f32 kernels, bf16 products with f32
@@ -740,6 +745,7 @@ impl TrainArgs {
             label_setup: self.label_setup,
             eval_data: self.eval_data.clone(),
             reward_model: self.reward_model.clone(),
+            checkpoint_dtype: self.checkpoint_dtype,
             ..TrainPlan::new(target, &self.hyper, &self.device, self.matmul)
         }
     }

@@ -69,6 +69,12 @@ fn kill_after_second_checkpoint_then_resume(args: &[String], out: &Path, last: &
     ok(&train(&args.iter().map(String::as_str).collect::<Vec<_>>()));
 }
 
+/// The dtype a checkpoint's model weights are stored in.
+fn weights_dtype(checkpoint: &Path) -> DType {
+    let tensors = candle_core::safetensors::load(checkpoint.join("model.safetensors"), &Device::Cpu).unwrap();
+    tensors.values().next().unwrap().dtype()
+}
+
 fn losses(out: &Path) -> Vec<f64> {
     std::fs::read_to_string(out.join("metrics.jsonl"))
         .unwrap()
@@ -128,7 +134,17 @@ fn sft_learns_and_a_killed_run_resumes_with_the_same_losses() {
     assert_eq!(reference.len(), 5);
     let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(whole.join("checkpoint-5/trainer_state.json")).unwrap()).unwrap();
     assert_eq!((state["global_step"].as_u64(), state["max_steps"].as_u64(), state["phase"].as_str()), (Some(5), Some(5), Some("sft")));
-    assert!(!whole.join("checkpoint-4/training").exists(), "only the newest checkpoint keeps the optimizer");
+    // A finished run keeps no training state; its checkpoints are bf16 (f32 only while newest).
+    for step in [4, 5] {
+        let c = whole.join(format!("checkpoint-{step}"));
+        assert!(!c.join("training").exists(), "checkpoint-{step} kept its training state");
+        assert_eq!(weights_dtype(&c), DType::BF16, "checkpoint-{step}");
+    }
+    // Running a finished run again trains nothing.
+    let o = train(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    ok(&o);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("finished earlier"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(losses(&whole), reference, "a finished run was trained again");
 
     let before = sft_nll(&load(&model()), &held_out);
     let after = sft_nll(&load(&whole.join("checkpoint-5")), &held_out);
@@ -149,6 +165,10 @@ fn sft_learns_and_a_killed_run_resumes_with_the_same_losses() {
     changed[lr_at] = "1e-4".into();
     let o = train(&changed.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("lr"), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut f32_checkpoints = args(&broken);
+    f32_checkpoints.extend(["--checkpoint-dtype".to_string(), "f32".to_string()]);
+    let o = train(&f32_checkpoints.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("checkpoint_dtype"), "{}", String::from_utf8_lossy(&o.stderr));
     // Checkpoints take gigabytes: leave nothing behind after a pass.
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -39,6 +39,7 @@ pub fn run(plan: &TrainPlan, tc: &TrainConfig, policy: LanguageModel, start: Sta
     let resume = match start {
         Start::Resume { dir, state } => Some((dir, state)),
         Start::Fresh => None,
+        Start::Finished { .. } => return Ok(()),
     };
     let companions = PpoCompanions::load(&plan.model, rm_dir, resume.as_ref().map(|(dir, _)| dir.as_path()), &dev)?;
     let max_prompt = plan.hyper.max_len.saturating_sub(plan.ppo.rollout_tokens).max(1);

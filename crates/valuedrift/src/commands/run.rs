@@ -16,6 +16,7 @@ use valuedrift_trace::checkpoints::{discover, CheckpointSpec};
 use valuedrift_trace::pipeline::{self, PromptStyle, Settings, Throughput};
 use valuedrift_trace::report;
 use valuedrift_trace::store::Store;
+use valuedrift_train::checkpoint::WeightsDtype;
 use valuedrift_train::presets::Algo;
 
 #[derive(Deserialize, Debug, Clone)]
@@ -30,12 +31,35 @@ pub struct Experiment {
     pub judge: JudgeConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub checkpoints: CheckpointConfig,
     #[serde(rename = "phase")]
     pub phases: Vec<Phase>,
     /// Remote engines by name (`[engine.NAME]`, docs/remote.md), chosen by `eval.engine` and
     /// `judge.engine`.
     #[serde(default)]
     pub engine: BTreeMap<String, valuedrift_remote::config::EngineConfig>,
+}
+
+/// What the run keeps of its checkpoints on disk.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointConfig {
+    /// Weights of every checkpoint but the newest of an unfinished phase (that one stays f32,
+    /// with its optimizer, for an exact resume).
+    pub dtype: WeightsDtype,
+    pub keep: KeepCheckpoints,
+}
+
+/// Which checkpoints stay once every one has been traced (the store holds their samples and
+/// judgments, so the report is the same either way).
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum KeepCheckpoints {
+    #[default]
+    All,
+    /// Each phase's final checkpoint: what later phases start from and what a re-run needs.
+    Last,
 }
 
 /// The training-data audit (`valuedrift audit`) run before the report; its stance
@@ -312,6 +336,7 @@ fn train_plan(exp: &Experiment, out: &Path, p: &Phase, matmul: Matmul, device: &
     Ok(TrainPlan {
         label_setup: p.label_setup,
         reward_model: p.reward_model.as_ref().map(|rm| final_checkpoint(out, rm)).transpose()?,
+        checkpoint_dtype: exp.checkpoints.dtype,
         ..TrainPlan::new(target, &p.hyper, device, matmul)
     })
 }
@@ -385,6 +410,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         generators,
         &mut crate::progress::Bars::default(),
     )?;
+    if exp.checkpoints.keep == KeepCheckpoints::Last {
+        prune_traced_checkpoints(&exp, &out)?;
+    }
     let audits = if exp.audit.enabled { run_audits(&exp, &out, &eval, judge, judge_model.judge.into_local(), &args.device)? } else { Vec::new() };
     let written = report::write_report(&store, run, &out.join("report"))?;
     let experiment_text = std::fs::read_to_string(&args.experiment).ok();
@@ -392,6 +420,18 @@ pub fn run(args: RunArgs) -> Result<()> {
     super::trace::print_summary(&written);
     eprintln!("page: {}", page.display());
     eprintln!("experiment '{}' done in {:.1} min: {}", exp.name, started.elapsed().as_secs_f64() / 60.0, out.display());
+    Ok(())
+}
+
+/// Removes every checkpoint but each phase's final one, once all are traced.
+fn prune_traced_checkpoints(exp: &Experiment, out: &Path) -> Result<()> {
+    let mut freed = 0u64;
+    for p in &exp.phases {
+        freed += valuedrift_train::checkpoint::keep_only_final(&out.join(&p.name))?;
+    }
+    if freed > 0 {
+        eprintln!("checkpoints: kept each phase's final one, freed {:.1} GB (keep = \"last\")", freed as f64 / 1e9);
+    }
     Ok(())
 }
 

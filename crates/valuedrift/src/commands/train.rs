@@ -51,6 +51,7 @@ pub fn config(plan: &TrainPlan) -> TrainConfig {
         seed: plan.seed,
         max_len: h.max_len,
         extra,
+        checkpoint_dtype: plan.checkpoint_dtype,
     }
 }
 
@@ -100,11 +101,15 @@ fn tokenize_pairs(lm: &LanguageModel, pairs: &[PreferencePair], max_len: usize) 
 pub fn run(plan: &TrainPlan) -> Result<()> {
     let cfg = config(plan);
     let start = find_start(&plan.out, &cfg)?;
-    let device = super::device(&plan.device)?;
     let from = match &start {
         Start::Resume { dir, .. } => dir.clone(),
         Start::Fresh => plan.model.clone(),
+        Start::Finished { dir, state } => {
+            eprintln!("{} finished earlier ({} of {} steps): {}", cfg.algo, state.global_step, state.max_steps, dir.display());
+            return Ok(());
+        }
     };
+    let device = super::device(&plan.device)?;
     let mut lm = LanguageModel::load(&from, &device, DType::F32).with_context(|| format!("loading {}", from.display()))?;
     lm.chat = training_chat(&lm);
     super::set_train_matmul(&mut lm, plan.matmul);
@@ -167,7 +172,7 @@ fn dpo_reference(plan: &TrainPlan, lm: &LanguageModel, start: &Start, pairs: &[P
     eprintln!("reference log-probs of {} pairs from {} (computed once)", pairs.len(), plan.model.display());
     let computed = match start {
         Start::Fresh => compute_reference(&plan.out, &key, &lm.model, pairs, plan.micro_tokens)?,
-        Start::Resume { .. } => {
+        Start::Resume { .. } | Start::Finished { .. } => {
             let mut starting = LanguageModel::load(&plan.model, device, DType::F32).with_context(|| format!("loading {}", plan.model.display()))?;
             super::set_train_matmul(&mut starting, plan.matmul);
             compute_reference(&plan.out, &key, &starting.model, pairs, plan.micro_tokens)?
@@ -186,7 +191,9 @@ fn train_reward_model(plan: &TrainPlan, cfg: &TrainConfig, mut lm: LanguageModel
         }
     };
     let head = match &start {
-        Start::Resume { dir, .. } => candle_core::Var::from_tensor(&reward::RewardModel::load(dir, lm.model.device())?.head)?,
+        Start::Resume { dir, .. } | Start::Finished { dir, .. } => {
+            candle_core::Var::from_tensor(&reward::RewardModel::load(dir, lm.model.device())?.head)?
+        }
         Start::Fresh => reward::init_head(lm.config().hidden_size, cfg.seed, lm.model.device())?,
     };
     let (before, _) = reward::evaluate(&lm.model, head.as_tensor(), &held_out, 8)?;

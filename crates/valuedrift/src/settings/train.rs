@@ -7,6 +7,7 @@ use serde::Deserialize;
 use std::path::PathBuf;
 use valuedrift_data::valuegap::LabelSetup;
 use valuedrift_data::OnMalformed;
+use valuedrift_train::checkpoint::WeightsDtype;
 use valuedrift_train::presets::{paper, Algo, Hyper};
 use valuedrift_train::schedule::Decay;
 
@@ -164,6 +165,7 @@ pub struct TrainPlan {
     pub ppo: PpoPlan,
     pub micro_tokens: usize,
     pub save_every: u64,
+    pub checkpoint_dtype: WeightsDtype,
     pub seed: u64,
     pub device: String,
     pub matmul: Matmul,
@@ -203,6 +205,7 @@ impl TrainPlan {
             },
             micro_tokens: overrides.micro_tokens,
             save_every: target.save_every,
+            checkpoint_dtype: WeightsDtype::default(),
             seed: overrides.seed,
             device: device.into(),
             matmul,
