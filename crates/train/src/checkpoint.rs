@@ -113,6 +113,7 @@ pub fn compact(dir: &Path, dtype: WeightsDtype) -> Result<()> {
             .map(|(name, t)| Ok((name, if t.dtype() == DType::F32 { t.to_dtype(DType::BF16)? } else { t })))
             .collect::<Result<HashMap<_, _>>>()?;
         valuedrift_engine::save_safetensors(&path, &halved)?;
+        record_torch_dtype(dir, "bfloat16")?;
     }
     let training = dir.join("training");
     match std::fs::remove_dir_all(&training) {
@@ -182,6 +183,19 @@ pub fn read_state(dir: &Path) -> Result<TrainerState> {
     let path = dir.join("trainer_state.json");
     let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
     serde_json::from_str(&text).map_err(|e| file_err(&path, format!("not a trainer state of ours ({e})")))
+}
+
+/// Names the stored dtype in config.json, as Hugging Face does, so loaders that honour it
+/// (`torch_dtype="auto"`, vLLM) run the model as stored.
+fn record_torch_dtype(dir: &Path, dtype: &str) -> Result<()> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| file_err(&path, e))?;
+    let mut config: serde_json::Value = serde_json::from_str(&text).map_err(|e| file_err(&path, e))?;
+    config["torch_dtype"] = serde_json::json!(dtype);
+    // Replaced whole, so a kill leaves the old file or the new one, never half of either.
+    let tmp = dir.join("config.json.tmp");
+    write_json(&tmp, &config)?;
+    std::fs::rename(&tmp, &path).map_err(|e| file_err(&path, e))
 }
 
 /// The newest checkpoint, with its state, if it ends a finished run.

@@ -139,6 +139,8 @@ fn sft_learns_and_a_killed_run_resumes_with_the_same_losses() {
         let c = whole.join(format!("checkpoint-{step}"));
         assert!(!c.join("training").exists(), "checkpoint-{step} kept its training state");
         assert_eq!(weights_dtype(&c), DType::BF16, "checkpoint-{step}");
+        let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(c.join("config.json")).unwrap()).unwrap();
+        assert_eq!(config["torch_dtype"], "bfloat16", "checkpoint-{step}'s config.json names the stored dtype");
     }
     // Running a finished run again trains nothing.
     let o = train(&a.iter().map(String::as_str).collect::<Vec<_>>());
