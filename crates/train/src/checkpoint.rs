@@ -63,23 +63,15 @@ pub fn save(out: &Path, lm: &LanguageModel, state: &TrainerState, extras: Extras
     let _ = std::fs::remove_dir_all(&tmp);
     lm.save_hf(&tmp)?;
     write_json(&tmp.join("trainer_state.json"), &serde_json::to_value(state).expect("plain data"))?;
-    let training = tmp.join("training");
-    std::fs::create_dir_all(&training).map_err(|e| file_err(&training, e))?;
     if !extras.heads.is_empty() {
         let heads: HashMap<String, Tensor> = extras.heads.iter().map(|(n, t)| (n.to_string(), t.clone())).collect();
         save_tensors(&tmp.join("heads.safetensors"), &heads)?;
     }
-    if let Some(opt) = extras.optimizer {
-        let mut tensors = HashMap::new();
-        for (i, (m, v)) in opt.moments()?.into_iter().enumerate() {
-            tensors.insert(format!("m.{i}"), m);
-            tensors.insert(format!("v.{i}"), v);
-        }
-        save_tensors(&training.join("optimizer.safetensors"), &tensors)?;
-        write_json(&training.join("optimizer.json"), &serde_json::json!({"steps_taken": opt.steps_taken()}))?;
-    }
-    if let Some(write) = extras.more_training_state {
-        write(&training)?;
+    if is_finished(state) {
+        // Nothing resumes from the last step: it is written compact, without training state.
+        compact(&tmp, extras.weights)?;
+    } else {
+        write_training_state(&tmp.join("training"), &extras)?;
     }
     // Only a complete checkpoint appears under its name (a kill before this leaves the
     // previous one, with its training state, as the newest).
@@ -90,10 +82,24 @@ pub fn save(out: &Path, lm: &LanguageModel, state: &TrainerState, extras: Extras
             compact(&older, extras.weights)?;
         }
     }
-    if is_finished(state) {
-        compact(&dir, extras.weights)?;
-    }
     Ok(dir)
+}
+
+fn write_training_state(training: &Path, extras: &Extras) -> Result<()> {
+    std::fs::create_dir_all(training).map_err(|e| file_err(training, e))?;
+    if let Some(opt) = extras.optimizer {
+        let mut tensors = HashMap::new();
+        for (i, (m, v)) in opt.moments()?.into_iter().enumerate() {
+            tensors.insert(format!("m.{i}"), m);
+            tensors.insert(format!("v.{i}"), v);
+        }
+        save_tensors(&training.join("optimizer.safetensors"), &tensors)?;
+        write_json(&training.join("optimizer.json"), &serde_json::json!({"steps_taken": opt.steps_taken()}))?;
+    }
+    if let Some(write) = extras.more_training_state {
+        write(training)?;
+    }
+    Ok(())
 }
 
 /// Whether a run has taken all its steps (its checkpoints are then never resumed from).
@@ -163,20 +169,14 @@ pub fn keep_only_final(out: &Path) -> Result<u64> {
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
-    walk_files(dir).iter().filter_map(|p| p.metadata().ok()).map(|m| m.len()).sum()
-}
-
-fn walk_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk_files(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
+    let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    entries
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 pub fn read_state(dir: &Path) -> Result<TrainerState> {
