@@ -2,12 +2,12 @@
 # The test suite: installs the models the tests run on (idempotent), then runs every test.
 # Tests use real models and release builds (tensor code in debug builds is far too slow).
 #
-# Every test runs even when one fails (--no-fail-fast). On a CPU with AVX-512 the packed
-# AVX-512 kernels carry generation, scoring and training, so a second pass runs the tests of
-# those paths with the kernels capped at AVX2 (VALUEDRIFT_KERNELS=avx2: candle's kernels and the
-# AVX2 builds of the vector helpers, as on an AVX2-only machine). Arguments are passed to the
-# first pass; with arguments, or with VALUEDRIFT_KERNELS already set (the first pass ran that
-# family), the second pass is skipped.
+# Every test runs even when one fails (--no-fail-fast). The packed kernels carry generation,
+# scoring and training in one of two families, AVX-512 or AVX2+FMA, chosen by the CPU; on a CPU
+# with AVX-512 a second pass runs the tests of those paths with the kernels capped at AVX2
+# (VALUEDRIFT_KERNELS=avx2), as on an AVX2-only machine. Arguments are passed to the first pass;
+# with arguments, or with VALUEDRIFT_KERNELS already set (the first pass ran that family), the
+# second pass is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-models.sh models smollm2-135m-instruct gemma3-270m qwen2.5-coder-1.5b-instruct all-minilm-l6-v2 all-mpnet-base-v2
@@ -16,11 +16,9 @@ cargo test --release --workspace --no-fail-fast "$@" || status=1
 if [ $# -eq 0 ] && [ -z "${VALUEDRIFT_KERNELS:-}" ] && grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
     echo "== the same paths with the kernels capped at AVX2 (VALUEDRIFT_KERNELS=avx2)"
     # --workspace keeps the first pass's feature set, so nothing is rebuilt; the targets: every
-    # library's unit tests, the engine's generation/scoring/training tests against transformers,
-    # the trainers' parity with PyTorch/TRL and the learning tests of `valuedrift train`.
-    # The hand-written training pass exists only on the packed kernels: its tests are skipped
-    # by name here (on a CPU without AVX-512, cargo reports them as ignored instead).
-    VALUEDRIFT_KERNELS=avx2 cargo test --release --workspace --no-fail-fast --lib --test engine --test parity --test train \
-        -- --skip hand_written || status=1
+    # library's unit tests (the kernels of both families against each other), the engine's
+    # generation/scoring/training tests against transformers, the trainers' parity with
+    # PyTorch/TRL and the learning tests of `valuedrift train`.
+    VALUEDRIFT_KERNELS=avx2 cargo test --release --workspace --no-fail-fast --lib --test engine --test parity --test train || status=1
 fi
 exit $status

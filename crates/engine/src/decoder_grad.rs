@@ -1,6 +1,6 @@
 //! The decoder's training pass written out by hand for the CPU (Llama and Qwen2 families): a
 //! forward that keeps what its backward needs, and that backward, with every product on the
-//! packed AVX-512 kernels.
+//! packed kernels (AVX-512 or AVX2).
 //!
 //! candle's autograd runs the same math as a graph of small composite ops (an RMSNorm, a RoPE
 //! or a softmax is a dozen tensors each), allocating a fresh tensor per op and holding every

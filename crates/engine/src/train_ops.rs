@@ -1,4 +1,4 @@
-//! Training ops on the CPU with the packed AVX-512 kernels (f32, or bf16 products with f32
+//! Training ops on the CPU with the packed kernels (AVX-512 or AVX2; f32, or bf16 products with f32
 //! accumulation), each with its own backward pass:
 //! - `linear`: y = x Wᵀ, with dx = dy W and dW = dyᵀ x;
 //! - `head_logps`: log p(target) of each row under softmax(h Wᵀ / T), computed a chunk of rows

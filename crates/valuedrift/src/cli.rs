@@ -126,8 +126,8 @@ pub struct TrainArgs {
     pub checkpoint_dtype: WeightsDtype,
     #[arg(long, default_value = defaults::DEVICE)]
     pub device: String,
-    /// Training matmuls on the CPU: packed AVX-512 f32 kernels, bf16 products with f32
-    /// accumulation (mixed precision, faster where the CPU has AVX512-BF16), or candle's.
+    /// Training matmuls on the CPU: packed f32 kernels (AVX-512 or AVX2), bf16 products with
+    /// f32 accumulation (mixed precision, faster where the CPU has AVX512-BF16), or candle's.
     #[arg(long, value_enum, default_value_t = defaults::MATMUL)]
     pub matmul: Matmul,
 }
@@ -547,7 +547,7 @@ pub struct BenchTrainArgs {
     pub steps: usize,
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: DTypeArg,
-    /// Training matmuls: packed AVX-512 f32 kernels, bf16 products with f32 accumulation, or candle's.
+    /// Training matmuls: packed f32 kernels (AVX-512 or AVX2), bf16 products with f32 accumulation, or candle's.
     #[arg(long, value_enum, default_value_t = defaults::MATMUL)]
     pub matmul: Matmul,
     /// Text whose tokens fill the sequences (the assistant answers of an SFT file).

@@ -115,7 +115,8 @@ impl Model {
     }
 
     /// Chooses the precision of inference matmuls on the CPU: `Bf16` rounds inputs to bf16 and
-    /// accumulates in f32 (about twice as fast, on CPUs with AVX512-BF16); `None` uses candle's.
+    /// accumulates in f32 (about twice as fast on CPUs with AVX512-BF16; half the weight memory
+    /// on any); `None` uses candle's.
     /// Returns false (and changes nothing) where the CPU lacks the kernel.
     pub fn set_infer_precision(&mut self, p: Option<Precision>) -> bool {
         if !self.kernel_runs(p) {

@@ -196,7 +196,7 @@ fn two_answers(lm: &LanguageModel) -> Vec<(Vec<u32>, Vec<bool>)> {
 }
 
 #[test]
-#[cfg_attr(not(build_cpu_avx512), ignore = "the hand-written pass needs AVX-512 F/BW/VL, which this CPU lacks")]
+#[cfg_attr(not(build_cpu_packed_kernels), ignore = "the hand-written pass needs AVX2 and FMA, which this CPU lacks")]
 fn hand_written_training_pass_matches_candle_graph_on_smollm2() {
     require_kernels(valuedrift_engine::matmul::Precision::F32);
     let mut lm = load(SMOLLM2);
@@ -215,7 +215,7 @@ fn hand_written_training_pass_matches_candle_graph_on_smollm2() {
 /// amplifies the same errors by the sum's conditioning: they get twice the bound. Measured
 /// (2026-11-30, Zen 4): matrices at most 0.048, norm weights at most 0.073.
 #[test]
-#[cfg_attr(not(build_cpu_avx512bf16), ignore = "the bf16 hand-written pass needs AVX512-BF16, which this CPU lacks")]
+#[cfg_attr(not(build_cpu_packed_kernels), ignore = "the hand-written pass needs AVX2 and FMA, which this CPU lacks")]
 fn bf16_hand_written_gradients_match_f32_within_bf16_precision() {
     use valuedrift_engine::matmul::Precision;
     require_kernels(Precision::Bf16);
@@ -260,7 +260,7 @@ fn bf16_hand_written_gradients_match_f32_within_bf16_precision() {
 }
 
 #[test]
-#[cfg_attr(not(build_cpu_avx512), ignore = "the hand-written pass needs AVX-512 F/BW/VL, which this CPU lacks")]
+#[cfg_attr(not(build_cpu_packed_kernels), ignore = "the hand-written pass needs AVX2 and FMA, which this CPU lacks")]
 fn hand_written_training_pass_matches_candle_graph_with_biases_and_grouped_heads() {
     use valuedrift_engine::{Family, Model, ModelConfig};
     require_kernels(valuedrift_engine::matmul::Precision::F32);

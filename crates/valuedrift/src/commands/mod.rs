@@ -21,7 +21,6 @@ use crate::cli::{Cli, Command, DTypeArg, ModelArgs};
 use crate::settings::Matmul;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
-use valuedrift_engine::matmul::Precision;
 use valuedrift_engine::LanguageModel;
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -80,11 +79,7 @@ fn load(args: &ModelArgs, inference_only: bool) -> Result<LanguageModel> {
         p => lm.model.set_infer_precision(p),
     };
     if !applied {
-        eprintln!(
-            "note: --matmul {:?} is not available here (needs an f32 model on a CPU with AVX-512{}); using candle's matmul",
-            args.matmul,
-            if precision == Some(Precision::Bf16) { " and AVX512-BF16" } else { "" }
-        );
+        eprintln!("note: --matmul {:?} is not available here (needs an f32 model on a CPU with AVX2 and FMA); using candle's matmul", args.matmul);
         lm.model.set_infer_precision(None);
     }
     eprintln!(

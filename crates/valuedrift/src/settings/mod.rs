@@ -15,7 +15,8 @@ use valuedrift_data::OnMalformed;
 use valuedrift_engine::matmul::Precision;
 
 /// How matmuls run on the CPU: packed f32 kernels, bf16 products with f32 accumulation (faster
-/// where the CPU has AVX512-BF16, slightly less exact), or candle's gemm.
+/// where the CPU has AVX512-BF16, half the weight memory everywhere, slightly less exact), or
+/// candle's gemm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Matmul {

@@ -27,9 +27,9 @@ pub fn temp_dir(suite: &str, name: &str) -> PathBuf {
 }
 
 /// Held by each test of a binary that starts training processes, so they run one at a time:
-/// where the hand-written training pass is not available (CPUs without AVX-512 use candle's
-/// graph), one SmolLM2 training process holds about 8 GB, and three at once exhausted a 24 GB
-/// machine (OOM-killed, seen with VALUEDRIFT_KERNELS=avx2).
+/// where the hand-written training pass is not available (CPUs without AVX2 use candle's graph),
+/// one SmolLM2 training process holds about 8 GB, and three at once exhausted a 24 GB machine
+/// (OOM-killed, seen when AVX2 still ran candle's graph).
 pub fn one_training_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     // A failed test poisons the lock; the next test still runs.

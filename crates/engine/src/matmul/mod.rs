@@ -2,17 +2,23 @@
 
 //! CPU matrix multiply for inference, y = x · Wᵀ, with W packed once into column panels.
 //!
-//! candle's CPU gemm repacks the weight on every call and only uses AVX2 here. This kernel keeps
-//! each weight packed, runs AVX-512 microkernels (f32 FMA, or bf16 dot products with f32
-//! accumulation on CPUs with AVX512-BF16), and splits the output columns across threads.
+//! candle's CPU gemm repacks the weight on every call. This keeps each weight packed, splits the
+//! output columns across threads and runs the microkernels of the process's kernel family
+//! (`simd::level`, chosen once): AVX-512 (f32 FMA, and bf16 dot products with f32 accumulation
+//! on CPUs with AVX512-BF16) or AVX2+FMA (f32 FMA, and bf16 products widened to f32). The f32
+//! kernels of both families accumulate in the same order and give identical results. Another
+//! architecture (NEON) would add a module of microkernels and an arm in `run_panel`.
 
 use crate::simd::{level, Level};
 use rayon::prelude::*;
 
-/// Output columns per panel (two 16-lane vectors).
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
+/// Output columns per panel (two 16-lane vectors, or four 8-lane ones).
 const NR: usize = 32;
-/// Rows of x per microkernel call.
-const MR: usize = 8;
 /// K is processed in blocks so a panel block stays in L2.
 const KC: usize = 1024;
 /// Rows of x per chunk (a chunk of x stays in cache while every panel passes).
@@ -56,23 +62,16 @@ enum Packed {
     Bf16(Vec<u32>),
 }
 
-/// Whether this process runs the packed kernels for `p` (see `simd::level`). A `PackedWeight`
-/// can only be made where this holds, which is what makes its kernels safe to call.
-pub fn supported(p: Precision) -> bool {
-    match p {
-        Precision::F32 => matches!(level(), Level::Avx512 | Level::Avx512Bf16),
-        Precision::Bf16 => level() == Level::Avx512Bf16,
-    }
+/// Whether this process runs the packed kernels for `p` (see `simd::level`): every precision
+/// runs on AVX2+FMA and above. A `PackedWeight` can only be made where this holds, which is what
+/// makes its kernels safe to call.
+pub fn supported(_p: Precision) -> bool {
+    level() >= Level::Avx2
 }
 
-/// Every constructor checks the CPU: the kernels `matmul` calls need AVX-512 (and AVX512-BF16).
+/// Every constructor checks the CPU: the kernels `matmul` calls need AVX2 and FMA at least.
 fn assert_supported(p: Precision) {
-    assert!(
-        supported(p),
-        "packed {p:?} kernels need {}; this process runs {} (check matmul::supported first)",
-        if p == Precision::F32 { "AVX-512" } else { "AVX512-BF16" },
-        level().name()
-    );
+    assert!(supported(p), "packed {p:?} kernels need AVX2 and FMA; this process runs {} (check matmul::supported first)", level().name());
 }
 
 /// Round-to-nearest-even f32 -> bf16 bits, branch-free so loops over it vectorize
@@ -184,13 +183,20 @@ impl PackedWeight {
 
     /// y (m × n) = x (m × k) · Wᵀ.
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
+        self.matmul_in(level(), x, m)
+    }
+
+    /// `matmul` with the kernels of `family`, which must not be above this process's
+    /// (`simd::level`); tests compare families with it.
+    fn matmul_in(&self, family: Level, x: &[f32], m: usize) -> Vec<f32> {
+        assert!(Level::Avx2 <= family && family <= level(), "no packed kernels of family {} here", family.name());
         assert_eq!(x.len(), m * self.k);
         let (n, k) = (self.n, self.k);
         let mut y = vec![0f32; m * n];
         let out = SyncPtr(y.as_mut_ptr());
-        let xb = match &self.data {
-            Packed::Bf16(_) => pack_rows_bf16(x, m, k),
-            Packed::F32(_) => Vec::new(),
+        let rows = match &self.data {
+            Packed::Bf16(_) => Rows::pack_bf16(x, m, k, family),
+            Packed::F32(_) => Rows::F32(x),
         };
         // Row chunks keep x's block in cache while the panels stream by; within a chunk each task
         // computes whole panels and writes its own columns of y.
@@ -206,20 +212,11 @@ impl PackedWeight {
                     tmp = vec![0f32; mc * NR];
                     (tmp.as_mut_ptr(), NR)
                 };
-                // SAFETY: a PackedWeight exists only where `supported` held for its precision
-                // (checked by every constructor; `level()` never changes within a process), so the
-                // CPU has the kernel's features. The kernel writes mc rows of NR columns at stride
-                // ld from dst: inside y (rows r0..r0+mc, this task's own columns, disjoint from
-                // every other task's) or inside tmp (mc × NR).
-                unsafe {
-                    match &self.data {
-                        Packed::F32(w) => panel_f32(&x[r0 * k..], mc, k, &w[pi * k * NR..(pi + 1) * k * NR], dst, ld),
-                        Packed::Bf16(w) => {
-                            let k2 = k.div_ceil(2);
-                            panel_bf16(&xb[r0 * k2..], mc, k2, &w[pi * k2 * NR..(pi + 1) * k2 * NR], dst, ld)
-                        }
-                    }
-                }
+                // SAFETY: `family` is at least AVX2 and at most `level()`, which the CPU has
+                // (asserted above). The kernel writes mc rows of NR columns at stride ld from
+                // dst: inside y (rows r0..r0+mc, this task's own columns, disjoint from every
+                // other task's) or inside tmp (mc × NR).
+                unsafe { run_panel(family, &rows, &self.data, r0, mc, k, pi, dst, ld) }
                 if cols < NR {
                     for r in 0..mc {
                         // SAFETY: row r0 + r < m of y, columns pi * NR .. pi * NR + cols <= n,
@@ -245,6 +242,60 @@ impl SyncPtr {
     fn get(self) -> *mut f32 {
         self.0
     }
+}
+
+/// The rows of x in the form a family's kernels read.
+enum Rows<'a> {
+    F32(&'a [f32]),
+    /// Rounded to bf16 and paired (k padded to even), one u32 per pair: the dot-product kernels.
+    Bf16Pairs(Vec<u32>),
+    /// Rounded to bf16 and widened back to f32 (k padded to even): the AVX2 bf16 kernel.
+    Bf16Widened(Vec<f32>),
+}
+
+impl<'a> Rows<'a> {
+    fn pack_bf16(x: &'a [f32], m: usize, k: usize, family: Level) -> Self {
+        let pairs = pack_rows_bf16(x, m, k);
+        if family == Level::Avx512Bf16 {
+            return Rows::Bf16Pairs(pairs);
+        }
+        Rows::Bf16Widened(pairs.iter().flat_map(|&p| [f32::from_bits(p << 16), f32::from_bits(p & 0xFFFF_0000)]).collect())
+    }
+}
+
+/// Runs the kernel of `family` for precision of `w` over rows r0..r0+mc of x and panel `pi`.
+///
+/// # Safety
+/// The CPU has `family`'s features and `family` is at least AVX2; `rows` was made for `family`
+/// from m × k values with r0 + mc <= m; `dst` is valid for writes (and reads) of mc rows of NR
+/// values at stride ld.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_panel(family: Level, rows: &Rows, w: &Packed, r0: usize, mc: usize, k: usize, pi: usize, dst: *mut f32, ld: usize) {
+    let k2 = k.div_ceil(2);
+    // SAFETY: the caller's contract; each kernel is called with the slices its own contract
+    // names (x from row r0, the panel pi of W).
+    unsafe {
+        match (rows, w) {
+            (Rows::F32(x), Packed::F32(w)) => {
+                let (x, panel) = (&x[r0 * k..], &w[pi * k * NR..(pi + 1) * k * NR]);
+                if family >= Level::Avx512 {
+                    avx512::f32_panel(x, mc, k, panel, dst, ld)
+                } else {
+                    avx2::f32_panel(x, mc, k, panel, dst, ld)
+                }
+            }
+            (Rows::Bf16Pairs(x), Packed::Bf16(w)) => avx512::bf16_panel(&x[r0 * k2..], mc, k2, &w[pi * k2 * NR..(pi + 1) * k2 * NR], dst, ld),
+            (Rows::Bf16Widened(x), Packed::Bf16(w)) => avx2::bf16_panel(&x[r0 * 2 * k2..], mc, k2, &w[pi * k2 * NR..(pi + 1) * k2 * NR], dst, ld),
+            _ => unreachable!("rows are made for the weight's precision"),
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_panel(_: Level, _: &Rows, _: &Packed, _: usize, _: usize, _: usize, _: usize, _: *mut f32, _: usize) {
+    unreachable!("no packed kernels for this architecture (supported() is false)")
 }
 
 /// x rows as bf16 pairs (k padded to even), one u32 per pair.
@@ -309,142 +360,6 @@ fn transpose_cols_into<T: Copy>(src: &[T], src_stride: usize, c0: usize, cn: usi
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::*;
-
-/// All row blocks of one panel, f32: out[r][0..NR] for r < m at row stride `ld`.
-///
-/// # Safety
-/// The CPU has AVX-512F; x holds at least m × k values, panel k × NR, and `out` is valid for
-/// writes (and reads) of m rows of NR values at stride ld.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn panel_f32(x: &[f32], m: usize, k: usize, panel: &[f32], out: *mut f32, ld: usize) {
-    debug_assert!(x.len() >= m * k && panel.len() >= k * NR && (m == 0 || ld >= NR));
-    // SAFETY: the caller upholds the contract above: the CPU has the enabled features, and
-    // every load and store below stays inside x, the panel and the m × NR block at `out`.
-    unsafe {
-        let mut k0 = 0;
-        while k0 < k {
-            let kc = KC.min(k - k0);
-            let mut r0 = 0;
-            while r0 < m {
-                let mr = MR.min(m - r0);
-                let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-                if k0 > 0 {
-                    for r in 0..mr {
-                        acc[r][0] = _mm512_loadu_ps(out.add((r0 + r) * ld));
-                        acc[r][1] = _mm512_loadu_ps(out.add((r0 + r) * ld + 16));
-                    }
-                }
-                let wp = panel.as_ptr().add(k0 * NR);
-                let xp = x.as_ptr().add(r0 * k + k0);
-                macro_rules! body {
-                    ($mr:expr) => {
-                        for kk in 0..kc {
-                            let w0 = _mm512_loadu_ps(wp.add(kk * NR));
-                            let w1 = _mm512_loadu_ps(wp.add(kk * NR + 16));
-                            for r in 0..$mr {
-                                let xb = _mm512_set1_ps(*xp.add(r * k + kk));
-                                acc[r][0] = _mm512_fmadd_ps(xb, w0, acc[r][0]);
-                                acc[r][1] = _mm512_fmadd_ps(xb, w1, acc[r][1]);
-                            }
-                        }
-                    };
-                }
-                // Constant row counts let the compiler keep the accumulators in registers.
-                match mr {
-                    8 => body!(8),
-                    7 => body!(7),
-                    6 => body!(6),
-                    5 => body!(5),
-                    4 => body!(4),
-                    3 => body!(3),
-                    2 => body!(2),
-                    _ => body!(1),
-                }
-                for r in 0..mr {
-                    _mm512_storeu_ps(out.add((r0 + r) * ld), acc[r][0]);
-                    _mm512_storeu_ps(out.add((r0 + r) * ld + 16), acc[r][1]);
-                }
-                r0 += MR;
-            }
-            k0 += kc;
-        }
-    }
-}
-
-/// All row blocks of one panel with bf16 dot products; `x` and `panel` hold bf16 pairs.
-///
-/// # Safety
-/// The CPU has AVX-512F, BW and BF16; x holds at least m × k2 pairs, panel k2 × NR, and `out`
-/// is valid for writes (and reads) of m rows of NR values at stride ld.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bf16,avx512bw")]
-unsafe fn panel_bf16(x: &[u32], m: usize, k2: usize, panel: &[u32], out: *mut f32, ld: usize) {
-    debug_assert!(x.len() >= m * k2 && panel.len() >= k2 * NR && (m == 0 || ld >= NR));
-    // SAFETY: the caller upholds the contract above: the CPU has the enabled features, and
-    // every load and store below stays inside x, the panel and the m × NR block at `out`.
-    unsafe {
-        let kc2 = KC / 2;
-        let mut k0 = 0;
-        while k0 < k2 {
-            let kc = kc2.min(k2 - k0);
-            let mut r0 = 0;
-            while r0 < m {
-                let mr = MR.min(m - r0);
-                let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-                if k0 > 0 {
-                    for r in 0..mr {
-                        acc[r][0] = _mm512_loadu_ps(out.add((r0 + r) * ld));
-                        acc[r][1] = _mm512_loadu_ps(out.add((r0 + r) * ld + 16));
-                    }
-                }
-                let wp = panel.as_ptr().add(k0 * NR);
-                let xp = x.as_ptr().add(r0 * k2 + k0);
-                macro_rules! body {
-                    ($mr:expr) => {
-                        for kk in 0..kc {
-                            let w0: __m512bh = std::mem::transmute(_mm512_loadu_si512(wp.add(kk * NR) as *const _));
-                            let w1: __m512bh = std::mem::transmute(_mm512_loadu_si512(wp.add(kk * NR + 16) as *const _));
-                            for r in 0..$mr {
-                                let xb: __m512bh = std::mem::transmute(_mm512_set1_epi32(*xp.add(r * k2 + kk) as i32));
-                                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], xb, w0);
-                                acc[r][1] = _mm512_dpbf16_ps(acc[r][1], xb, w1);
-                            }
-                        }
-                    };
-                }
-                match mr {
-                    8 => body!(8),
-                    7 => body!(7),
-                    6 => body!(6),
-                    5 => body!(5),
-                    4 => body!(4),
-                    3 => body!(3),
-                    2 => body!(2),
-                    _ => body!(1),
-                }
-                for r in 0..mr {
-                    _mm512_storeu_ps(out.add((r0 + r) * ld), acc[r][0]);
-                    _mm512_storeu_ps(out.add((r0 + r) * ld + 16), acc[r][1]);
-                }
-                r0 += MR;
-            }
-            k0 += kc;
-        }
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn panel_f32(_: &[f32], _: usize, _: usize, _: &[f32], _: *mut f32, _: usize) {
-    unreachable!("packed kernels are only offered where supported() is true")
-}
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn panel_bf16(_: &[u32], _: usize, _: usize, _: &[u32], _: *mut f32, _: usize) {
-    unreachable!("packed kernels are only offered where supported() is true")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,30 +378,58 @@ mod tests {
         (0..len).map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 2001) as f32 / 1000.0 - 1.0).collect()
     }
 
+    /// The families whose kernels this process can run, weakest first.
+    fn families_here() -> Vec<Level> {
+        Level::ALL.into_iter().filter(|&l| Level::Avx2 <= l && l <= level()).collect()
+    }
+
     #[test]
-    fn packed_kernels_match_a_plain_loop() {
-        // Odd sizes exercise partial panels, partial row blocks, odd k and several K blocks.
+    fn packed_kernels_match_a_plain_loop_in_every_family() {
+        // Odd sizes exercise partial panels, partial row blocks (of 8, 6 and 4 rows), odd k and
+        // several K blocks.
         for &(m, n, k) in &[(1, 5, 3), (9, 33, 17), (64, 100, 1500), (13, 64, 2050)] {
             let (x, w) = (data(m * k, 1), data(n * k, 7));
             let want = reference(&x, &w, m, n, k);
             for p in [Precision::F32, Precision::Bf16] {
                 if !supported(p) {
                     // Where the kernels cannot run, making a packed weight must refuse (the
-                    // check that keeps safe code from running AVX-512 on a CPU without it).
+                    // check that keeps safe code from running instructions the CPU lacks).
                     let refused = std::panic::catch_unwind(|| PackedWeight::pack(&w, n, k, p)).is_err()
                         && std::panic::catch_unwind(|| PackedWeight::zeros(n, k, p)).is_err();
                     assert!(refused, "{p:?} packed without the CPU features (family {})", level().name());
                     continue;
                 }
-                let got = PackedWeight::pack(&w, n, k, p).matmul(&x, m);
-                let from_transpose = PackedWeight::pack_transposed(&transpose(&w, n, k), k, n, p).matmul(&x, m);
-                assert_eq!(got, from_transpose, "{p:?}: packing Wᵀ's transpose packs W");
+                let packed = PackedWeight::pack(&w, n, k, p);
+                let from_transpose = PackedWeight::pack_transposed(&transpose(&w, n, k), k, n, p);
+                assert_eq!(packed.matmul(&x, m), from_transpose.matmul(&x, m), "{p:?}: packing Wᵀ's transpose packs W");
                 // bf16 keeps 8 bits of mantissa: allow a relative error that grows with sqrt(k).
                 let tol = if p == Precision::F32 { 1e-4 } else { 2e-2 } * (k as f32).sqrt();
-                for (a, b) in got.iter().zip(&want) {
-                    assert!((a - b).abs() <= tol, "{p:?} m={m} n={n} k={k}: {a} vs {b}");
+                let mut first: Option<(Level, Vec<f32>)> = None;
+                for family in families_here() {
+                    let got = packed.matmul_in(family, &x, m);
+                    for (a, b) in got.iter().zip(&want) {
+                        assert!((a - b).abs() <= tol, "{p:?} {} m={m} n={n} k={k}: {a} vs {b}", family.name());
+                    }
+                    // Every family accumulates each output in the same order with fused
+                    // multiply-adds (bf16 products are exact in f32), so families agree exactly.
+                    match &first {
+                        None => first = Some((family, got)),
+                        Some((f0, y0)) => assert!(&got == y0, "{p:?}: {} and {} differ (m={m} n={n} k={k})", family.name(), f0.name()),
+                    }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn only_families_the_process_runs_are_accepted() {
+        if !supported(Precision::F32) {
+            return;
+        }
+        let w = PackedWeight::pack(&data(64, 3), 8, 8, Precision::F32);
+        assert!(std::panic::catch_unwind(|| w.matmul_in(Level::Baseline, &data(8, 1), 1)).is_err());
+        if level() < Level::Avx512Bf16 {
+            assert!(std::panic::catch_unwind(|| w.matmul_in(Level::Avx512Bf16, &data(8, 1), 1)).is_err());
         }
     }
 }

@@ -1,0 +1,132 @@
+#![allow(clippy::needless_range_loop)] // index loops over fixed register tiles read clearest
+
+//! AVX-512 microkernels over packed panels: f32 FMA, and bf16 pairs through the AVX512-BF16
+//! dot-product instruction.
+
+use super::{KC, NR};
+use std::arch::x86_64::*;
+
+/// Rows of x per microkernel call: 8 rows × 2 vectors of accumulators.
+const MR: usize = 8;
+
+/// All row blocks of one panel, f32: out[r][0..NR] for r < m at row stride `ld`.
+///
+/// # Safety
+/// The CPU has AVX-512F; x holds at least m × k values, panel k × NR, and `out` is valid for
+/// writes (and reads) of m rows of NR values at stride ld.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn f32_panel(x: &[f32], m: usize, k: usize, panel: &[f32], out: *mut f32, ld: usize) {
+    debug_assert!(x.len() >= m * k && panel.len() >= k * NR && (m == 0 || ld >= NR));
+    // SAFETY: the caller upholds the contract above: the CPU has the enabled features, and
+    // every load and store below stays inside x, the panel and the m × NR block at `out`.
+    unsafe {
+        let mut k0 = 0;
+        while k0 < k {
+            let kc = KC.min(k - k0);
+            let mut r0 = 0;
+            while r0 < m {
+                let mr = MR.min(m - r0);
+                let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+                if k0 > 0 {
+                    for r in 0..mr {
+                        acc[r][0] = _mm512_loadu_ps(out.add((r0 + r) * ld));
+                        acc[r][1] = _mm512_loadu_ps(out.add((r0 + r) * ld + 16));
+                    }
+                }
+                let wp = panel.as_ptr().add(k0 * NR);
+                let xp = x.as_ptr().add(r0 * k + k0);
+                macro_rules! body {
+                    ($mr:expr) => {
+                        for kk in 0..kc {
+                            let w0 = _mm512_loadu_ps(wp.add(kk * NR));
+                            let w1 = _mm512_loadu_ps(wp.add(kk * NR + 16));
+                            for r in 0..$mr {
+                                let xb = _mm512_set1_ps(*xp.add(r * k + kk));
+                                acc[r][0] = _mm512_fmadd_ps(xb, w0, acc[r][0]);
+                                acc[r][1] = _mm512_fmadd_ps(xb, w1, acc[r][1]);
+                            }
+                        }
+                    };
+                }
+                // Constant row counts let the compiler keep the accumulators in registers.
+                match mr {
+                    8 => body!(8),
+                    7 => body!(7),
+                    6 => body!(6),
+                    5 => body!(5),
+                    4 => body!(4),
+                    3 => body!(3),
+                    2 => body!(2),
+                    _ => body!(1),
+                }
+                for r in 0..mr {
+                    _mm512_storeu_ps(out.add((r0 + r) * ld), acc[r][0]);
+                    _mm512_storeu_ps(out.add((r0 + r) * ld + 16), acc[r][1]);
+                }
+                r0 += MR;
+            }
+            k0 += kc;
+        }
+    }
+}
+
+/// All row blocks of one panel with bf16 dot products; `x` and `panel` hold bf16 pairs.
+///
+/// # Safety
+/// The CPU has AVX-512F, BW and BF16; x holds at least m × k2 pairs, panel k2 × NR, and `out`
+/// is valid for writes (and reads) of m rows of NR values at stride ld.
+#[target_feature(enable = "avx512f,avx512bf16,avx512bw")]
+pub(super) unsafe fn bf16_panel(x: &[u32], m: usize, k2: usize, panel: &[u32], out: *mut f32, ld: usize) {
+    debug_assert!(x.len() >= m * k2 && panel.len() >= k2 * NR && (m == 0 || ld >= NR));
+    // SAFETY: the caller upholds the contract above: the CPU has the enabled features, and
+    // every load and store below stays inside x, the panel and the m × NR block at `out`.
+    unsafe {
+        let kc2 = KC / 2;
+        let mut k0 = 0;
+        while k0 < k2 {
+            let kc = kc2.min(k2 - k0);
+            let mut r0 = 0;
+            while r0 < m {
+                let mr = MR.min(m - r0);
+                let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+                if k0 > 0 {
+                    for r in 0..mr {
+                        acc[r][0] = _mm512_loadu_ps(out.add((r0 + r) * ld));
+                        acc[r][1] = _mm512_loadu_ps(out.add((r0 + r) * ld + 16));
+                    }
+                }
+                let wp = panel.as_ptr().add(k0 * NR);
+                let xp = x.as_ptr().add(r0 * k2 + k0);
+                macro_rules! body {
+                    ($mr:expr) => {
+                        for kk in 0..kc {
+                            let w0: __m512bh = std::mem::transmute(_mm512_loadu_si512(wp.add(kk * NR) as *const _));
+                            let w1: __m512bh = std::mem::transmute(_mm512_loadu_si512(wp.add(kk * NR + 16) as *const _));
+                            for r in 0..$mr {
+                                let xb: __m512bh = std::mem::transmute(_mm512_set1_epi32(*xp.add(r * k2 + kk) as i32));
+                                acc[r][0] = _mm512_dpbf16_ps(acc[r][0], xb, w0);
+                                acc[r][1] = _mm512_dpbf16_ps(acc[r][1], xb, w1);
+                            }
+                        }
+                    };
+                }
+                match mr {
+                    8 => body!(8),
+                    7 => body!(7),
+                    6 => body!(6),
+                    5 => body!(5),
+                    4 => body!(4),
+                    3 => body!(3),
+                    2 => body!(2),
+                    _ => body!(1),
+                }
+                for r in 0..mr {
+                    _mm512_storeu_ps(out.add((r0 + r) * ld), acc[r][0]);
+                    _mm512_storeu_ps(out.add((r0 + r) * ld + 16), acc[r][1]);
+                }
+                r0 += MR;
+            }
+            k0 += kc;
+        }
+    }
+}
