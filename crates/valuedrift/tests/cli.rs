@@ -85,6 +85,73 @@ fn generate_writes_every_sample_and_resumes_exactly() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Runs the binary with the kernels capped at `family` (`auto`: the CPU's own); returns its
+/// "loaded ..." line, which names the kernels that ran.
+fn run_in_family(family: &str, args: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_valuedrift")).env("VALUEDRIFT_KERNELS", family).args(args).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    stderr(&o).lines().find(|l| l.starts_with("loaded ")).map(str::to_owned).unwrap_or_default()
+}
+
+/// The AVX2 kernels accumulate every product in the same order as the AVX-512 ones, and widen
+/// bf16 pairs to f32 so that they add up exactly as AVX512-BF16's dot product does: samples and
+/// log-probs, in f32 and in bf16 (the generator's default in `run`), do not depend on the family.
+#[test]
+#[cfg_attr(not(build_cpu_avx512), ignore = "comparing kernel families needs a CPU with AVX-512 as well as AVX2")]
+fn samples_and_log_probs_do_not_depend_on_the_kernel_family() {
+    let dir = temp_dir("families");
+    let input = dir.join("prompts.jsonl");
+    std::fs::write(
+        &input,
+        "{\"id\": \"a\", \"question\": \"Should voting be compulsory?\"}\n{\"id\": \"b\", \"question\": \"Is it wrong to eat meat?\"}\n",
+    )
+    .unwrap();
+    let m = model();
+    let m = m.to_str().unwrap();
+    for matmul in ["f32", "bf16"] {
+        let mut runs = Vec::new();
+        for family in ["avx2", "auto"] {
+            let (samples, scored) = (dir.join(format!("{matmul}-{family}.jsonl")), dir.join(format!("{matmul}-{family}-scored.jsonl")));
+            let (samples_s, scored_s) = (samples.to_str().unwrap(), scored.to_str().unwrap());
+            let ran = run_in_family(
+                family,
+                &[
+                    "generate",
+                    "--model",
+                    m,
+                    "--matmul",
+                    matmul,
+                    "--samples",
+                    "2",
+                    "--max-new-tokens",
+                    "40",
+                    "--seed",
+                    "5",
+                    "--input",
+                    input.to_str().unwrap(),
+                    "--output",
+                    samples_s,
+                ],
+            );
+            // Each family scores its own samples (the same text when sampling agrees).
+            let pairs: Vec<String> =
+                lines(&samples).iter().map(|r| serde_json::json!({"prompt": r["question"], "response": r["response"]}).to_string()).collect();
+            let pairs_path = dir.join(format!("{matmul}-{family}-pairs.jsonl"));
+            std::fs::write(&pairs_path, pairs.join("\n") + "\n").unwrap();
+            run_in_family(family, &["score", "--model", m, "--matmul", matmul, "--input", pairs_path.to_str().unwrap(), "--output", scored_s]);
+            runs.push((ran, lines(&samples), lines(&scored)));
+        }
+        let ((a_kernels, a_samples, a_scored), (b_kernels, b_samples, b_scored)) = (&runs[0], &runs[1]);
+        assert!(a_kernels.contains("packed avx2") && b_kernels.contains("packed avx512"), "families that ran: {a_kernels} / {b_kernels}");
+        assert_eq!(a_samples.len(), 4);
+        assert_eq!(a_samples, b_samples, "--matmul {matmul}: {a_kernels} and {b_kernels} sampled differently");
+        // Log-probs as written (f64 text of f32 sums): exact equality, not a tolerance.
+        assert!(a_scored.iter().all(|r| r["logp_sum"].as_f64().is_some_and(|x| x < 0.0)));
+        assert_eq!(a_scored, b_scored, "--matmul {matmul}: {a_kernels} and {b_kernels} scored differently");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn score_adds_log_probabilities() {
     let dir = temp_dir("score");

@@ -69,6 +69,12 @@ pub fn supported(_p: Precision) -> bool {
     level() >= Level::Avx2
 }
 
+/// The kernel family the packed kernels run in this process (`avx2`, `avx512`, `avx512bf16`),
+/// or `baseline` where they do not run.
+pub fn family_name() -> &'static str {
+    level().name()
+}
+
 /// Every constructor checks the CPU: the kernels `matmul` calls need AVX2 and FMA at least.
 fn assert_supported(p: Precision) {
     assert!(supported(p), "packed {p:?} kernels need AVX2 and FMA; this process runs {} (check matmul::supported first)", level().name());

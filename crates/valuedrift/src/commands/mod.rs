@@ -82,8 +82,12 @@ fn load(args: &ModelArgs, inference_only: bool) -> Result<LanguageModel> {
         eprintln!("note: --matmul {:?} is not available here (needs an f32 model on a CPU with AVX2 and FMA); using candle's matmul", args.matmul);
         lm.model.set_infer_precision(None);
     }
+    let kernels = match lm.model.infer_precision() {
+        Some(p) => format!("packed {} kernels, {p:?}", valuedrift_engine::matmul::family_name()),
+        None => "candle's kernels".into(),
+    };
     eprintln!(
-        "loaded {} ({}, {:.0}M params) in {:.1}s",
+        "loaded {} ({}, {:.0}M params) in {:.1}s; {kernels}",
         args.model.display(),
         lm.config().family.name(),
         lm.config().num_params() as f64 / 1e6,
