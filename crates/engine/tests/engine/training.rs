@@ -171,12 +171,12 @@ fn hand_pass_matches_graph(model: &mut valuedrift_engine::Model, seqs: &[(Vec<u3
 }
 
 /// The packed kernels a hand-written-pass test needs: cargo reports the test as ignored on a
-/// CPU without them (build.rs); here, a cap by VALUEDRIFT_KERNELS is an error that says so
-/// (scripts/test.sh skips these tests by name in its capped pass).
+/// CPU without them (build.rs); here, a cap below AVX2 by VALUEDRIFT_KERNELS is an error that
+/// says so (scripts/test.sh caps at AVX2, where these tests run).
 fn require_kernels(p: valuedrift_engine::matmul::Precision) {
     assert!(
         valuedrift_engine::matmul::supported(p),
-        "the hand-written pass at {p:?} needs its packed kernels, which are capped here (VALUEDRIFT_KERNELS); skip this test by name"
+        "the hand-written pass at {p:?} needs its packed kernels, which are capped here (VALUEDRIFT_KERNELS below avx2)"
     );
 }
 
