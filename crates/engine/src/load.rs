@@ -21,26 +21,39 @@ pub struct LanguageModel {
 impl LanguageModel {
     /// Loads a `.gguf` file or a directory with config.json, *.safetensors and tokenizer.json.
     pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        Self::load_as(path, device, dtype, None)
+    }
+
+    /// Loads for inference only: on CPUs whose packed kernels run `precision`, the model is built
+    /// frozen (`Model::from_tensors`): its projection weights exist only packed, which saves
+    /// memory and time, and loading never holds the whole f32 model. Elsewhere a plain f32 load;
+    /// `model.is_frozen()` tells which.
+    pub fn load_for_inference(path: &Path, device: &Device, precision: crate::matmul::Precision) -> Result<Self> {
+        let freeze = (device.is_cpu() && crate::matmul::supported(precision)).then_some(precision);
+        Self::load_as(path, device, DType::F32, freeze)
+    }
+
+    fn load_as(path: &Path, device: &Device, dtype: DType, freeze: Option<crate::matmul::Precision>) -> Result<Self> {
         if !path.exists() {
             return Err(Error::bad_model(path, "no such file or directory"));
         }
         if path.is_dir() {
-            Self::load_hf_dir(path, device, dtype)
+            Self::load_hf_dir(path, device, dtype, freeze)
         } else {
-            Self::load_gguf(path, device, dtype)
+            Self::load_gguf(path, device, dtype, freeze)
         }
     }
 
-    fn load_gguf(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
-        let (cfg, tensors, content) = weights::load_gguf(path, device)?;
-        let tokenizer = Tokenizer::from_gguf(path, &content)?;
-        let chat = gguf_chat_format(&content, &tokenizer);
-        let model = Model::from_tensors(cfg, tensors, dtype, device, path)?;
+    fn load_gguf(path: &Path, device: &Device, dtype: DType, freeze: Option<crate::matmul::Precision>) -> Result<Self> {
+        let (cfg, mut tensors) = weights::open_gguf(path)?;
+        let tokenizer = Tokenizer::from_gguf(path, &tensors.content)?;
+        let chat = gguf_chat_format(&tensors.content, &tokenizer);
+        let model = Model::from_tensors(cfg, &mut tensors, dtype, device, path, freeze)?;
         Ok(LanguageModel { model, tokenizer, chat, source: path.into() })
     }
 
-    fn load_hf_dir(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
-        let (mut cfg, tensors) = weights::load_hf_dir(dir, device)?;
+    fn load_hf_dir(dir: &Path, device: &Device, dtype: DType, freeze: Option<crate::matmul::Precision>) -> Result<Self> {
+        let (mut cfg, mut tensors) = weights::open_hf_dir(dir)?;
         let tok_path = dir.join("tokenizer.json");
         if !tok_path.exists() {
             return Err(Error::bad_model(dir, "no tokenizer.json"));
@@ -63,16 +76,8 @@ impl LanguageModel {
                 }
             }
         }
-        let model = Model::from_tensors(cfg, tensors, dtype, device, dir)?;
+        let model = Model::from_tensors(cfg, &mut tensors, dtype, device, dir, freeze)?;
         Ok(LanguageModel { model, tokenizer, chat, source: dir.into() })
-    }
-
-    /// Loads for inference only: on CPUs with the packed kernels, the projection weights are kept
-    /// only in packed form (in `precision`), which saves memory and time; elsewhere a plain load.
-    pub fn load_for_inference(path: &Path, device: &Device, precision: crate::matmul::Precision) -> Result<Self> {
-        let mut lm = Self::load(path, device, DType::F32)?;
-        lm.model.freeze_for_inference(precision)?;
-        Ok(lm)
     }
 
     /// The tokenizer of a model without loading its weights (GGUF metadata, or a directory's

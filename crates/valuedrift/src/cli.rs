@@ -127,7 +127,8 @@ pub struct TrainArgs {
     #[arg(long, default_value = defaults::DEVICE)]
     pub device: String,
     /// Training matmuls on the CPU: packed f32 kernels (AVX-512 or AVX2), bf16 products with
-    /// f32 accumulation (mixed precision, faster where the CPU has AVX512-BF16), or candle's.
+    /// f32 accumulation (mixed precision, faster where the CPU has AVX512-BF16), or candle's
+    /// (q8 is for inference: training runs f32).
     #[arg(long, value_enum, default_value_t = defaults::MATMUL)]
     pub matmul: Matmul,
 }
@@ -410,7 +411,8 @@ pub struct ModelArgs {
     pub dtype: DTypeArg,
     /// Inference matmuls on the CPU: packed f32 kernels, bf16 dot products with f32
     /// accumulation (about twice as fast where the CPU has AVX512-BF16, slightly less exact),
-    /// or candle's gemm.
+    /// int8 weights with f32 inputs (q8: about a quarter of the f32 weight memory; docs/benchmarks.md
+    /// has its cost in accuracy), or candle's gemm.
     #[arg(long, value_enum, default_value_t = defaults::MATMUL)]
     pub matmul: Matmul,
 }

@@ -108,7 +108,7 @@ fn samples_and_log_probs_do_not_depend_on_the_kernel_family() {
     .unwrap();
     let m = model();
     let m = m.to_str().unwrap();
-    for matmul in ["f32", "bf16"] {
+    for matmul in ["f32", "bf16", "q8"] {
         let mut runs = Vec::new();
         for family in ["avx2", "auto"] {
             let (samples, scored) = (dir.join(format!("{matmul}-{family}.jsonl")), dir.join(format!("{matmul}-{family}-scored.jsonl")));

@@ -30,56 +30,72 @@ const MR_BF16: usize = 4;
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn f32_panel(x: &[f32], m: usize, k: usize, panel: &[f32], out: *mut f32, ld: usize) {
     debug_assert!(x.len() >= m * k && panel.len() >= k * NR && (m == 0 || ld >= NR));
+    let mut k0 = 0;
+    while k0 < k {
+        let kc = KC.min(k - k0);
+        // SAFETY: the caller's contract; block k0..k0+kc of every row and of the panel lies
+        // inside x and the panel.
+        unsafe { f32_block(&x[k0..], k, m, kc, &panel[k0 * NR..], out, ld, k0 > 0) };
+        k0 += kc;
+    }
+}
+
+/// One K block of one panel, f32: out[r] (+)= x[r][0..kc] · block, for r < m, where row r of x
+/// starts at r·stride and the block holds kc × NR weights. With `accumulate`, adds to what
+/// `out` holds (the earlier K blocks); otherwise overwrites it.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; x holds at least (m - 1)·stride + kc values, block kc × NR, and
+/// `out` is valid for writes (and reads) of m rows of NR values at stride ld.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn f32_block(x: &[f32], stride: usize, m: usize, kc: usize, block: &[f32], out: *mut f32, ld: usize, accumulate: bool) {
+    debug_assert!((m == 0 || x.len() >= (m - 1) * stride + kc) && block.len() >= kc * NR && (m == 0 || ld >= NR));
     // SAFETY: the caller upholds the contract above: the CPU has the enabled features, and
-    // every load and store below stays inside x, the panel and the m × NR block at `out`
+    // every load and store below stays inside x, the block and the m × NR block at `out`
     // (column offsets are below HALF + 8 <= NR).
     unsafe {
-        let mut k0 = 0;
-        while k0 < k {
-            let kc = KC.min(k - k0);
-            for col in [0, HALF] {
-                let mut r0 = 0;
-                while r0 < m {
-                    let mr = MR_F32.min(m - r0);
-                    let mut acc = [[_mm256_setzero_ps(); 2]; MR_F32];
-                    if k0 > 0 {
-                        for r in 0..mr {
-                            acc[r][0] = _mm256_loadu_ps(out.add((r0 + r) * ld + col));
-                            acc[r][1] = _mm256_loadu_ps(out.add((r0 + r) * ld + col + 8));
-                        }
-                    }
-                    let wp = panel.as_ptr().add(k0 * NR + col);
-                    let xp = x.as_ptr().add(r0 * k + k0);
-                    macro_rules! body {
-                        ($mr:expr) => {
-                            for kk in 0..kc {
-                                let w0 = _mm256_loadu_ps(wp.add(kk * NR));
-                                let w1 = _mm256_loadu_ps(wp.add(kk * NR + 8));
-                                for r in 0..$mr {
-                                    let xb = _mm256_set1_ps(*xp.add(r * k + kk));
-                                    acc[r][0] = _mm256_fmadd_ps(xb, w0, acc[r][0]);
-                                    acc[r][1] = _mm256_fmadd_ps(xb, w1, acc[r][1]);
-                                }
-                            }
-                        };
-                    }
-                    // Constant row counts let the compiler keep the accumulators in registers.
-                    match mr {
-                        6 => body!(6),
-                        5 => body!(5),
-                        4 => body!(4),
-                        3 => body!(3),
-                        2 => body!(2),
-                        _ => body!(1),
-                    }
+        for col in [0, HALF] {
+            let mut r0 = 0;
+            while r0 < m {
+                let mr = MR_F32.min(m - r0);
+                let mut acc = [[_mm256_setzero_ps(); 2]; MR_F32];
+                if accumulate {
                     for r in 0..mr {
-                        _mm256_storeu_ps(out.add((r0 + r) * ld + col), acc[r][0]);
-                        _mm256_storeu_ps(out.add((r0 + r) * ld + col + 8), acc[r][1]);
+                        acc[r][0] = _mm256_loadu_ps(out.add((r0 + r) * ld + col));
+                        acc[r][1] = _mm256_loadu_ps(out.add((r0 + r) * ld + col + 8));
                     }
-                    r0 += MR_F32;
                 }
+                let wp = block.as_ptr().add(col);
+                let xp = x.as_ptr().add(r0 * stride);
+                macro_rules! body {
+                    ($mr:expr) => {
+                        for kk in 0..kc {
+                            let w0 = _mm256_loadu_ps(wp.add(kk * NR));
+                            let w1 = _mm256_loadu_ps(wp.add(kk * NR + 8));
+                            for r in 0..$mr {
+                                let xb = _mm256_set1_ps(*xp.add(r * stride + kk));
+                                acc[r][0] = _mm256_fmadd_ps(xb, w0, acc[r][0]);
+                                acc[r][1] = _mm256_fmadd_ps(xb, w1, acc[r][1]);
+                            }
+                        }
+                    };
+                }
+                // Constant row counts let the compiler keep the accumulators in registers.
+                match mr {
+                    6 => body!(6),
+                    5 => body!(5),
+                    4 => body!(4),
+                    3 => body!(3),
+                    2 => body!(2),
+                    _ => body!(1),
+                }
+                for r in 0..mr {
+                    _mm256_storeu_ps(out.add((r0 + r) * ld + col), acc[r][0]);
+                    _mm256_storeu_ps(out.add((r0 + r) * ld + col + 8), acc[r][1]);
+                }
+                r0 += MR_F32;
             }
-            k0 += kc;
         }
     }
 }

@@ -6,7 +6,9 @@
 //! output columns across threads and runs the microkernels of the process's kernel family
 //! (`simd::level`, chosen once): AVX-512 (f32 FMA, and bf16 dot products with f32 accumulation
 //! on CPUs with AVX512-BF16) or AVX2+FMA (f32 FMA, and bf16 products widened to f32). The f32
-//! kernels of both families accumulate in the same order and give identical results. Another
+//! kernels of both families accumulate in the same order and give identical results. Int8
+//! weights (`Precision::Q8`) are widened to f32 one K block of a panel at a time and run through
+//! the f32 kernels, so they give exactly the f32 product of the dequantized weights. Another
 //! architecture (NEON) would add a module of microkernels and an arm in `run_panel`.
 
 use crate::simd::{level, Level};
@@ -23,6 +25,10 @@ const NR: usize = 32;
 const KC: usize = 1024;
 /// Rows of x per chunk (a chunk of x stays in cache while every panel passes).
 const MC: usize = 192;
+/// Inputs per int8 block: each block of one output's weights has its own scale (GGUF's Q8_0
+/// block size). KC is a multiple of it, so a K block never splits an int8 block.
+const QB: usize = 32;
+const _: () = assert!(KC % QB == 0);
 
 static WEIGHTS_EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -45,6 +51,10 @@ pub enum Precision {
     F32,
     /// Inputs rounded to bf16, products accumulated in f32.
     Bf16,
+    /// Weights as int8 with one f32 scale per block of 32 inputs of each output (GGUF's Q8_0,
+    /// which stores the scale as f16): about 1.1 bytes per parameter. Inference only; inputs
+    /// and accumulation stay f32.
+    Q8,
 }
 
 pub struct PackedWeight {
@@ -60,6 +70,9 @@ enum Packed {
     F32(Vec<f32>),
     /// [panel][k/2][NR][2] bf16 bits; k padded to even.
     Bf16(Vec<u32>),
+    /// Int8 weights [panel][kq][NR] with k padded to kq, a multiple of QB, and their scales
+    /// [panel][kq/QB][NR]: w = q · scale.
+    Q8 { q: Vec<i8>, scales: Vec<f32> },
 }
 
 /// Whether this process runs the packed kernels for `p` (see `simd::level`): every precision
@@ -92,34 +105,33 @@ impl PackedWeight {
     /// Packs W (n rows of k, row-major, as stored in Hugging Face checkpoints).
     pub fn pack(w: &[f32], n: usize, k: usize, precision: Precision) -> Self {
         assert_eq!(w.len(), n * k);
+        let whole = |_, _| Ok::<_, std::convert::Infallible>(std::borrow::Cow::Borrowed(w));
+        match Self::pack_in_pieces(n, k, precision, n, whole) {
+            Ok(packed) => packed,
+        }
+    }
+
+    /// Packs W (n rows of k) read in pieces of about `piece_rows` rows: `rows(r0, count)` gives
+    /// rows r0..r0+count, row-major. A large table is packed without ever being whole in f32.
+    pub fn pack_in_pieces<'a, E>(
+        n: usize,
+        k: usize,
+        precision: Precision,
+        piece_rows: usize,
+        mut rows: impl FnMut(usize, usize) -> Result<std::borrow::Cow<'a, [f32]>, E>,
+    ) -> Result<Self, E> {
         assert_supported(precision);
         let epoch = weights_epoch();
-        let panels = n.div_ceil(NR);
-        let data = match precision {
-            Precision::F32 => {
-                let mut p = vec![0f32; panels * k * NR];
-                p.par_chunks_mut(k * NR).enumerate().for_each(|(pi, panel)| {
-                    let rows = NR.min(n - pi * NR);
-                    transpose_cols_into(&w[pi * NR * k..][..rows * k], k, 0, k, rows, panel, NR);
-                });
-                Packed::F32(p)
-            }
-            Precision::Bf16 => {
-                let k2 = k.div_ceil(2);
-                let mut p = vec![0u32; panels * k2 * NR];
-                p.par_chunks_mut(k2 * NR).enumerate().for_each(|(pi, panel)| {
-                    // Rows to bf16 pairs first (vectorized), then the pairs transposed into the panel.
-                    let rows = NR.min(n - pi * NR);
-                    let mut pairs = vec![0u32; rows * k2];
-                    for (c, out) in pairs.chunks_mut(k2).enumerate() {
-                        row_to_bf16_pairs(&w[(pi * NR + c) * k..][..k], out);
-                    }
-                    transpose_cols_into(&pairs, k2, 0, k2, rows, panel, NR);
-                });
-                Packed::Bf16(p)
-            }
-        };
-        PackedWeight { n, k, epoch, data }
+        // Whole panels per piece, so the pieces' panels simply follow each other.
+        let piece_rows = piece_rows.max(1).next_multiple_of(NR);
+        let mut data = Packed::with_capacity(precision, n, k);
+        for r0 in (0..n).step_by(piece_rows) {
+            let count = piece_rows.min(n - r0);
+            let w = rows(r0, count)?;
+            assert_eq!(w.len(), count * k, "rows {r0}..{} of a {n} × {k} weight", r0 + count);
+            data.append(pack_panels(&w, count, k, precision));
+        }
+        Ok(PackedWeight { n, k, epoch, data })
     }
 
     /// Packs W = srcᵀ for src (rows × cols, row-major): W is (cols × rows). Backward passes need
@@ -139,6 +151,7 @@ impl PackedWeight {
         let data = match precision {
             Precision::F32 => Packed::F32(vec![0f32; panels * k * NR]),
             Precision::Bf16 => Packed::Bf16(vec![0u32; panels * k.div_ceil(2) * NR]),
+            Precision::Q8 => panic!("int8 weights are for inference only: they are packed whole, never filled in parts"),
         };
         PackedWeight { n, k, epoch: weights_epoch(), data }
     }
@@ -171,6 +184,7 @@ impl PackedWeight {
                     }
                 });
             }
+            Packed::Q8 { .. } => unreachable!("no int8 weight is made by `zeros`"),
         }
     }
 
@@ -184,6 +198,36 @@ impl PackedWeight {
         match self.data {
             Packed::F32(_) => Precision::F32,
             Packed::Bf16(_) => Precision::Bf16,
+            Packed::Q8 { .. } => Precision::Q8,
+        }
+    }
+
+    /// Bytes the packed weight holds.
+    pub fn bytes(&self) -> usize {
+        match &self.data {
+            Packed::F32(p) => p.len() * 4,
+            Packed::Bf16(p) => p.len() * 4,
+            Packed::Q8 { q, scales } => q.len() + scales.len() * 4,
+        }
+    }
+
+    /// Row `r` of W (k values) as the kernels see it: rounded to bf16, or dequantized from int8.
+    /// A tied output head serves as the embedding table this way.
+    pub fn row(&self, r: usize) -> Vec<f32> {
+        assert!(r < self.n, "row {r} of a {} × {} weight", self.n, self.k);
+        let (pi, c, k) = (r / NR, r % NR, self.k);
+        match &self.data {
+            Packed::F32(p) => (0..k).map(|kk| p[(pi * k + kk) * NR + c]).collect(),
+            Packed::Bf16(p) => {
+                let k2 = k.div_ceil(2);
+                let pair = |kk: usize| p[(pi * k2 + kk / 2) * NR + c];
+                // The even input is a pair's low half, the odd one its high half.
+                (0..k).map(|kk| f32::from_bits(if kk % 2 == 0 { pair(kk) << 16 } else { pair(kk) & 0xFFFF_0000 })).collect()
+            }
+            Packed::Q8 { q, scales } => {
+                let kq = k.next_multiple_of(QB);
+                (0..k).map(|kk| q[(pi * kq + kk) * NR + c] as f32 * scales[(pi * (kq / QB) + kk / QB) * NR + c]).collect()
+            }
         }
     }
 
@@ -202,7 +246,7 @@ impl PackedWeight {
         let out = SyncPtr(y.as_mut_ptr());
         let rows = match &self.data {
             Packed::Bf16(_) => Rows::pack_bf16(x, m, k, family),
-            Packed::F32(_) => Rows::F32(x),
+            Packed::F32(_) | Packed::Q8 { .. } => Rows::F32(x),
         };
         // Row chunks keep x's block in cache while the panels stream by; within a chunk each task
         // computes whole panels and writes its own columns of y.
@@ -293,9 +337,139 @@ unsafe fn run_panel(family: Level, rows: &Rows, w: &Packed, r0: usize, mc: usize
             }
             (Rows::Bf16Pairs(x), Packed::Bf16(w)) => avx512::bf16_panel(&x[r0 * k2..], mc, k2, &w[pi * k2 * NR..(pi + 1) * k2 * NR], dst, ld),
             (Rows::Bf16Widened(x), Packed::Bf16(w)) => avx2::bf16_panel(&x[r0 * 2 * k2..], mc, k2, &w[pi * k2 * NR..(pi + 1) * k2 * NR], dst, ld),
+            (Rows::F32(x), Packed::Q8 { q, scales }) => q8_panel(family, &x[r0 * k..], mc, k, q, scales, pi, dst, ld),
             _ => unreachable!("rows are made for the weight's precision"),
         }
     }
+}
+
+thread_local! {
+    /// One K block of a panel widened from int8, reused across a thread's calls.
+    static Q8_BLOCK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Panel `pi` of an int8 weight: each K block is widened to f32 in a per-thread buffer (in
+/// cache) and run through the f32 kernel of `family`, which gives exactly the f32 product of
+/// the dequantized weights.
+///
+/// # Safety
+/// As `run_panel`, with x holding the mc rows of k values from row r0.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn q8_panel(family: Level, x: &[f32], mc: usize, k: usize, q: &[i8], scales: &[f32], pi: usize, dst: *mut f32, ld: usize) {
+    let kq = k.next_multiple_of(QB);
+    let (q, scales) = (&q[pi * kq * NR..(pi + 1) * kq * NR], &scales[pi * (kq / QB) * NR..(pi + 1) * (kq / QB) * NR]);
+    Q8_BLOCK.with_borrow_mut(|block| {
+        block.resize(KC * NR, 0.0);
+        let mut k0 = 0;
+        while k0 < k {
+            let kc = KC.min(k - k0);
+            widen_q8(&q[k0 * NR..(k0 + kc) * NR], &scales[k0 / QB * NR..], &mut block[..kc * NR]);
+            // SAFETY: the caller's contract; block k0..k0+kc of every row lies inside x, and the
+            // widened block holds kc × NR weights.
+            unsafe {
+                if family >= Level::Avx512 {
+                    avx512::f32_block(&x[k0..], k, mc, kc, block, dst, ld, k0 > 0)
+                } else {
+                    avx2::f32_block(&x[k0..], k, mc, kc, block, dst, ld, k0 > 0)
+                }
+            }
+            k0 += kc;
+        }
+    });
+}
+
+crate::multiversion! {
+/// out[kk][c] = q[kk][c] · scales[kk / QB][c] for the kk rows of NR weights in `q`.
+fn widen_q8(q: &[i8], scales: &[f32], out: &mut [f32]) {
+    for ((o, qr), kk) in out.chunks_exact_mut(NR).zip(q.chunks_exact(NR)).zip(0..) {
+        let s = &scales[kk / QB * NR..][..NR];
+        for c in 0..NR {
+            o[c] = qr[c] as f32 * s[c];
+        }
+    }
+}
+}
+
+/// W (n rows of k) packed into panels of `precision`.
+fn pack_panels(w: &[f32], n: usize, k: usize, precision: Precision) -> Packed {
+    let panels = n.div_ceil(NR);
+    match precision {
+        Precision::F32 => {
+            let mut p = vec![0f32; panels * k * NR];
+            p.par_chunks_mut(k * NR).enumerate().for_each(|(pi, panel)| {
+                let rows = NR.min(n - pi * NR);
+                transpose_cols_into(&w[pi * NR * k..][..rows * k], k, 0, k, rows, panel, NR);
+            });
+            Packed::F32(p)
+        }
+        Precision::Bf16 => {
+            let k2 = k.div_ceil(2);
+            let mut p = vec![0u32; panels * k2 * NR];
+            p.par_chunks_mut(k2 * NR).enumerate().for_each(|(pi, panel)| {
+                // Rows to bf16 pairs first (vectorized), then the pairs transposed into the panel.
+                let rows = NR.min(n - pi * NR);
+                let mut pairs = vec![0u32; rows * k2];
+                for (c, out) in pairs.chunks_mut(k2).enumerate() {
+                    row_to_bf16_pairs(&w[(pi * NR + c) * k..][..k], out);
+                }
+                transpose_cols_into(&pairs, k2, 0, k2, rows, panel, NR);
+            });
+            Packed::Bf16(p)
+        }
+        Precision::Q8 => pack_q8(w, n, k),
+    }
+}
+
+impl Packed {
+    /// Empty storage with room for a whole n × k weight.
+    fn with_capacity(precision: Precision, n: usize, k: usize) -> Self {
+        let panels = n.div_ceil(NR);
+        match precision {
+            Precision::F32 => Packed::F32(Vec::with_capacity(panels * k * NR)),
+            Precision::Bf16 => Packed::Bf16(Vec::with_capacity(panels * k.div_ceil(2) * NR)),
+            Precision::Q8 => {
+                let kq = k.next_multiple_of(QB);
+                Packed::Q8 { q: Vec::with_capacity(panels * kq * NR), scales: Vec::with_capacity(panels * kq / QB * NR) }
+            }
+        }
+    }
+
+    /// Appends the panels of `piece` (the same precision and k).
+    fn append(&mut self, piece: Packed) {
+        match (self, piece) {
+            (Packed::F32(a), Packed::F32(b)) => a.extend(b),
+            (Packed::Bf16(a), Packed::Bf16(b)) => a.extend(b),
+            (Packed::Q8 { q, scales }, Packed::Q8 { q: bq, scales: bs }) => {
+                q.extend(bq);
+                scales.extend(bs);
+            }
+            _ => unreachable!("pieces of one weight share its precision"),
+        }
+    }
+}
+
+/// Quantizes W (n rows of k) to int8 blocks of QB inputs, each with the scale max|w| / 127
+/// (GGUF's Q8_0 rule), laid out in panels like the f32 weights.
+fn pack_q8(w: &[f32], n: usize, k: usize) -> Packed {
+    let (kq, panels) = (k.next_multiple_of(QB), n.div_ceil(NR));
+    let mut q = vec![0i8; panels * kq * NR];
+    let mut scales = vec![0f32; panels * (kq / QB) * NR];
+    q.par_chunks_mut(kq * NR).zip(scales.par_chunks_mut(kq / QB * NR)).enumerate().for_each(|(pi, (qp, sp))| {
+        for c in 0..NR.min(n - pi * NR) {
+            let row = &w[(pi * NR + c) * k..][..k];
+            for (b, block) in row.chunks(QB).enumerate() {
+                let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
+                let scale = amax / 127.0;
+                let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+                sp[b * NR + c] = scale;
+                for (j, v) in block.iter().enumerate() {
+                    qp[(b * QB + j) * NR + c] = (v * inv).round() as i8;
+                }
+            }
+        }
+    });
+    Packed::Q8 { q, scales }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -423,6 +597,63 @@ mod tests {
                         Some((f0, y0)) => assert!(&got == y0, "{p:?}: {} and {} differ (m={m} n={n} k={k})", family.name(), f0.name()),
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn rows_read_back_as_the_kernels_see_them() {
+        if !supported(Precision::F32) {
+            return;
+        }
+        let (n, k) = (40, 35);
+        let w = data(n * k, 5);
+        let (f, b) = (PackedWeight::pack(&w, n, k, Precision::F32), PackedWeight::pack(&w, n, k, Precision::Bf16));
+        for r in [0, 31, 32, 39] {
+            let want = &w[r * k..][..k];
+            assert_eq!(f.row(r), want, "f32 row {r}");
+            let rounded: Vec<f32> = want.iter().map(|&v| f32::from_bits((bf16_bits(v) as u32) << 16)).collect();
+            assert_eq!(b.row(r), rounded, "bf16 row {r}");
+        }
+        // Packed in pieces (rounded up to whole panels), the same weight.
+        let x = data(3 * k, 2);
+        for p in [Precision::F32, Precision::Bf16, Precision::Q8] {
+            let whole = PackedWeight::pack(&w, n, k, p);
+            let mut asked = Vec::new();
+            let pieces = PackedWeight::pack_in_pieces(n, k, p, 20, |r0, count| {
+                asked.push((r0, count));
+                Ok::<_, ()>(std::borrow::Cow::Borrowed(&w[r0 * k..(r0 + count) * k]))
+            })
+            .unwrap();
+            assert_eq!(asked, [(0, 32), (32, 8)], "{p:?}");
+            assert!(pieces.matmul(&x, 3) == whole.matmul(&x, 3) && pieces.bytes() == whole.bytes(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn int8_weights_give_the_f32_product_of_their_dequantized_values() {
+        // Partial panels, k below, at and across int8 and K blocks.
+        for &(m, n, k) in &[(1, 5, 3), (9, 33, 17), (13, 64, 2050), (7, 40, 1056)] {
+            let (x, w) = (data(m * k, 1), data(n * k, 7));
+            if !supported(Precision::Q8) {
+                assert!(std::panic::catch_unwind(|| PackedWeight::pack(&w, n, k, Precision::Q8)).is_err());
+                return;
+            }
+            let q = PackedWeight::pack(&w, n, k, Precision::Q8);
+            assert!(q.bytes() < n.div_ceil(NR) * NR * k.next_multiple_of(QB) * 9 / 8 + 1, "about a byte per weight");
+            let dequantized: Vec<f32> = (0..n).flat_map(|r| q.row(r)).collect();
+            for (r, (a, b)) in dequantized.chunks(k).zip(w.chunks(k)).enumerate() {
+                for (blk_a, blk_b) in a.chunks(QB).zip(b.chunks(QB)) {
+                    // Within half a step (max|w| / 127) of the original, block by block.
+                    let step = blk_b.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+                    for (u, v) in blk_a.iter().zip(blk_b) {
+                        assert!((u - v).abs() <= step * 0.5001, "row {r}: {u} vs {v} (step {step})");
+                    }
+                }
+            }
+            let f = PackedWeight::pack(&dequantized, n, k, Precision::F32);
+            for family in families_here() {
+                assert!(q.matmul_in(family, &x, m) == f.matmul_in(family, &x, m), "{} m={m} n={n} k={k}", family.name());
             }
         }
     }

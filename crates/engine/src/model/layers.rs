@@ -152,7 +152,12 @@ impl Model {
     /// Token embeddings, scaled by sqrt(hidden) for Gemma.
     pub(super) fn embed(&self, ids: &Tensor, mode: Mode) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let mut x = Self::w(&self.embed, mode).index_select(&ids.flatten_all()?, 0)?.reshape((b, t, ()))?;
+        let flat = ids.flatten_all()?;
+        let rows = match self.packed_token_rows(&flat)? {
+            Some(rows) => rows,
+            None => Self::w(&self.embed, mode).index_select(&flat, 0)?,
+        };
+        let mut x = rows.reshape((b, t, ()))?;
         if let (Mode::Grad, Some(pad)) = (mode, self.cfg.pad_token_id) {
             x = self.stop_pad_gradient(ids, x, pad)?;
         }

@@ -66,6 +66,9 @@ pub struct Model {
     dtype: DType,
     kernels: Kernels,
     lm_head_packed: PackedSlot,
+    /// The token table of a frozen model, read row by row (`embed` is then empty): int8, or a
+    /// tied f32 head (which holds the table exactly); for tied embeddings, the head itself.
+    embed_packed: Option<std::sync::Arc<PackedWeight>>,
 }
 
 /// How the weights are held, and so which kernels each mode runs. One value, so that no
@@ -83,7 +86,8 @@ enum Kernels {
         /// where it applies, rather than candle's autograd graph.
         hand_grad: bool,
     },
-    /// Set by `freeze_for_inference`: the projections exist only packed, in this precision.
+    /// A model built frozen for inference (`from_tensors`): the projections exist only packed,
+    /// in this precision.
     Frozen(Precision),
 }
 
@@ -149,10 +153,11 @@ impl Model {
 
     /// Chooses the training matmuls on the CPU: the packed kernels in f32, or with bf16 products
     /// and f32 accumulation (mixed precision, about twice as fast with AVX512-BF16); None uses
-    /// candle's. Returns false (and changes nothing) where the CPU lacks the kernel.
+    /// candle's. Returns false (and changes nothing) where the CPU lacks the kernel, and for
+    /// int8 weights, which are for inference only.
     /// A frozen model cannot be trained: it accepts only None.
     pub fn set_train_precision(&mut self, p: Option<Precision>) -> bool {
-        if !self.kernel_runs(p) {
+        if !self.kernel_runs(p) || p == Some(Precision::Q8) {
             return false;
         }
         match &mut self.kernels {

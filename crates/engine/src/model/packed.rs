@@ -1,38 +1,31 @@
 //! The packed-weight cache: projections packed for the CPU kernels on first use, dropped after
-//! each weight update, or kept as the only copy of a model frozen for inference.
+//! each weight update, or kept as the only copy of a model frozen for inference (built frozen
+//! as it loads: `from_tensors`).
 
-use super::{Kernels, Model, PackedSlot};
+use super::{Layer, Model, PackedSlot};
 use crate::error::Result;
 use crate::matmul::{PackedWeight, Precision};
-use candle_core::{DType, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 
 impl Model {
-    /// For inference-only use on the CPU: packs every projection (and an untied output head) in
-    /// precision `p` and drops the unpacked originals, so the model holds one copy of its weights.
-    /// Afterwards the model cannot be trained or saved. Returns false where the CPU lacks the kernel.
-    pub fn freeze_for_inference(&mut self, p: Precision) -> Result<bool> {
-        if !self.set_infer_precision(Some(p)) {
-            return Ok(false);
+    /// Packs a layer's projections in precision `p` ([q; k; v] and [gate; up] fused) and drops
+    /// the unpacked originals: the layer of a model frozen for inference.
+    pub(super) fn freeze_layer(l: &mut Layer, p: Precision, dtype: DType, device: &Device) -> Result<()> {
+        let pin = |pw: PackedWeight| Some(std::sync::Arc::new(pw.pinned()));
+        *l.qkv_packed.write().unwrap() = pin(Self::pack(&[&l.q.weight, &l.k.weight, &l.v.weight], p)?);
+        *l.gate_up_packed.write().unwrap() = pin(Self::pack(&[&l.gate.weight, &l.up.weight], p)?);
+        *l.o.packed.write().unwrap() = pin(Self::pack(&[&l.o.weight], p)?);
+        *l.down.packed.write().unwrap() = pin(Self::pack(&[&l.down.weight], p)?);
+        for lin in [&mut l.q, &mut l.k, &mut l.v, &mut l.o, &mut l.gate, &mut l.up, &mut l.down] {
+            lin.weight = super::build::empty(dtype, device)?;
         }
-        let empty = || Var::from_tensor(&Tensor::zeros(0, self.dtype, &self.device)?);
-        // Drop the parameter list's references first, so each original is freed once packed.
-        self.params.retain(|(n, _)| n == "model.embed_tokens.weight" || n.contains("norm") || n.ends_with(".bias"));
-        for l in &mut self.layers {
-            let pin = |pw: PackedWeight| Some(std::sync::Arc::new(pw.pinned()));
-            *l.qkv_packed.write().unwrap() = pin(Self::pack(&[&l.q.weight, &l.k.weight, &l.v.weight], p)?);
-            *l.gate_up_packed.write().unwrap() = pin(Self::pack(&[&l.gate.weight, &l.up.weight], p)?);
-            *l.o.packed.write().unwrap() = pin(Self::pack(&[&l.o.weight], p)?);
-            *l.down.packed.write().unwrap() = pin(Self::pack(&[&l.down.weight], p)?);
-            for lin in [&mut l.q, &mut l.k, &mut l.v, &mut l.o, &mut l.gate, &mut l.up, &mut l.down] {
-                lin.weight = empty()?;
-            }
-        }
-        if let Some(head) = self.lm_head.take() {
-            *self.lm_head_packed.write().unwrap() = Some(std::sync::Arc::new(Self::pack(&[&head], p)?.pinned()));
-            self.lm_head = Some(empty()?);
-        }
-        self.kernels = Kernels::Frozen(p);
-        Ok(true)
+        Ok(())
+    }
+
+    /// Whether a frozen model keeps parameter `name` as a variable (embeddings, norms, biases);
+    /// projections and the output head exist only packed.
+    pub(super) fn kept_when_frozen(name: &str) -> bool {
+        name == "model.embed_tokens.weight" || name.contains("norm") || name.ends_with(".bias")
     }
 
     /// Packs the row-wise concatenation of `ws` (all with the same input size).
@@ -43,6 +36,35 @@ impl Model {
             data.extend(w.as_detached_tensor().to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
         }
         Ok(PackedWeight::pack(&data, data.len() / k, k, p))
+    }
+
+    /// Bytes of weights the model holds: its tensors and their packed copies.
+    pub fn weight_bytes(&self) -> usize {
+        let tensors: usize = self.params.iter().map(|(_, v)| v.elem_count() * v.dtype().size_in_bytes()).sum();
+        let slot = |s: &PackedSlot| s.read().unwrap().as_ref().map_or(0, |p| p.bytes());
+        let packed: usize = self
+            .layers
+            .iter()
+            .flat_map(|l| {
+                [&l.qkv_packed, &l.gate_up_packed, &l.q.packed, &l.k.packed, &l.v.packed, &l.o.packed, &l.gate.packed, &l.up.packed, &l.down.packed]
+            })
+            .map(slot)
+            .sum();
+        let table = match (&self.embed_packed, self.lm_head_packed.read().unwrap().as_ref()) {
+            (Some(t), Some(head)) if std::sync::Arc::ptr_eq(t, head) => 0,
+            (Some(t), _) => t.bytes(),
+            (None, _) => 0,
+        };
+        tensors + packed + slot(&self.lm_head_packed) + table
+    }
+
+    /// Rows of the packed token table for `ids`, as (ids.len(), hidden); None where the table
+    /// is an f32 variable.
+    pub(super) fn packed_token_rows(&self, ids: &Tensor) -> Result<Option<Tensor>> {
+        let Some(table) = &self.embed_packed else { return Ok(None) };
+        let ids = ids.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+        let rows: Vec<f32> = ids.iter().flat_map(|&id| table.row(id as usize)).collect();
+        Ok(Some(Tensor::from_vec(rows, (ids.len(), table.k), &self.device)?))
     }
 
     /// Drops the packed copies of the weights (they are repacked on next use).

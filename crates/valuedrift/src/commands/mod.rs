@@ -72,12 +72,12 @@ fn load(args: &ModelArgs, inference_only: bool) -> Result<LanguageModel> {
     };
     let dev = device(&args.device)?;
     let started = std::time::Instant::now();
-    let mut lm = LanguageModel::load(&args.model, &dev, dtype)?;
     let precision = args.matmul.precision();
-    let applied = match precision {
-        Some(p) if inference_only && dtype == DType::F32 => lm.model.freeze_for_inference(p)?,
-        p => lm.model.set_infer_precision(p),
+    let mut lm = match precision {
+        Some(p) if inference_only && dtype == DType::F32 => LanguageModel::load_for_inference(&args.model, &dev, p)?,
+        _ => LanguageModel::load(&args.model, &dev, dtype)?,
     };
+    let applied = lm.model.is_frozen() || lm.model.set_infer_precision(precision);
     if !applied {
         eprintln!("note: --matmul {:?} is not available here (needs an f32 model on a CPU with AVX2 and FMA); using candle's matmul", args.matmul);
         lm.model.set_infer_precision(None);
@@ -87,10 +87,11 @@ fn load(args: &ModelArgs, inference_only: bool) -> Result<LanguageModel> {
         None => "candle's kernels".into(),
     };
     eprintln!(
-        "loaded {} ({}, {:.0}M params) in {:.1}s; {kernels}",
+        "loaded {} ({}, {:.0}M params, {:.2} GB of weights) in {:.1}s; {kernels}",
         args.model.display(),
         lm.config().family.name(),
         lm.config().num_params() as f64 / 1e6,
+        lm.model.weight_bytes() as f64 / 1e9,
         started.elapsed().as_secs_f64()
     );
     Ok(lm)
@@ -105,6 +106,10 @@ pub fn peak_rss_bytes() -> Option<u64> {
 
 /// Sets the training matmuls, saying so when the CPU lacks the asked kernel.
 pub fn set_train_matmul(lm: &mut LanguageModel, m: Matmul) {
+    if m == Matmul::Q8 {
+        eprintln!("note: --matmul q8 (int8 weights) is for inference only; training runs f32");
+        return set_train_matmul(lm, Matmul::F32);
+    }
     if !lm.model.set_train_precision(m.precision()) {
         eprintln!("note: --matmul {m:?} is not available here for training; using candle's matmul");
         lm.model.set_train_precision(None);

@@ -15,13 +15,15 @@ use valuedrift_data::OnMalformed;
 use valuedrift_engine::matmul::Precision;
 
 /// How matmuls run on the CPU: packed f32 kernels, bf16 products with f32 accumulation (faster
-/// where the CPU has AVX512-BF16, half the weight memory everywhere, slightly less exact), or
+/// where the CPU has AVX512-BF16, half the weight memory everywhere, slightly less exact),
+/// int8 weights with f32 inputs (inference only: about a quarter of the f32 weight memory), or
 /// candle's gemm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Matmul {
     F32,
     Bf16,
+    Q8,
     Candle,
 }
 
@@ -31,6 +33,7 @@ impl Matmul {
         match self {
             Matmul::F32 => Some(Precision::F32),
             Matmul::Bf16 => Some(Precision::Bf16),
+            Matmul::Q8 => Some(Precision::Q8),
             Matmul::Candle => None,
         }
     }
