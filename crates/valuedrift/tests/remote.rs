@@ -224,7 +224,9 @@ fn a_server_killed_mid_trace_loses_nothing_and_the_trace_resumes() {
     let store = out.join("trace.sqlite");
     let started = Instant::now();
     while counting.seen() < 3 {
-        assert!(started.elapsed() < Duration::from_secs(120), "no answers within 2 minutes");
+        // Only a guard against a hang: the judge check runs first, as long as the machine takes.
+        assert!(child.try_wait().unwrap().is_none(), "the trace ended before the server answered 3 requests");
+        assert!(started.elapsed() < Duration::from_secs(1800), "no answers within 30 minutes");
         std::thread::sleep(Duration::from_millis(5));
     }
     drop(server);

@@ -133,7 +133,9 @@ fn trace_writes_store_and_report_and_a_killed_trace_resumes_to_the_same_numbers(
     let started = Instant::now();
     while count_generations(&store) == 0 {
         assert!(child.try_wait().unwrap().is_none(), "the trace ended before it could be killed");
-        assert!(started.elapsed() < Duration::from_secs(120), "no generations stored after 2 minutes");
+        // Only a guard against a hang: how long the first answers take depends on the machine
+        // and its load (the judge check runs first).
+        assert!(started.elapsed() < Duration::from_secs(1800), "no generations stored after 30 minutes");
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
