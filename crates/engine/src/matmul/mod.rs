@@ -28,7 +28,7 @@ const MC: usize = 192;
 /// Inputs per int8 block: each block of one output's weights has its own scale (GGUF's Q8_0
 /// block size). KC is a multiple of it, so a K block never splits an int8 block.
 const QB: usize = 32;
-const _: () = assert!(KC % QB == 0);
+const _: () = assert!(KC.is_multiple_of(QB));
 
 static WEIGHTS_EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
