@@ -25,6 +25,6 @@ pub use config::{Family, ModelConfig};
 pub use decoder_grad::backward;
 pub use error::{Error, Result};
 pub use load::LanguageModel;
-pub use model::{KvContext, Mode, Model};
+pub use model::{Build, KvContext, Mode, Model};
 pub use tokenizer::Tokenizer;
 pub use weights::save_safetensors;

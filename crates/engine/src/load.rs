@@ -4,7 +4,7 @@
 use crate::chat::{ChatFormat, Message};
 use crate::config::{Family, ModelConfig};
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::model::{Build, Model};
 use crate::tokenizer::Tokenizer;
 use crate::weights;
 use candle_core::{DType, Device};
@@ -21,7 +21,7 @@ pub struct LanguageModel {
 impl LanguageModel {
     /// Loads a `.gguf` file or a directory with config.json, *.safetensors and tokenizer.json.
     pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
-        Self::load_as(path, device, dtype, None)
+        Self::load_as(path, device, dtype, Build::Trainable)
     }
 
     /// Loads for inference only: on CPUs whose packed kernels run `precision`, the model is built
@@ -29,30 +29,42 @@ impl LanguageModel {
     /// memory and time, and loading never holds the whole f32 model. Elsewhere a plain f32 load;
     /// `model.is_frozen()` tells which.
     pub fn load_for_inference(path: &Path, device: &Device, precision: crate::matmul::Precision) -> Result<Self> {
-        let freeze = (device.is_cpu() && crate::matmul::supported(precision)).then_some(precision);
-        Self::load_as(path, device, DType::F32, freeze)
+        let build = if Self::kernels_run(device, precision) { Build::Frozen(precision) } else { Build::Trainable };
+        Self::load_as(path, device, DType::F32, build)
     }
 
-    fn load_as(path: &Path, device: &Device, dtype: DType, freeze: Option<crate::matmul::Precision>) -> Result<Self> {
+    /// Loads the first `depth` layers only, for reading hidden states (a stance head), never
+    /// logits (`Build::Probe`), where the packed kernels run `precision`; elsewhere the whole
+    /// model, as `load_for_inference` does.
+    pub fn load_probe(path: &Path, device: &Device, precision: crate::matmul::Precision, depth: usize) -> Result<Self> {
+        let build = if Self::kernels_run(device, precision) { Build::Probe { precision, depth } } else { Build::Trainable };
+        Self::load_as(path, device, DType::F32, build)
+    }
+
+    fn kernels_run(device: &Device, precision: crate::matmul::Precision) -> bool {
+        device.is_cpu() && crate::matmul::supported(precision)
+    }
+
+    fn load_as(path: &Path, device: &Device, dtype: DType, build: Build) -> Result<Self> {
         if !path.exists() {
             return Err(Error::bad_model(path, "no such file or directory"));
         }
         if path.is_dir() {
-            Self::load_hf_dir(path, device, dtype, freeze)
+            Self::load_hf_dir(path, device, dtype, build)
         } else {
-            Self::load_gguf(path, device, dtype, freeze)
+            Self::load_gguf(path, device, dtype, build)
         }
     }
 
-    fn load_gguf(path: &Path, device: &Device, dtype: DType, freeze: Option<crate::matmul::Precision>) -> Result<Self> {
+    fn load_gguf(path: &Path, device: &Device, dtype: DType, build: Build) -> Result<Self> {
         let (cfg, mut tensors) = weights::open_gguf(path)?;
         let tokenizer = Tokenizer::from_gguf(path, &tensors.content)?;
         let chat = gguf_chat_format(&tensors.content, &tokenizer);
-        let model = Model::from_tensors(cfg, &mut tensors, dtype, device, path, freeze)?;
+        let model = Model::from_tensors(cfg, &mut tensors, dtype, device, path, build)?;
         Ok(LanguageModel { model, tokenizer, chat, source: path.into() })
     }
 
-    fn load_hf_dir(dir: &Path, device: &Device, dtype: DType, freeze: Option<crate::matmul::Precision>) -> Result<Self> {
+    fn load_hf_dir(dir: &Path, device: &Device, dtype: DType, build: Build) -> Result<Self> {
         let (mut cfg, mut tensors) = weights::open_hf_dir(dir)?;
         let tok_path = dir.join("tokenizer.json");
         if !tok_path.exists() {
@@ -76,7 +88,7 @@ impl LanguageModel {
                 }
             }
         }
-        let model = Model::from_tensors(cfg, &mut tensors, dtype, device, dir, freeze)?;
+        let model = Model::from_tensors(cfg, &mut tensors, dtype, device, dir, build)?;
         Ok(LanguageModel { model, tokenizer, chat, source: dir.into() })
     }
 

@@ -87,8 +87,9 @@ impl Judge for HeadJudge {
     }
 
     /// The audit frames whole conversations, which the head was not fitted on: it asks the
-    /// option words (paper mode) of the same model.
+    /// option words (paper mode) of the same model, if this judge holds all of it (a judge
+    /// loaded up to the head's layers has no output head, so no option words).
     fn into_local(self: Box<Self>) -> Option<LocalJudge> {
-        Some(self.local)
+        self.local.model.model.has_output_head().then_some(self.local)
     }
 }

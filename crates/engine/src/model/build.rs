@@ -55,20 +55,50 @@ impl Loader<'_> {
     }
 }
 
+/// What a model is built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Build {
+    /// Every weight a trainable variable.
+    Trainable,
+    /// Frozen for inference, in this precision (an f32 model on a CPU whose kernels run it):
+    /// each layer's projections are packed as soon as they are read and their originals dropped,
+    /// and the tables are packed piece by piece, so loading never holds the whole f32 model.
+    Frozen(Precision),
+    /// Frozen, with only the first `depth` layers and the final norm, and no output head: what a
+    /// probe of hidden states (a stance head) reads. Layers past the probe are never read, so
+    /// they cost neither memory nor time; the model gives hidden states, never logits.
+    Probe { precision: Precision, depth: usize },
+}
+
+impl Build {
+    fn freeze(self) -> Option<Precision> {
+        match self {
+            Build::Trainable => None,
+            Build::Frozen(p) | Build::Probe { precision: p, .. } => Some(p),
+        }
+    }
+}
+
 impl Model {
     /// Builds the model from named tensors, checking that each expected tensor is present with
-    /// the right shape. `source` names the file in error messages. With `freeze` (an f32 model on
-    /// a CPU whose kernels run that precision), the model is built frozen for inference: each
-    /// layer's projections are packed as soon as they are read and their originals dropped, and
-    /// the output head is packed piece by piece, so loading never holds the whole f32 model.
+    /// the right shape. `source` names the file in error messages; `build` says what for.
     pub fn from_tensors(
-        cfg: ModelConfig,
+        mut cfg: ModelConfig,
         tensors: &mut dyn TensorSource,
         dtype: DType,
         device: &Device,
         source: &Path,
-        freeze: Option<Precision>,
+        build: Build,
     ) -> Result<Self> {
+        let freeze = build.freeze();
+        let probe = matches!(build, Build::Probe { .. });
+        if let Build::Probe { depth, .. } = build {
+            if depth == 0 || depth > cfg.num_layers {
+                return Err(Error::Input(format!("{}: a probe of {depth} layers, but the model has {}", source.display(), cfg.num_layers)));
+            }
+            cfg.num_layers = depth;
+            cfg.sliding_layers.truncate(depth);
+        }
         let mut ld = Loader { tensors, params: Vec::new(), dtype, device, source };
         let (h, hd, i) = (cfg.hidden_size, cfg.head_dim, cfg.intermediate_size);
         let (qd, kvd) = (cfg.num_heads * hd, cfg.num_kv_heads * hd);
@@ -92,13 +122,19 @@ impl Model {
             (Some(embed), _) => (embed, if tied { None } else { Some(ld.take("lm_head.weight", &table)?) }),
             (None, Some(p)) => {
                 let embed_name = "model.embed_tokens.weight";
-                let head = std::sync::Arc::new(ld.pack_table(if tied { embed_name } else { "lm_head.weight" }, &table, p)?.pinned());
-                *lm_head_packed.write().unwrap() = Some(head.clone());
+                let head = match probe {
+                    true => None,
+                    false => Some(std::sync::Arc::new(ld.pack_table(if tied { embed_name } else { "lm_head.weight" }, &table, p)?.pinned())),
+                };
+                *lm_head_packed.write().unwrap() = head.clone();
                 // Token rows are read from a packed table where that holds them exactly (a tied
                 // f32 head) or is the point (int8; a tied table is the head itself); a bf16 model
                 // keeps its f32 table, as the kernels' inputs are f32.
                 let embed = if p == Precision::Q8 || (p == Precision::F32 && tied) {
-                    embed_packed = Some(if tied { head } else { std::sync::Arc::new(ld.pack_table(embed_name, &table, p)?.pinned()) });
+                    embed_packed = Some(match head.filter(|_| tied) {
+                        Some(head) => head,
+                        None => std::sync::Arc::new(ld.pack_table(embed_name, &table, p)?.pinned()),
+                    });
                     empty(dtype, device)?
                 } else {
                     ld.take(embed_name, &table)?
@@ -113,7 +149,20 @@ impl Model {
             Some(p) => Kernels::Frozen(p),
             None => Kernels::Trainable { infer: packed, train: packed, hand_grad: true },
         };
-        Ok(Model { cfg, embed, lm_head, norm, layers, params: ld.params, device: device.clone(), dtype, kernels, lm_head_packed, embed_packed })
+        Ok(Model {
+            cfg,
+            embed,
+            lm_head,
+            norm,
+            layers,
+            params: ld.params,
+            device: device.clone(),
+            dtype,
+            kernels,
+            lm_head_packed,
+            embed_packed,
+            output_head: !probe,
+        })
     }
 
     /// Reads layer `l`: projections (with biases where the config has them) and norms.

@@ -2,7 +2,7 @@
 //! prefill) and the output head.
 
 use super::{Mode, Model};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kv::KvBatch;
 use candle_core::{DType, Tensor, D};
 
@@ -42,6 +42,12 @@ impl Model {
 
     /// Logits (N, V) for hidden states (N, H).
     pub fn logits(&self, hidden: &Tensor, mode: Mode) -> Result<Tensor> {
+        if !self.output_head {
+            return Err(Error::Input(format!(
+                "this model holds only its first {} layers, without the output head (a probe of hidden states): it gives no logits",
+                self.layers.len()
+            )));
+        }
         let head_var = self.lm_head.as_ref().unwrap_or(&self.embed);
         if let (Mode::Infer, Some(p)) = (mode, self.infer_precision()) {
             return self.packed_matmul(hidden, &[head_var], &self.lm_head_packed, p);

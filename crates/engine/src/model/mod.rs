@@ -10,6 +10,7 @@ mod forward;
 mod layers;
 mod packed;
 
+pub use build::Build;
 pub use context::KvContext;
 
 use crate::config::{Family, ModelConfig};
@@ -69,6 +70,8 @@ pub struct Model {
     /// The token table of a frozen model, read row by row (`embed` is then empty): int8, or a
     /// tied f32 head (which holds the table exactly); for tied embeddings, the head itself.
     embed_packed: Option<std::sync::Arc<PackedWeight>>,
+    /// False for a probe (`Build::Probe`): the first layers only, no logits.
+    output_head: bool,
 }
 
 /// How the weights are held, and so which kernels each mode runs. One value, so that no
@@ -137,6 +140,11 @@ impl Model {
     /// Whether the packed kernels of precision `p` (if any) can run for this model.
     fn kernel_runs(&self, p: Option<Precision>) -> bool {
         p.is_none_or(|p| self.device.is_cpu() && self.dtype == DType::F32 && crate::matmul::supported(p))
+    }
+
+    /// Whether the model has its output head (a probe has not: it gives hidden states only).
+    pub fn has_output_head(&self) -> bool {
+        self.output_head
     }
 
     pub fn is_frozen(&self) -> bool {

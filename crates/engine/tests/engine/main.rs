@@ -6,6 +6,7 @@ mod common;
 mod embedding;
 mod generation;
 mod inputs;
+mod probe;
 mod quantized;
 mod reference;
 mod scoring;

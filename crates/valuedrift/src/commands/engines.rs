@@ -66,8 +66,19 @@ pub struct ChosenJudge {
 
 /// The judge model on this machine, read by its option words.
 pub fn load_judge(choice: &JudgeChoice, device: &str) -> Result<LocalJudge> {
-    let model = ModelArgs { model: choice.model.clone(), device: device.into(), dtype: DTypeArg::F32, matmul: choice.matmul };
-    Ok(LocalJudge::new(super::load_model(&model)?, ROTATIONS[..choice.orders as usize].to_vec())?)
+    Ok(LocalJudge::new(super::load_model(&judge_model_args(choice, device))?, ROTATIONS[..choice.orders as usize].to_vec())?)
+}
+
+/// The judge model's layers up to the deepest one `head` reads: all a stance head needs (the
+/// layers after it and the output head are never loaded).
+fn load_judge_for_head(choice: &JudgeChoice, device: &str, head: &LoadedHead) -> Result<LocalJudge> {
+    let depth = head.head.layers.iter().max().map_or(1, |&l| l + 1);
+    let model = super::load_probe(&judge_model_args(choice, device), depth)?;
+    Ok(LocalJudge::new(model, ROTATIONS[..choice.orders as usize].to_vec())?)
+}
+
+fn judge_model_args(choice: &JudgeChoice, device: &str) -> ModelArgs {
+    ModelArgs { model: choice.model.clone(), device: device.into(), dtype: DTypeArg::F32, matmul: choice.matmul }
 }
 
 /// The stance head a choice names: its file, or the bundled one.
@@ -94,9 +105,9 @@ pub fn local_judge(choice: &JudgeChoice, device: &str) -> Result<(Box<dyn Judge>
         JudgeMode::Head => Some(chosen_head(choice)?),
         JudgeMode::Auto => Some(chosen_head(choice)?).filter(|h| choice.head.is_some() || head_fits(h, choice)),
     };
-    let local = load_judge(choice, device)?;
     match head {
         None => {
+            let local = load_judge(choice, device)?;
             eprintln!("judge: {} (option words; the paper's judge)", choice.identity());
             Ok((Box::new(local), choice.identity()))
         }
@@ -106,6 +117,7 @@ pub fn local_judge(choice: &JudgeChoice, device: &str) -> Result<(Box<dyn Judge>
                 "judge: {identity} (fitted on {} items; --judge-mode paper reads the option words)",
                 head.head.training.iter().map(|t| t.items).sum::<usize>()
             );
+            let local = load_judge_for_head(choice, device, &head)?;
             Ok((Box::new(HeadJudge::new(local, head)?), identity))
         }
     }

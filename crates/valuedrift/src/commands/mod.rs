@@ -55,17 +55,32 @@ pub fn device(name: &str) -> Result<Device> {
     }
 }
 
+/// What a command loads a model for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Train,
+    Infer,
+    /// Reading the hidden states of the first this many layers (a stance head).
+    Probe(usize),
+}
+
 /// Loads for inference: with a packed CPU kernel, the weights are kept only in packed form.
 pub fn load_model(args: &ModelArgs) -> Result<LanguageModel> {
-    load(args, true)
+    load(args, Use::Infer)
 }
 
 /// Loads with trainable (and saveable) weights.
 pub fn load_model_full(args: &ModelArgs) -> Result<LanguageModel> {
-    load(args, false)
+    load(args, Use::Train)
 }
 
-fn load(args: &ModelArgs, inference_only: bool) -> Result<LanguageModel> {
+/// Loads the first `depth` layers, without the output head, where the packed kernels run
+/// (elsewhere the whole model): for reading hidden states, never logits.
+pub fn load_probe(args: &ModelArgs, depth: usize) -> Result<LanguageModel> {
+    load(args, Use::Probe(depth))
+}
+
+fn load(args: &ModelArgs, purpose: Use) -> Result<LanguageModel> {
     let dtype = match args.dtype {
         DTypeArg::F32 => DType::F32,
         DTypeArg::Bf16 => DType::BF16,
@@ -73,8 +88,9 @@ fn load(args: &ModelArgs, inference_only: bool) -> Result<LanguageModel> {
     let dev = device(&args.device)?;
     let started = std::time::Instant::now();
     let precision = args.matmul.precision();
-    let mut lm = match precision {
-        Some(p) if inference_only && dtype == DType::F32 => LanguageModel::load_for_inference(&args.model, &dev, p)?,
+    let mut lm = match (precision, purpose) {
+        (Some(p), Use::Infer) if dtype == DType::F32 => LanguageModel::load_for_inference(&args.model, &dev, p)?,
+        (Some(p), Use::Probe(depth)) if dtype == DType::F32 => LanguageModel::load_probe(&args.model, &dev, p, depth)?,
         _ => LanguageModel::load(&args.model, &dev, dtype)?,
     };
     let applied = lm.model.is_frozen() || lm.model.set_infer_precision(precision);
@@ -86,8 +102,9 @@ fn load(args: &ModelArgs, inference_only: bool) -> Result<LanguageModel> {
         Some(p) => format!("packed {} kernels, {p:?}", valuedrift_engine::matmul::family_name()),
         None => "candle's kernels".into(),
     };
+    let part = if lm.model.has_output_head() { String::new() } else { format!("first {} layers, ", lm.config().num_layers) };
     eprintln!(
-        "loaded {} ({}, {:.0}M params, {:.2} GB of weights) in {:.1}s; {kernels}",
+        "loaded {} ({}, {part}{:.0}M params, {:.2} GB of weights) in {:.1}s; {kernels}",
         args.model.display(),
         lm.config().family.name(),
         lm.config().num_params() as f64 / 1e6,
