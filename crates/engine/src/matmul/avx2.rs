@@ -109,8 +109,30 @@ pub(super) unsafe fn f32_block(x: &[f32], stride: usize, m: usize, kc: usize, bl
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn bf16_panel(x: &[f32], m: usize, k2: usize, panel: &[u32], out: *mut f32, ld: usize) {
     debug_assert!(x.len() >= m * 2 * k2 && panel.len() >= k2 * NR && (m == 0 || ld >= NR));
-    // SAFETY: as for `f32_panel`: the caller upholds the contract, and every access stays inside
-    // x (row stride 2·k2), the panel and the m × NR block at `out`.
+    let mut k0 = 0;
+    while k0 < k2 {
+        let kc = (KC / 2).min(k2 - k0);
+        // SAFETY: the caller's contract; pairs k0..k0+kc of every row (values 2·k0..) and of
+        // the panel lie inside x and the panel.
+        unsafe { bf16_block(&x[2 * k0..], 2 * k2, m, kc, &panel[k0 * NR..], out, ld, k0 > 0) };
+        k0 += kc;
+    }
+}
+
+/// One K block of one panel of bf16 pairs: out[r] (+)= x[r] · block for r < m, where row r of
+/// x (bf16 values widened to f32) starts at r·stride values and holds 2·kc of them, and the
+/// block holds kc × NR pairs. With `accumulate`, adds to what `out` holds; otherwise
+/// overwrites it.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; x holds at least (m - 1)·stride + 2·kc values, block kc × NR pairs,
+/// and `out` is valid for writes (and reads) of m rows of NR values at stride ld.
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn bf16_block(x: &[f32], stride: usize, m: usize, kc: usize, block: &[u32], out: *mut f32, ld: usize, accumulate: bool) {
+    debug_assert!((m == 0 || x.len() >= (m - 1) * stride + 2 * kc) && block.len() >= kc * NR && (m == 0 || ld >= NR));
+    // SAFETY: as for `f32_block`: the caller upholds the contract, and every access stays inside
+    // x (row stride `stride`), the block and the m × NR block at `out`.
     unsafe {
         let high = _mm256_set1_epi32(0xFFFF_0000u32 as i32);
         // A pair's low half is the even k, its high half the odd k; bf16 bits are the top half of an f32.
@@ -120,52 +142,46 @@ pub(super) unsafe fn bf16_panel(x: &[f32], m: usize, k2: usize, panel: &[u32], o
                 (_mm256_castsi256_ps(_mm256_slli_epi32(p, 16)), _mm256_castsi256_ps(_mm256_and_si256(p, high)))
             }};
         }
-        let kc2 = KC / 2;
-        let mut k0 = 0;
-        while k0 < k2 {
-            let kc = kc2.min(k2 - k0);
-            for col in [0, HALF] {
-                let mut r0 = 0;
-                while r0 < m {
-                    let mr = MR_BF16.min(m - r0);
-                    let mut acc = [[_mm256_setzero_ps(); 2]; MR_BF16];
-                    if k0 > 0 {
-                        for r in 0..mr {
-                            acc[r][0] = _mm256_loadu_ps(out.add((r0 + r) * ld + col));
-                            acc[r][1] = _mm256_loadu_ps(out.add((r0 + r) * ld + col + 8));
-                        }
-                    }
-                    let wp = panel.as_ptr().add(k0 * NR + col);
-                    let xp = x.as_ptr().add(r0 * 2 * k2 + 2 * k0);
-                    macro_rules! body {
-                        ($mr:expr) => {
-                            for kk in 0..kc {
-                                let (w0_even, w0_odd) = widen!(_mm256_loadu_si256(wp.add(kk * NR) as *const __m256i));
-                                let (w1_even, w1_odd) = widen!(_mm256_loadu_si256(wp.add(kk * NR + 8) as *const __m256i));
-                                for r in 0..$mr {
-                                    let row = xp.add(r * 2 * k2 + 2 * kk);
-                                    let (x_even, x_odd) = (_mm256_set1_ps(*row), _mm256_set1_ps(*row.add(1)));
-                                    // The odd product first, as AVX512-BF16's dot product adds them.
-                                    acc[r][0] = _mm256_fmadd_ps(x_even, w0_even, _mm256_fmadd_ps(x_odd, w0_odd, acc[r][0]));
-                                    acc[r][1] = _mm256_fmadd_ps(x_even, w1_even, _mm256_fmadd_ps(x_odd, w1_odd, acc[r][1]));
-                                }
-                            }
-                        };
-                    }
-                    match mr {
-                        4 => body!(4),
-                        3 => body!(3),
-                        2 => body!(2),
-                        _ => body!(1),
-                    }
+        for col in [0, HALF] {
+            let mut r0 = 0;
+            while r0 < m {
+                let mr = MR_BF16.min(m - r0);
+                let mut acc = [[_mm256_setzero_ps(); 2]; MR_BF16];
+                if accumulate {
                     for r in 0..mr {
-                        _mm256_storeu_ps(out.add((r0 + r) * ld + col), acc[r][0]);
-                        _mm256_storeu_ps(out.add((r0 + r) * ld + col + 8), acc[r][1]);
+                        acc[r][0] = _mm256_loadu_ps(out.add((r0 + r) * ld + col));
+                        acc[r][1] = _mm256_loadu_ps(out.add((r0 + r) * ld + col + 8));
                     }
-                    r0 += MR_BF16;
                 }
+                let wp = block.as_ptr().add(col);
+                let xp = x.as_ptr().add(r0 * stride);
+                macro_rules! body {
+                    ($mr:expr) => {
+                        for kk in 0..kc {
+                            let (w0_even, w0_odd) = widen!(_mm256_loadu_si256(wp.add(kk * NR) as *const __m256i));
+                            let (w1_even, w1_odd) = widen!(_mm256_loadu_si256(wp.add(kk * NR + 8) as *const __m256i));
+                            for r in 0..$mr {
+                                let row = xp.add(r * stride + 2 * kk);
+                                let (x_even, x_odd) = (_mm256_set1_ps(*row), _mm256_set1_ps(*row.add(1)));
+                                // The odd product first, as AVX512-BF16's dot product adds them.
+                                acc[r][0] = _mm256_fmadd_ps(x_even, w0_even, _mm256_fmadd_ps(x_odd, w0_odd, acc[r][0]));
+                                acc[r][1] = _mm256_fmadd_ps(x_even, w1_even, _mm256_fmadd_ps(x_odd, w1_odd, acc[r][1]));
+                            }
+                        }
+                    };
+                }
+                match mr {
+                    4 => body!(4),
+                    3 => body!(3),
+                    2 => body!(2),
+                    _ => body!(1),
+                }
+                for r in 0..mr {
+                    _mm256_storeu_ps(out.add((r0 + r) * ld + col), acc[r][0]);
+                    _mm256_storeu_ps(out.add((r0 + r) * ld + col + 8), acc[r][1]);
+                }
+                r0 += MR_BF16;
             }
-            k0 += kc;
         }
     }
 }

@@ -6,9 +6,10 @@
 //! output columns across threads and runs the microkernels of the process's kernel family
 //! (`simd::level`, chosen once): AVX-512 (f32 FMA, and bf16 dot products with f32 accumulation
 //! on CPUs with AVX512-BF16) or AVX2+FMA (f32 FMA, and bf16 products widened to f32). The f32
-//! kernels of both families accumulate in the same order and give identical results. Int8
-//! weights (`Precision::Q8`) are widened to f32 one K block of a panel at a time and run through
-//! the f32 kernels, so they give exactly the f32 product of the dequantized weights. Another
+//! kernels of both families accumulate in the same order and give identical results, and so do
+//! the bf16 kernels. Int8 weights (`Precision::Q8`) are widened to bf16 pairs one K block of a
+//! panel at a time and run through the bf16 kernels, so they give exactly the bf16 product of
+//! the dequantized weights (and the dot-product instruction's speed where the CPU has it). Another
 //! architecture (NEON) would add a module of microkernels and an arm in `run_panel`.
 
 use crate::simd::{level, Level};
@@ -52,8 +53,9 @@ pub enum Precision {
     /// Inputs rounded to bf16, products accumulated in f32.
     Bf16,
     /// Weights as int8 with one f32 scale per block of 32 inputs of each output (GGUF's Q8_0,
-    /// which stores the scale as f16): about 1.1 bytes per parameter. Inference only; inputs
-    /// and accumulation stay f32.
+    /// which stores the scale as f16): about 1.1 bytes per parameter. Inference only; computed
+    /// as `Bf16` is, on the dequantized weights (inputs and weights rounded to bf16, products
+    /// accumulated in f32).
     Q8,
 }
 
@@ -245,8 +247,8 @@ impl PackedWeight {
         let mut y = vec![0f32; m * n];
         let out = SyncPtr(y.as_mut_ptr());
         let rows = match &self.data {
-            Packed::Bf16(_) => Rows::pack_bf16(x, m, k, family),
-            Packed::F32(_) | Packed::Q8 { .. } => Rows::F32(x),
+            Packed::Bf16(_) | Packed::Q8 { .. } => Rows::pack_bf16(x, m, k, family),
+            Packed::F32(_) => Rows::F32(x),
         };
         // Row chunks keep x's block in cache while the panels stream by; within a chunk each task
         // computes whole panels and writes its own columns of y.
@@ -337,44 +339,52 @@ unsafe fn run_panel(family: Level, rows: &Rows, w: &Packed, r0: usize, mc: usize
             }
             (Rows::Bf16Pairs(x), Packed::Bf16(w)) => avx512::bf16_panel(&x[r0 * k2..], mc, k2, &w[pi * k2 * NR..(pi + 1) * k2 * NR], dst, ld),
             (Rows::Bf16Widened(x), Packed::Bf16(w)) => avx2::bf16_panel(&x[r0 * 2 * k2..], mc, k2, &w[pi * k2 * NR..(pi + 1) * k2 * NR], dst, ld),
-            (Rows::F32(x), Packed::Q8 { q, scales }) => q8_panel(family, &x[r0 * k..], mc, k, q, scales, pi, dst, ld),
+            (rows, Packed::Q8 { q, scales }) => q8_panel(rows, r0, mc, k, q, scales, pi, dst, ld),
             _ => unreachable!("rows are made for the weight's precision"),
         }
     }
 }
 
 thread_local! {
-    /// One K block of a panel widened from int8, reused across a thread's calls.
-    static Q8_BLOCK: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// One K block of a panel widened from int8: to f32, then to the bf16 pairs the kernels
+    /// read; reused across a thread's calls.
+    static Q8_BLOCK: std::cell::RefCell<(Vec<f32>, Vec<u32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// Panel `pi` of an int8 weight: each K block is widened to f32 in a per-thread buffer (in
-/// cache) and run through the f32 kernel of `family`, which gives exactly the f32 product of
-/// the dequantized weights.
+/// Panel `pi` of an int8 weight over rows r0..r0+mc: each K block is dequantized and rounded to
+/// bf16 pairs in a per-thread buffer (in cache) and run through the bf16 kernel of the rows'
+/// family, with the K blocks of a bf16 weight, so the result is exactly that of the bf16 weight
+/// packed from the dequantized values.
 ///
 /// # Safety
-/// As `run_panel`, with x holding the mc rows of k values from row r0.
+/// As `run_panel`; `rows` holds bf16 rows (`Rows::pack_bf16`) of k values.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn q8_panel(family: Level, x: &[f32], mc: usize, k: usize, q: &[i8], scales: &[f32], pi: usize, dst: *mut f32, ld: usize) {
-    let kq = k.next_multiple_of(QB);
+unsafe fn q8_panel(rows: &Rows, r0: usize, mc: usize, k: usize, q: &[i8], scales: &[f32], pi: usize, dst: *mut f32, ld: usize) {
+    let (kq, k2) = (k.next_multiple_of(QB), k.div_ceil(2));
     let (q, scales) = (&q[pi * kq * NR..(pi + 1) * kq * NR], &scales[pi * (kq / QB) * NR..(pi + 1) * (kq / QB) * NR]);
-    Q8_BLOCK.with_borrow_mut(|block| {
-        block.resize(KC * NR, 0.0);
+    Q8_BLOCK.with_borrow_mut(|(wide, pairs)| {
+        wide.resize(KC * NR, 0.0);
+        pairs.resize(KC / 2 * NR, 0);
         let mut k0 = 0;
         while k0 < k {
-            let kc = KC.min(k - k0);
-            widen_q8(&q[k0 * NR..(k0 + kc) * NR], &scales[k0 / QB * NR..], &mut block[..kc * NR]);
-            // SAFETY: the caller's contract; block k0..k0+kc of every row lies inside x, and the
-            // widened block holds kc × NR weights.
+            // kc2 pairs; an odd k's last pair takes its high half from the zero padding of q.
+            let kc2 = (KC / 2).min(k2 - k0 / 2);
+            widen_q8(&q[k0 * NR..(k0 + 2 * kc2) * NR], &scales[k0 / QB * NR..], &mut wide[..2 * kc2 * NR]);
+            for (p, out) in pairs[..kc2 * NR].chunks_exact_mut(NR).enumerate() {
+                interleave_bf16(&wide[2 * p * NR..][..NR], &wide[(2 * p + 1) * NR..][..NR], out);
+            }
+            let block = &pairs[..kc2 * NR];
+            // SAFETY: the caller's contract; pairs k0/2..k0/2+kc2 of every row lie inside the
+            // rows, and the block holds kc2 × NR pairs.
             unsafe {
-                if family >= Level::Avx512 {
-                    avx512::f32_block(&x[k0..], k, mc, kc, block, dst, ld, k0 > 0)
-                } else {
-                    avx2::f32_block(&x[k0..], k, mc, kc, block, dst, ld, k0 > 0)
+                match rows {
+                    Rows::Bf16Pairs(x) => avx512::bf16_block(&x[r0 * k2 + k0 / 2..], k2, mc, kc2, block, dst, ld, k0 > 0),
+                    Rows::Bf16Widened(x) => avx2::bf16_block(&x[(r0 * k2 + k0 / 2) * 2..], 2 * k2, mc, kc2, block, dst, ld, k0 > 0),
+                    Rows::F32(_) => unreachable!("int8 weights run on bf16 rows"),
                 }
             }
-            k0 += kc;
+            k0 += 2 * kc2;
         }
     });
 }
@@ -631,7 +641,7 @@ mod tests {
     }
 
     #[test]
-    fn int8_weights_give_the_f32_product_of_their_dequantized_values() {
+    fn int8_weights_give_the_bf16_product_of_their_dequantized_values_in_every_family() {
         // Partial panels, k below, at and across int8 and K blocks.
         for &(m, n, k) in &[(1, 5, 3), (9, 33, 17), (13, 64, 2050), (7, 40, 1056)] {
             let (x, w) = (data(m * k, 1), data(n * k, 7));
@@ -651,9 +661,12 @@ mod tests {
                     }
                 }
             }
-            let f = PackedWeight::pack(&dequantized, n, k, Precision::F32);
+            let b = PackedWeight::pack(&dequantized, n, k, Precision::Bf16);
+            let first = q.matmul_in(families_here()[0], &x, m);
             for family in families_here() {
-                assert!(q.matmul_in(family, &x, m) == f.matmul_in(family, &x, m), "{} m={m} n={n} k={k}", family.name());
+                let got = q.matmul_in(family, &x, m);
+                assert!(got == b.matmul_in(family, &x, m), "{} m={m} n={n} k={k}", family.name());
+                assert!(got == first, "int8 results differ between kernel families ({}) m={m} n={n} k={k}", family.name());
             }
         }
     }

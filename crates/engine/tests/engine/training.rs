@@ -324,7 +324,8 @@ fn hand_written_training_pass_matches_candle_graph_with_biases_and_grouped_heads
             map.insert(format!("{p}{norm}.weight"), (tensor(&[h], 0.2) + 1.0).unwrap());
         }
     }
-    let mut model = Model::from_tensors(cfg, &mut map, DType::F32, &device(), std::path::Path::new("seeded"), valuedrift_engine::Build::Trainable).unwrap();
+    let mut model =
+        Model::from_tensors(cfg, &mut map, DType::F32, &device(), std::path::Path::new("seeded"), valuedrift_engine::Build::Trainable).unwrap();
     // Token 0 (the pad id) appears inside a row too: its embedding gets no input-side gradient.
     let seqs = vec![
         ((2..40).map(|t| (t * 7 % 97) as u32).chain([0, 5, 9]).collect::<Vec<_>>(), (0..41).map(|j| j > 3).collect::<Vec<_>>()),
