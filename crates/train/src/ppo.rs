@@ -8,7 +8,7 @@
 //! "masked mean" over the padded batch is then just the mean over that vector.
 
 use crate::checkpoint::{self, Extras, TrainerState, WeightsDtype};
-use crate::reward::{RewardModel, HEAD_NAME};
+use crate::reward::{load_head, RewardModel, HEAD_NAME};
 use crate::schedule::Schedule;
 use crate::trainer::{plan, Progress, TrainConfig};
 use crate::{file_err, Result, TrainError};
@@ -187,10 +187,12 @@ impl PpoCompanions {
     pub fn load(start_model: &Path, reward_model: &Path, resume_from: Option<&Path>, device: &candle_core::Device) -> Result<Self> {
         let context =
             |what: &str, path: &Path, e: TrainError| TrainError::File { path: path.to_path_buf(), message: format!("loading the {what}: {e}") };
-        let reward = RewardModel::load(reward_model, device).map_err(|e| context("reward model", reward_model, e))?;
+        // The reward model and the reference only score, so they are built frozen (weights held
+        // once, packed); the policy and value model train.
+        let reward = RewardModel::load_frozen(reward_model, device).map_err(|e| context("reward model", reward_model, e))?;
         let value_from = resume_from.map(value_dir).unwrap_or_else(|| reward_model.to_path_buf());
         let value = LanguageModel::load(&value_from, device, DType::F32).map_err(|e| context("value model", &value_from, e.into()))?;
-        let value_head = Var::from_tensor(&RewardModel::load(&value_from, device).map_err(|e| context("value head", &value_from, e))?.head)?;
+        let value_head = Var::from_tensor(&load_head(&value_from, device).map_err(|e| context("value head", &value_from, e))?)?;
         let reference =
             LanguageModel::load_for_inference(start_model, device, Precision::F32).map_err(|e| context("reference model", start_model, e.into()))?;
         Ok(PpoCompanions { reference, reward, value, value_head })
@@ -221,8 +223,11 @@ pub fn rollout(m: &PpoModels, prompts: &[Vec<u32>], cfg: &PpoConfig, seed: u64) 
     let refs: Vec<(&[u32], &[bool])> = owned.iter().map(|(i, t)| (i.as_slice(), t.as_slice())).collect();
     let policy = token_logps_and_entropy(&m.policy.model, &refs, cfg.temperature)?;
     let (old_logps, entropy, ranges) = (policy.logps, policy.entropy, policy.ranges);
+    // Only one trainable model's packed weights at a time: the update repacks the policy's.
+    m.policy.model.weights_updated();
     let ref_logps = token_logps_and_entropy(&m.reference.model, &refs, cfg.temperature)?.logps;
     let values: Vec<f32> = token_values(&m.value.model, m.value_head.as_tensor(), &pairs, Mode::Infer)?.to_vec1()?;
+    m.value.model.weights_updated();
     let full: Vec<Vec<u32>> = owned.iter().map(|(ids, _)| ids.clone()).collect();
     let raw = m.reward.score(&full)?;
     let scores = raw.iter().zip(&ended).map(|(&s, &e)| s as f64 - if e { 0.0 } else { cfg.missing_eos_penalty.unwrap_or(0.0) }).collect();

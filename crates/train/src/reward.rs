@@ -11,6 +11,7 @@ use crate::{file_err, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
 use rand::{Rng, SeedableRng};
 use std::path::Path;
+use valuedrift_engine::matmul::Precision;
 use valuedrift_engine::{LanguageModel, Mode, Model};
 
 pub const HEAD_NAME: &str = "score.weight";
@@ -108,6 +109,13 @@ pub fn evaluate(model: &Model, head: &Tensor, pairs: &[PairTokens], batch: usize
     Ok((right as f64 / pairs.len().max(1) as f64, margin / pairs.len().max(1) as f64))
 }
 
+/// The scalar head of a reward model directory (`heads.safetensors`).
+pub fn load_head(dir: &Path, device: &Device) -> Result<Tensor> {
+    let file = dir.join("heads.safetensors");
+    let heads = load_tensors(&file, device)?;
+    heads.get(HEAD_NAME).cloned().ok_or_else(|| file_err(&file, format!("no '{HEAD_NAME}' tensor: not a reward model written by `valuedrift train --algo rm`")))
+}
+
 /// A trained reward model: the language model and its head.
 pub struct RewardModel {
     pub lm: LanguageModel,
@@ -116,12 +124,15 @@ pub struct RewardModel {
 
 impl RewardModel {
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        let lm = LanguageModel::load(dir, device, DType::F32)?;
-        let heads = load_tensors(&dir.join("heads.safetensors"), device)?;
-        let head = heads.get(HEAD_NAME).cloned().ok_or_else(|| {
-            file_err(&dir.join("heads.safetensors"), format!("no '{HEAD_NAME}' tensor: not a reward model written by `valuedrift train --algo rm`"))
-        })?;
-        Ok(RewardModel { lm, head })
+        let head = load_head(dir, device)?;
+        Ok(RewardModel { lm: LanguageModel::load(dir, device, DType::F32)?, head })
+    }
+
+    /// For scoring only (PPO's reward model): built frozen where the packed f32 kernels run, so
+    /// its weights exist once, packed, and score exactly as the trainable model's do.
+    pub fn load_frozen(dir: &Path, device: &Device) -> Result<Self> {
+        let head = load_head(dir, device)?;
+        Ok(RewardModel { lm: LanguageModel::load_for_inference(dir, device, Precision::F32)?, head })
     }
 
     /// Scores whole sequences (prompt + response ids).

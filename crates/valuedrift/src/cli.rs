@@ -346,7 +346,7 @@ pub struct JudgeArgs {
     pub orders: u8,
     #[arg(long, default_value = defaults::DEVICE)]
     pub device: String,
-    /// Inference matmuls (see `generate --help`); bf16 by default for the judge.
+    /// Inference matmuls (see `generate --help`); int8 weights (q8) by default for the judge.
     #[arg(long, value_enum, default_value_t = defaults::JUDGE_MATMUL)]
     pub matmul: Matmul,
     #[command(flatten)]

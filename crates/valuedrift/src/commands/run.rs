@@ -177,11 +177,13 @@ pub struct JudgeConfig {
     /// How a local judge's answer is read (auto, paper, head) and the stance head file.
     pub mode: JudgeMode,
     pub head: Option<PathBuf>,
+    /// The local judge's CPU matmuls (f32, bf16, q8, candle).
+    pub matmul: Matmul,
 }
 
 impl JudgeConfig {
     fn choice(&self) -> JudgeChoice {
-        JudgeChoice { model: self.model.clone(), orders: self.orders, matmul: defaults::JUDGE_MATMUL, mode: self.mode, head: self.head.clone() }
+        JudgeChoice { model: self.model.clone(), orders: self.orders, matmul: self.matmul, mode: self.mode, head: self.head.clone() }
     }
 }
 
@@ -194,6 +196,7 @@ impl Default for JudgeConfig {
             check_per_category: defaults::JUDGE_CHECK_PER_CATEGORY,
             mode: JudgeMode::default(),
             head: None,
+            matmul: defaults::JUDGE_MATMUL,
         }
     }
 }
@@ -489,13 +492,14 @@ fn dry_run(exp: &Experiment, out: &Path) -> Result<()> {
         println!("  audit: {} with {} at cosine >= {}", data.join(", "), exp.audit.embedder.display(), exp.audit.threshold);
     }
     println!(
-        "  eval: categories {:?}, {} samples, temperature {}, {} new tokens; judge {} ({} orders)",
+        "  eval: categories {:?}, {} samples, temperature {}, {} new tokens; judge {} ({} orders, {} weights)",
         e.categories,
         e.samples,
         e.temperature,
         e.max_new_tokens,
         exp.judge.model.display(),
-        exp.judge.orders
+        exp.judge.orders,
+        exp.judge.matmul.weights()
     );
     Ok(())
 }

@@ -192,7 +192,7 @@ fn train_reward_model(plan: &TrainPlan, cfg: &TrainConfig, mut lm: LanguageModel
     };
     let head = match &start {
         Start::Resume { dir, .. } | Start::Finished { dir, .. } => {
-            candle_core::Var::from_tensor(&reward::RewardModel::load(dir, lm.model.device())?.head)?
+            candle_core::Var::from_tensor(&reward::load_head(dir, lm.model.device())?)?
         }
         Start::Fresh => reward::init_head(lm.config().hidden_size, cfg.seed, lm.model.device())?,
     };

@@ -7,9 +7,10 @@ pub const DEVICE: &str = "cpu";
 
 /// The stance judge: the installable instruct model that judges best here (docs/judge.md).
 pub const JUDGE_MODEL: &str = "models/qwen2.5-coder-1.5b-instruct.q4_k_m.gguf";
-/// The judge's CPU matmuls: bf16 products with f32 accumulation (its choices are argmax-stable
-/// under them and it is the slowest model of a run).
-pub const JUDGE_MATMUL: Matmul = Matmul::Bf16;
+/// The judge's CPU matmuls: int8 weights (a byte per parameter) multiplied as bf16 with f32
+/// accumulation: the judge is the largest and slowest model of a run, and its validation figures
+/// in q8 are those of bf16 and f32 within their intervals (docs/judge.md).
+pub const JUDGE_MATMUL: Matmul = Matmul::Q8;
 /// Generation and training matmuls on the command line: exact f32 kernels.
 pub const MATMUL: Matmul = Matmul::F32;
 /// `valuedrift run` samples its checkpoints with bf16 products (throughput over exactness).

@@ -28,6 +28,15 @@ pub enum Matmul {
 }
 
 impl Matmul {
+    /// The weights these matmuls read, as a judge's identity names them.
+    pub fn weights(self) -> &'static str {
+        match self {
+            Matmul::F32 | Matmul::Candle => "f32",
+            Matmul::Bf16 => "bf16",
+            Matmul::Q8 => "int8",
+        }
+    }
+
     /// The packed-kernel precision this asks for (None: candle's matmul).
     pub fn precision(self) -> Option<Precision> {
         match self {
@@ -75,9 +84,11 @@ pub struct JudgeChoice {
 
 impl JudgeChoice {
     /// The name runs and audits record for a local judge read by its option words: its file
-    /// name (a head adds its hash, see `commands::engines`).
+    /// name and the weights its matmuls read, since bf16 and int8 judges give slightly different
+    /// probabilities and one store must not mix them (a head adds its hash, see
+    /// `commands::engines`).
     pub fn identity(&self) -> String {
-        file_name(&self.model)
+        format!("{} ({} weights)", file_name(&self.model), self.matmul.weights())
     }
 }
 
