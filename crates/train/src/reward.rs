@@ -113,7 +113,10 @@ pub fn evaluate(model: &Model, head: &Tensor, pairs: &[PairTokens], batch: usize
 pub fn load_head(dir: &Path, device: &Device) -> Result<Tensor> {
     let file = dir.join("heads.safetensors");
     let heads = load_tensors(&file, device)?;
-    heads.get(HEAD_NAME).cloned().ok_or_else(|| file_err(&file, format!("no '{HEAD_NAME}' tensor: not a reward model written by `valuedrift train --algo rm`")))
+    heads
+        .get(HEAD_NAME)
+        .cloned()
+        .ok_or_else(|| file_err(&file, format!("no '{HEAD_NAME}' tensor: not a reward model written by `valuedrift train --algo rm`")))
 }
 
 /// A trained reward model: the language model and its head.

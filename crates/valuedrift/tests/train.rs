@@ -228,6 +228,28 @@ fn dpo_and_simpo_raise_the_held_out_margin() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// PPO scores with the reward model built frozen (its weights held once, packed): it must give
+/// the trainable model's rewards exactly, on sequences of different lengths in one batch.
+fn frozen_reward_model_scores_as_the_trained_one(dir: &Path) {
+    use valuedrift_train::reward::RewardModel;
+    let trainable = RewardModel::load(dir, &Device::Cpu).unwrap();
+    let frozen = RewardModel::load_frozen(dir, &Device::Cpu).unwrap();
+    let tok = &trainable.lm.tokenizer;
+    let texts = [
+        "Immigration enriches a country's culture and economy.",
+        "No.",
+        "The death penalty should be abolished everywhere, because mistakes cannot be undone.",
+    ];
+    let seqs: Vec<Vec<u32>> = texts.iter().map(|t| tok.encode(t, false).unwrap()).collect();
+    let (a, b) = (trainable.score(&seqs).unwrap(), frozen.score(&seqs).unwrap());
+    assert_eq!(a.len(), 3);
+    if valuedrift_engine::matmul::supported(valuedrift_engine::matmul::Precision::F32) {
+        assert!(frozen.lm.model.is_frozen(), "the packed kernels run here, so the reward model is built frozen");
+        assert!(frozen.lm.model.weight_bytes() < trainable.lm.model.weight_bytes(), "frozen holds less");
+    }
+    assert_eq!(a, b, "frozen rewards {b:?} vs trainable {a:?}");
+}
+
 #[test]
 fn reward_model_beats_chance_and_ppo_updates_raise_its_reward() {
     let _one = common::one_training_at_a_time();
@@ -269,6 +291,7 @@ fn reward_model_beats_chance_and_ppo_updates_raise_its_reward() {
     // short never end), a high learning rate so that a few updates show the direction.
     let prompts = slice("data/valuegap/handwritten.jsonl", 0, 8, &dir, "prompts.jsonl");
     let reward_model = rm.join("checkpoint-6");
+    frozen_reward_model_scores_as_the_trained_one(&reward_model);
     let ppo_args = |out: &Path| -> Vec<String> {
         [
             "--algo",

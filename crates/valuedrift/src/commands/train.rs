@@ -191,9 +191,7 @@ fn train_reward_model(plan: &TrainPlan, cfg: &TrainConfig, mut lm: LanguageModel
         }
     };
     let head = match &start {
-        Start::Resume { dir, .. } | Start::Finished { dir, .. } => {
-            candle_core::Var::from_tensor(&reward::load_head(dir, lm.model.device())?)?
-        }
+        Start::Resume { dir, .. } | Start::Finished { dir, .. } => candle_core::Var::from_tensor(&reward::load_head(dir, lm.model.device())?)?,
         Start::Fresh => reward::init_head(lm.config().hidden_size, cfg.seed, lm.model.device())?,
     };
     let (before, _) = reward::evaluate(&lm.model, head.as_tensor(), &held_out, 8)?;
