@@ -8,8 +8,8 @@ pub const DEVICE: &str = "cpu";
 /// The stance judge: the installable instruct model that judges best here (docs/judge.md).
 pub const JUDGE_MODEL: &str = "models/qwen2.5-coder-1.5b-instruct.q4_k_m.gguf";
 /// The judge's CPU matmuls: int8 weights (a byte per parameter) multiplied as bf16 with f32
-/// accumulation: the judge is the largest and slowest model of a run, and its validation figures
-/// in q8 are those of bf16 and f32 within their intervals (docs/judge.md).
+/// accumulation: the judge is the largest and slowest model of a run, and in q8 it validates as
+/// in bf16 on both labelled sets (paired test, docs/judge.md).
 pub const JUDGE_MATMUL: Matmul = Matmul::Q8;
 /// Generation and training matmuls on the command line: exact f32 kernels.
 pub const MATMUL: Matmul = Matmul::F32;
