@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod audit;
+pub mod capability;
 pub mod checkpoints;
 pub mod drift;
 pub mod evalset;

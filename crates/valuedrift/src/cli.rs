@@ -31,6 +31,10 @@ pub enum Command {
     Export(ExportArgs),
     /// Judge the stance of responses toward a topic: p(support), p(neutral), p(oppose).
     Judge(JudgeArgs),
+    /// General capability: multiple-choice log-likelihood accuracy (acc, acc_norm) as
+    /// lm-evaluation-harness computes it, on MMLU, HellaSwag, PIQA, ARC, GPQA or plain files
+    /// (resumable; docs/capability.md).
+    Capability(CapabilityArgs),
     /// Fit a stance head on the judge model's hidden states over labelled items (docs/judge.md).
     FitHead(FitHeadArgs),
     /// Measure one model's values: sample answers to the eval questions, judge their stances,
@@ -447,6 +451,32 @@ pub struct GenerateArgs {
     /// A system message placed before each prompt.
     #[arg(long)]
     pub system: Option<String>,
+}
+
+#[derive(Args)]
+pub struct CapabilityArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// A benchmark file as FORMAT=PATH (formats: plain, mmlu, hellaswag, piqa, arc, gpqa);
+    /// repeat for several. Without one: the bundled smoke set (48 easy items, four tasks).
+    #[arg(long = "task", value_name = "FORMAT=PATH")]
+    pub tasks: Vec<String>,
+    /// Examples before each item (from --fewshot-from, else from the other items of its task).
+    #[arg(long, default_value_t = 0)]
+    pub fewshot: usize,
+    /// The few-shot split as FORMAT=PATH (e.g. MMLU's dev files): its first items of each task.
+    #[arg(long = "fewshot-from", value_name = "FORMAT=PATH")]
+    pub fewshot_from: Vec<String>,
+    /// Chooses the few-shot examples when they come from the items themselves.
+    #[arg(long, default_value_t = 1234)]
+    pub seed: u64,
+    /// Output directory: items.jsonl (each item's log-likelihoods; an existing one is resumed)
+    /// and capability.csv (accuracy per task with 95% Wilson intervals).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Padded tokens per forward pass.
+    #[arg(long, default_value_t = 4096)]
+    pub batch_tokens: usize,
 }
 
 #[derive(Args)]

@@ -2,6 +2,7 @@
 
 mod audit;
 mod bench;
+mod capability;
 mod engines;
 mod eval;
 mod export;
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::Export(a) => export::run(a),
         Command::Judge(a) => judge::run(a),
+        Command::Capability(a) => capability::run(a),
         Command::FitHead(a) => fit_head::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Trace(a) => trace::run(a),
