@@ -11,7 +11,7 @@ file, using lm-eval's Hugging Face backend on SmolLM2-135M (the GGUF file dequan
 transformers). The fixture records, per item: the context and continuations lm-eval built, the
 log-likelihood of each, and its acc / acc_norm.
 
-Usage (repo root, a venv with lm_eval==0.4.13, transformers, torch, gguf):
+Usage (repo root, a venv with scripts/capability/requirements.txt):
     python scripts/reference/make_capability_fixture.py
 Output: crates/trace/tests/fixtures/capability/{*.jsonl, reference.json}
 """

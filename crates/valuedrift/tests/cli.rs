@@ -363,3 +363,40 @@ fn stance_head_mistakes_are_named() {
     assert!(stderr(&o).contains("train.jsonl:2: field 'label' is 'agree'"), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn capability_scores_the_smoke_set_and_resumes_to_the_same_table() {
+    let dir = temp_dir("capability");
+    let out = dir.join("cap");
+    let model = model();
+    let args = ["capability", "--model", model.to_str().unwrap(), "--matmul", "f32", "--out", out.to_str().unwrap()];
+    let first = run(&args);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let table = std::fs::read_to_string(out.join("capability.csv")).unwrap();
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows[0], "task,n,chance,acc,acc_lo,acc_hi,acc_norm,acc_norm_lo,acc_norm_hi");
+    let tasks: Vec<&str> = rows[1..].iter().map(|r| r.split(',').next().unwrap()).collect();
+    assert_eq!(tasks, ["completion", "facts", "physical", "science"]);
+    for r in &rows[1..] {
+        let f: Vec<f64> = r.split(',').skip(1).map(|x| x.parse().unwrap()).collect();
+        assert_eq!(f[0], 12.0);
+        assert!(f[3] <= f[2] && f[2] <= f[4], "acc inside its interval: {r}");
+    }
+    // An interrupted run keeps what it wrote: drop the last 30 items and a half-written line.
+    let items = std::fs::read_to_string(out.join("items.jsonl")).unwrap();
+    let kept: Vec<&str> = items.lines().take(18).collect();
+    std::fs::write(out.join("items.jsonl"), kept.join("\n") + "\n{\"task\": \"fa").unwrap();
+    let resumed = run(&args);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_eq!(std::fs::read_to_string(out.join("capability.csv")).unwrap(), table);
+    assert_eq!(lines(&out.join("items.jsonl")).len(), 48);
+    // Other settings in the same directory are refused, naming what differs.
+    let mut other = args.to_vec();
+    other.extend(["--fewshot", "2"]);
+    let refused = run(&other);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("settings.json: this directory was scored with fewshot = 0, not 2"), "{}", stderr(&refused));
+    let bad = run(&["capability", "--model", model.to_str().unwrap(), "--task", "mmlux=x.csv", "--out", out.to_str().unwrap()]);
+    assert!(stderr(&bad).contains("unknown format 'mmlux' (one of plain, mmlu, hellaswag, piqa, arc, gpqa)"), "{}", stderr(&bad));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
