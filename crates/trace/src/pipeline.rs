@@ -58,6 +58,10 @@ pub struct Settings {
     /// The judge model's file name and how many option orders it averages.
     pub judge: String,
     pub judge_orders: usize,
+    /// The capability tasks and few-shot setting, where the run measures capability (absent
+    /// otherwise, so runs from before capability checks reopen unchanged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capability: Option<serde_json::Value>,
 }
 
 impl Settings {

@@ -10,6 +10,8 @@
 //! - `samples.md`: one answer per checkpoint for the first question of each category.
 
 use crate::aggregate::{topic_value, Value};
+use crate::capability::tables;
+use crate::capability::traced::{capability_changes, capability_table, CapabilityChange, CheckpointCapability};
 use crate::drift::{drift, Drift, Point};
 use crate::evidence::{correct, phase_evidence, question_mean, seed_for, Evidence, Judged, Samples};
 use crate::significance::Correction;
@@ -27,6 +29,8 @@ pub enum ReportError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("plot {path}: {message}")]
     Plot { path: PathBuf, message: String },
+    #[error("capability results: {0}")]
+    Capability(String),
 }
 
 pub type Result<T> = std::result::Result<T, ReportError>;
@@ -455,6 +459,9 @@ pub struct Written {
     pub values: Vec<CheckpointValue>,
     pub drifts: Vec<PhaseDrift>,
     pub plots: Vec<PathBuf>,
+    /// Accuracies per checkpoint and each phase's change, where the run measured capability.
+    pub capability: Vec<CheckpointCapability>,
+    pub capability_changes: Vec<CapabilityChange>,
 }
 
 /// Writes the whole report for a run into `dir`.
@@ -479,7 +486,13 @@ pub fn write_report(store: &Store, run: i64, dir: &Path) -> Result<Written> {
             plots.push(plots_dir.join(format!("{name}.png")));
         }
     }
-    Ok(Written { dir: dir.into(), values, drifts, plots })
+    let capability = capability_table(store, run).map_err(|e| ReportError::Capability(e.to_string()))?;
+    let capability_changes = capability_changes(store, run).map_err(|e| ReportError::Capability(e.to_string()))?;
+    if !capability.is_empty() {
+        write(&dir.join("capability.csv"), &tables::capability_csv(&capability))?;
+        write(&dir.join("capability.md"), &tables::capability_markdown(&capability, &capability_changes))?;
+    }
+    Ok(Written { dir: dir.into(), values, drifts, plots, capability, capability_changes })
 }
 
 #[cfg(test)]

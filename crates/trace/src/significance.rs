@@ -144,6 +144,24 @@ pub fn wilson_interval(successes: usize, n: usize) -> (f64, f64) {
     ((center - half).max(0.0), (center + half).min(1.0))
 }
 
+/// The exact McNemar test of paired right/wrong outcomes: two-sided binomial p-value of the
+/// smaller of the discordant counts `b` and `c` under p = 1/2 (1 without discordant pairs).
+pub fn mcnemar_exact(b: usize, c: usize) -> f64 {
+    let n = b + c;
+    let k = b.min(c);
+    // P(X <= k) for X ~ Binomial(n, 1/2), summed in log space so large n does not overflow.
+    let log_half_n = -(n as f64) * std::f64::consts::LN_2;
+    let mut log_choose = 0.0;
+    let mut tail = 0.0;
+    for i in 0..=k {
+        if i > 0 {
+            log_choose += ((n - i + 1) as f64).ln() - (i as f64).ln();
+        }
+        tail += (log_choose + log_half_n).exp();
+    }
+    (2.0 * tail).min(1.0)
+}
+
 /// Cohen's kappa of a square confusion matrix between two raters: (p_o - p_e) / (1 - p_e).
 pub fn cohen_kappa(confusion: &[[usize; 3]; 3]) -> f64 {
     let n = confusion.iter().flatten().sum::<usize>() as f64;
@@ -343,6 +361,16 @@ mod tests {
         for (got, want) in b.iter().zip([0.04, 0.04 * 4.0 / 3.0, 0.04 * 4.0 / 3.0, 0.20]) {
             assert!((got - want).abs() < 1e-12, "{b:?}");
         }
+    }
+
+    #[test]
+    fn mcnemar_exact_by_hand() {
+        assert_eq!(mcnemar_exact(0, 0), 1.0);
+        assert!((mcnemar_exact(0, 5) - 0.0625).abs() < 1e-15);
+        assert!((mcnemar_exact(9, 1) - 22.0 / 1024.0).abs() < 1e-15);
+        assert_eq!(mcnemar_exact(3, 3), 1.0);
+        // scipy.stats.binomtest(10, 40, 0.5).pvalue
+        assert!((mcnemar_exact(10, 30) - 0.0022214337732293643).abs() < 1e-12);
     }
 
     #[test]

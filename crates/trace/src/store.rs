@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS judgments (
 CREATE TABLE IF NOT EXISTS judge_checks (
     run INTEGER NOT NULL, judge TEXT NOT NULL, labelled_set TEXT NOT NULL, figures TEXT NOT NULL,
     PRIMARY KEY (run, judge, labelled_set));
+CREATE TABLE IF NOT EXISTS capability (
+    run INTEGER NOT NULL, checkpoint INTEGER NOT NULL, task TEXT NOT NULL, item TEXT NOT NULL, result TEXT NOT NULL,
+    PRIMARY KEY (run, checkpoint, task, item));
 ";
 
 /// Stores made before the second labelled set keyed judge checks by (run, judge) alone; their
@@ -323,6 +326,37 @@ impl Store {
     fn keys(&self, table: &str, run: i64, checkpoint: i64) -> Result<HashSet<(String, u32)>> {
         let mut st = self.sql(self.conn.prepare(&format!("SELECT question, sample FROM {table} WHERE run = ?1 AND checkpoint = ?2")))?;
         let rows = self.sql(st.query_map([run, checkpoint], |r| Ok((r.get(0)?, r.get(1)?))))?;
+        self.sql(rows.collect())
+    }
+
+    /// (task, item) pairs of a checkpoint that already have a capability result.
+    pub fn capability_scored(&self, run: i64, checkpoint: i64) -> Result<HashSet<(String, String)>> {
+        let mut st = self.sql(self.conn.prepare("SELECT task, item FROM capability WHERE run = ?1 AND checkpoint = ?2"))?;
+        let rows = self.sql(st.query_map([run, checkpoint], |r| Ok((r.get(0)?, r.get(1)?))))?;
+        self.sql(rows.collect())
+    }
+
+    /// Stores capability results of one checkpoint, each (task, item, result as JSON), in one
+    /// transaction; a key already present is kept.
+    pub fn add_capability(&mut self, run: i64, checkpoint: i64, rows: &[(String, String, String)]) -> Result<()> {
+        let path = self.path.clone();
+        let wrap = |source| StoreError::Sql { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(wrap)?;
+        {
+            let mut st = tx
+                .prepare_cached("INSERT OR IGNORE INTO capability (run, checkpoint, task, item, result) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(wrap)?;
+            for (task, item, result) in rows {
+                st.execute(params![run, checkpoint, task, item, result]).map_err(wrap)?;
+            }
+        }
+        tx.commit().map_err(wrap)
+    }
+
+    /// Every capability result of a run as (checkpoint, result JSON), by checkpoint, task, item.
+    pub fn capability(&self, run: i64) -> Result<Vec<(i64, String)>> {
+        let mut st = self.sql(self.conn.prepare("SELECT checkpoint, result FROM capability WHERE run = ?1 ORDER BY checkpoint, task, item"))?;
+        let rows = self.sql(st.query_map([run], |r| Ok((r.get(0)?, r.get(1)?))))?;
         self.sql(rows.collect())
     }
 

@@ -184,6 +184,23 @@ pub struct TraceArgs {
     pub batch_size: usize,
     #[command(flatten)]
     pub engines: EngineArgs,
+    #[command(flatten)]
+    pub capability: CapabilityTraceArgs,
+}
+
+/// Capability checks on every traced checkpoint (docs/capability.md).
+#[derive(Args, Clone, Debug, Default)]
+pub struct CapabilityTraceArgs {
+    /// Also measure capability at every checkpoint (the bundled smoke set unless
+    /// --capability-task names files) into the store and the report.
+    #[arg(long)]
+    pub capability: bool,
+    /// A capability task as FORMAT=PATH (implies --capability); repeat for several.
+    #[arg(long = "capability-task", value_name = "FORMAT=PATH")]
+    pub tasks: Vec<String>,
+    /// Few-shot examples per capability item (from the other items of its task).
+    #[arg(long = "capability-fewshot", default_value_t = 0)]
+    pub fewshot: usize,
 }
 
 #[derive(Args, Clone)]

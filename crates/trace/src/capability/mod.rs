@@ -13,6 +13,8 @@
 mod prompt;
 mod read;
 mod score;
+pub mod tables;
+pub mod traced;
 
 pub use prompt::{requests, Request};
 pub use read::{load, load_smoke, CapabilityError, Format, SMOKE_NAME};

@@ -1,14 +1,39 @@
 //! `valuedrift capability`: one model's multiple-choice accuracy per task, scored item by item
 //! into items.jsonl (an interrupted run resumes where it stopped), summarized in capability.csv.
 
-use crate::cli::CapabilityArgs;
+use crate::cli::{CapabilityArgs, CapabilityTraceArgs};
 use crate::jsonl;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use valuedrift_trace::capability::traced::CapabilityPlan;
 use valuedrift_trace::capability::{self, Format, ItemResult, McItem, TaskSummary};
+
+/// Few-shot examples of traced capability checks come from the items themselves, chosen by this seed.
+const TRACE_FEWSHOT_SEED: u64 = 1234;
+
+/// What a trace measures at each checkpoint, and the settings that go into the run's (so a
+/// resumed run is checked against them).
+pub fn plan(tasks: &[String], fewshot: usize) -> Result<(CapabilityPlan, Value)> {
+    let items = load_tasks(tasks)?;
+    let requests = capability::requests(&items, None, fewshot, TRACE_FEWSHOT_SEED);
+    let settings = json!({
+        "tasks": if tasks.is_empty() { vec![capability::SMOKE_NAME.to_string()] } else { tasks.to_vec() },
+        "items": items.len(),
+        "fewshot": fewshot,
+    });
+    Ok((CapabilityPlan { items, requests, batch_tokens: 4096 }, settings))
+}
+
+/// `trace`'s capability flags: None unless asked for.
+pub fn plan_for_trace(args: &CapabilityTraceArgs) -> Result<Option<(CapabilityPlan, Value)>> {
+    if !args.capability && args.tasks.is_empty() {
+        return Ok(None);
+    }
+    plan(&args.tasks, args.fewshot).map(Some)
+}
 
 /// Items scored per forward batch and written together.
 const ITEMS_PER_CHUNK: usize = 16;

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use valuedrift_data::valuegap::LabelSetup;
 use valuedrift_data::OnMalformed;
+use valuedrift_trace::capability::traced::trace_capability;
 use valuedrift_trace::checkpoints::{discover, CheckpointSpec};
 use valuedrift_trace::pipeline::{self, PromptStyle, Settings, Throughput};
 use valuedrift_trace::report;
@@ -33,12 +34,22 @@ pub struct Experiment {
     pub audit: AuditConfig,
     #[serde(default)]
     pub checkpoints: CheckpointConfig,
+    /// Capability checks on every traced checkpoint (`[capability]`, docs/capability.md).
+    pub capability: Option<CapabilityConfig>,
     #[serde(rename = "phase")]
     pub phases: Vec<Phase>,
     /// Remote engines by name (`[engine.NAME]`, docs/remote.md), chosen by `eval.engine` and
     /// `judge.engine`.
     #[serde(default)]
     pub engine: BTreeMap<String, valuedrift_remote::config::EngineConfig>,
+}
+
+/// `[capability]`: tasks as FORMAT=PATH (none: the bundled smoke set) and few-shot examples.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CapabilityConfig {
+    pub tasks: Vec<String>,
+    pub fewshot: usize,
 }
 
 /// What the run keeps of its checkpoints on disk.
@@ -161,6 +172,7 @@ impl EvalConfig {
             prompt: self.prompt,
             judge: judge.identity(),
             judge_orders: judge.orders as usize,
+            capability: None,
         }
     }
 }
@@ -377,6 +389,11 @@ pub fn run(args: RunArgs) -> Result<()> {
     let judge = exp.judge.choice();
     let questions = super::trace::questions(&eval)?;
     let mut settings = exp.eval.settings(&judge);
+    let capability = match &exp.capability {
+        Some(c) => Some(super::capability::plan(&c.tasks, c.fewshot)?),
+        None => None,
+    };
+    settings.capability = capability.as_ref().map(|(_, s)| s.clone());
     let specs = checkpoints(&exp, &out)?;
     // Engines per role: the command line's choice over the experiment's.
     let known = super::engines::known(&args.engines, &exp.engine)?;
@@ -413,6 +430,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         generators,
         &mut crate::progress::Bars::default(),
     )?;
+    if let Some((plan, _)) = &capability {
+        trace_capability(&mut store, run, plan, &load, &mut crate::progress::Bars::default())?;
+    }
     if exp.checkpoints.keep == KeepCheckpoints::Last {
         prune_traced_checkpoints(&exp, &out)?;
     }

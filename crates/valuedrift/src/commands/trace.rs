@@ -7,6 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::io::Write;
 use std::path::Path;
 use valuedrift_trace::audit;
+use valuedrift_trace::capability::traced::trace_capability;
 use valuedrift_trace::checkpoints::{discover, CheckpointSpec};
 use valuedrift_trace::evalset::{self, Question};
 use valuedrift_trace::pipeline::{self, Settings, Throughput};
@@ -44,6 +45,7 @@ fn settings(sampling: &SamplingArgs, judge: &JudgeChoice) -> Settings {
         prompt: sampling.prompt,
         judge: judge.identity(),
         judge_orders: judge.orders as usize,
+        capability: None,
     }
 }
 
@@ -72,6 +74,8 @@ pub fn run(args: TraceArgs) -> Result<()> {
     let questions = questions(&args.eval.selection())?;
     let judge_choice = args.judge.choice();
     let mut settings = settings(&args.sampling, &judge_choice);
+    let capability = super::capability::plan_for_trace(&args.capability)?;
+    settings.capability = capability.as_ref().map(|(_, s)| s.clone());
     let known = super::engines::known(&args.engines, &Default::default())?;
     let generator_engine = super::engines::resolve(args.engines.generator_engine.as_deref(), &known, "generator")?;
     let judge_engine = super::engines::resolve(args.engines.judge_engine.as_deref(), &known, "judge")?;
@@ -100,6 +104,9 @@ pub fn run(args: TraceArgs) -> Result<()> {
     };
     let started = std::time::Instant::now();
     pipeline::trace(&mut store, run, &specs, &questions, &settings, &speed, judge.judge.as_ref(), generators, &mut Bars::default())?;
+    if let Some((plan, _)) = &capability {
+        trace_capability(&mut store, run, plan, &load, &mut Bars::default())?;
+    }
     eprintln!("traced in {:.1} min; store: {}", started.elapsed().as_secs_f64() / 60.0, store_path.display());
     let written = report::write_report(&store, run, &args.out.join("report"))?;
     valuedrift_trace::html::write_html(&store, run, &written, None, &audit::read_summaries(&args.out.join("audit")))?;
