@@ -232,10 +232,29 @@ fn the_same_checkpoint_twice_shows_no_significant_drift() {
             &m,
             "--orders",
             "1",
+            "--capability",
         ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
+    // Capability at both checkpoints (the bundled smoke set): the same numbers, no change.
+    let csv = std::fs::read_to_string(out.join("report/capability.csv")).unwrap();
+    let by_step: Vec<Vec<String>> = ["0", "10"]
+        .iter()
+        .map(|step| {
+            csv.lines()
+                .skip(1)
+                .filter(|l| l.split(',').nth(1) == Some(step))
+                .map(|l| l.split_once(',').unwrap().1.split_once(',').unwrap().1.to_string())
+                .collect()
+        })
+        .collect();
+    assert_eq!(by_step[0].len(), 4, "four smoke tasks: {csv}");
+    assert_eq!(by_step[0], by_step[1], "{csv}");
+    let md = std::fs::read_to_string(out.join("report/capability.md")).unwrap();
+    let changes: Vec<&str> = md.split("## Change over each phase").nth(1).unwrap().lines().filter(|l| l.starts_with("| same | ")).collect();
+    assert_eq!(changes.len(), 4, "{md}");
+    assert!(changes.iter().all(|l| l.ends_with("| 0 | 0 | 1.000 | 1.000 |")), "{md}");
     let rows = common::drift_rows(&out.join("report"));
     assert_eq!(rows.len(), 3, "one row per stance: {rows:?}");
     for r in &rows {
