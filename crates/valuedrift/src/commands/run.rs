@@ -521,5 +521,9 @@ fn dry_run(exp: &Experiment, out: &Path) -> Result<()> {
         exp.judge.orders,
         exp.judge.matmul.weights()
     );
+    if let Some(c) = &exp.capability {
+        let tasks = if c.tasks.is_empty() { vec![valuedrift_trace::capability::SMOKE_NAME.to_string()] } else { c.tasks.clone() };
+        println!("  capability: {} ({}-shot) at every traced checkpoint", tasks.join(", "), c.fewshot);
+    }
     Ok(())
 }
