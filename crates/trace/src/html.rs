@@ -52,6 +52,7 @@ pub fn write_html(store: &Store, run: i64, written: &Written, experiment: Option
     plots(&mut h, &written.plots)?;
     drift_tables(&mut h, written);
     values_table(&mut h, written);
+    capability_section(&mut h, written);
     samples(&mut h, store, run)?;
     audit_sections(&mut h, audits);
     if let Some(text) = experiment {
@@ -150,6 +151,56 @@ fn drift_tables(h: &mut String, w: &Written) {
         }
         h.push_str("</table>");
     }
+}
+
+/// Capability beside the values: accuracy per checkpoint and each phase's tested change.
+fn capability_section(h: &mut String, w: &Written) {
+    if w.capability.is_empty() {
+        return;
+    }
+    h.push_str(
+        "<h2>Capability at each checkpoint</h2><p>Multiple-choice accuracy (acc) as lm-evaluation-harness computes it, with Wilson 95% \
+        intervals; below, each phase's first against last checkpoint on the same items (exact McNemar, Benjamini-Hochberg adjusted; \
+        * adjusted p &lt; 0.05). docs/capability.md.</p><table><tr><th class='l'>phase</th><th>step</th><th class='l'>task</th><th>n</th><th>chance</th><th>acc</th><th>acc_norm</th></tr>",
+    );
+    for ck in &w.capability {
+        for t in &ck.tasks {
+            let ((lo, hi), (nlo, nhi)) = (t.acc_interval(), t.acc_norm_interval());
+            let _ = write!(
+                h,
+                "<tr><td class='l'>{}</td><td>{}</td><td class='l'>{}</td><td>{}</td><td>{:.2}</td><td>{:.3} [{:.3}, {:.3}]</td><td>{:.3} [{:.3}, {:.3}]</td></tr>",
+                esc(&ck.checkpoint.phase),
+                ck.checkpoint.step,
+                esc(&t.task),
+                t.n,
+                t.chance,
+                t.acc(),
+                lo,
+                hi,
+                t.acc_norm(),
+                nlo,
+                nhi
+            );
+        }
+    }
+    h.push_str("</table><table><tr><th class='l'>phase</th><th class='l'>task</th><th>n</th><th>acc start</th><th>acc end</th><th>lost</th><th>gained</th><th>p</th><th>p adj</th></tr>");
+    for c in &w.capability_changes {
+        let mark = if c.significant() { " *" } else { "" };
+        let _ = write!(
+            h,
+            "<tr><td class='l'>{}</td><td class='l'>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}{mark}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td></tr>",
+            esc(&c.phase),
+            esc(&c.task),
+            c.n,
+            c.acc_start,
+            c.acc_end,
+            c.lost,
+            c.gained,
+            c.p,
+            c.p_adjusted
+        );
+    }
+    h.push_str("</table>");
 }
 
 fn values_table(h: &mut String, w: &Written) {

@@ -255,6 +255,11 @@ fn the_same_checkpoint_twice_shows_no_significant_drift() {
     let changes: Vec<&str> = md.split("## Change over each phase").nth(1).unwrap().lines().filter(|l| l.starts_with("| same | ")).collect();
     assert_eq!(changes.len(), 4, "{md}");
     assert!(changes.iter().all(|l| l.ends_with("| 0 | 0 | 1.000 | 1.000 |")), "{md}");
+    let page = std::fs::read_to_string(out.join("report/report.html")).unwrap();
+    assert!(
+        page.contains("<h2>Capability at each checkpoint</h2>") && page.contains("<td class='l'>science</td><td>12</td>"),
+        "the page shows capability"
+    );
     let rows = common::drift_rows(&out.join("report"));
     assert_eq!(rows.len(), 3, "one row per stance: {rows:?}");
     for r in &rows {
