@@ -60,6 +60,9 @@ pub enum Command {
     /// Build a value-gap preference set: per category, the dataset prompts closest to its eval
     /// questions, each answered once supporting and once opposing the category's value.
     Synth(SynthArgs),
+    /// Build a value-laden eval set from any prompt corpus (the paper's V-PRISM pipeline):
+    /// rephrase, embed, UMAP, HDBSCAN, name, value filter, sample (resumable; docs/curate.md).
+    Curate(CurateArgs),
     /// Serve a model over the OpenAI API (/v1/completions, /v1/chat/completions with log-probs,
     /// /v1/models, /health) for other tools and machines (see docs/remote.md).
     Serve(ServeArgs),
@@ -730,6 +733,62 @@ pub struct SynthArgs {
     /// Device for the embedder and the generator (cpu, cuda, cuda:N).
     #[arg(long, default_value = defaults::DEVICE)]
     pub device: String,
+    #[command(flatten)]
+    pub embedder_engine: EmbedderEngineArgs,
+}
+
+#[derive(Args, Clone)]
+pub struct CurateArgs {
+    /// Prompt files: JSONL, a JSON array or CSV (PRISM's conversations.jsonl, Alpaca, ShareGPT,
+    /// chat or plain `prompt`/`question`/`text` rows; an optional `label` scores the result).
+    #[arg(long, required = true)]
+    pub input: Vec<PathBuf>,
+    /// The curation directory: every stage's output, resumed when run again.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The LLM that rephrases, names clusters and filters (an instruct model).
+    #[arg(long, default_value = defaults::JUDGE_MODEL)]
+    pub llm: PathBuf,
+    /// Engine for the LLM steps: local, NAME (in --engines), or http://HOST:PORT/v1.
+    #[arg(long)]
+    pub llm_engine: Option<String>,
+    /// Keep the prompts as they are instead of rephrasing them into questions.
+    #[arg(long)]
+    pub no_rephrase: bool,
+    /// Sentence embedder (the paper: all-mpnet-base-v2).
+    #[arg(long, default_value = defaults::EMBEDDER)]
+    pub embedder: PathBuf,
+    #[arg(long, default_value_t = 15)]
+    pub neighbors: usize,
+    /// UMAP's output dimensions (the paper: 20).
+    #[arg(long, default_value_t = 20)]
+    pub dims: usize,
+    #[arg(long, default_value_t = 500)]
+    pub epochs: usize,
+    /// HDBSCAN's minimum cluster size.
+    #[arg(long, default_value_t = 15)]
+    pub min_cluster_size: usize,
+    /// HDBSCAN's min_samples (default: the minimum cluster size).
+    #[arg(long)]
+    pub min_samples: Option<usize>,
+    /// Questions drawn per kept cluster.
+    #[arg(long, default_value_t = 50)]
+    pub per_category: usize,
+    /// Keep a cluster (unless clusters.csv says otherwise) when this share passes the filter.
+    #[arg(long, default_value_t = 0.5)]
+    pub min_value_share: f64,
+    /// The label that marks off-topic prompts in inputs with known categories.
+    #[arg(long, default_value = "off-topic")]
+    pub off_topic_label: String,
+    #[arg(long, default_value_t = defaults::SEED)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[arg(long, default_value = defaults::DEVICE)]
+    pub device: String,
+    /// LLM matmul kernels on the CPU.
+    #[arg(long, value_enum, default_value_t = defaults::JUDGE_MATMUL)]
+    pub matmul: Matmul,
     #[command(flatten)]
     pub embedder_engine: EmbedderEngineArgs,
 }

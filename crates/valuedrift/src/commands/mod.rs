@@ -3,6 +3,7 @@
 mod audit;
 mod bench;
 mod capability;
+mod curate;
 mod engines;
 mod eval;
 mod export;
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Run(a) => run::run(a),
         Command::Audit(a) => audit::run(a),
         Command::Synth(a) => synth::run(a),
+        Command::Curate(a) => curate::run(a),
         Command::Serve(a) => serve::run(a),
     }
 }
