@@ -2,7 +2,7 @@
 //! fuzzy simplicial set of umap-rs, then a seeded layout (`layout`).
 
 use crate::layout::{optimize, LayoutParams};
-use crate::rng::SplitMix64;
+use crate::rng::{uniform, SplitMix64};
 use ndarray::Array2;
 use rayon::prelude::*;
 use umap_rs::{GraphParams, ManifoldParams, Umap, UmapConfig};
@@ -67,7 +67,7 @@ pub fn umap(rows: &[Vec<f32>], params: &UmapParams, seed: u64) -> Vec<Vec<f32>> 
     let manifold = Umap::new(config).learn_manifold(data.view(), idx.view(), dist.view());
     let (a, b) = manifold.curve_params();
     let mut rng = SplitMix64::new(seed);
-    let init: Vec<Vec<f32>> = (0..n).map(|_| (0..params.n_components).map(|_| rng.uniform(-10.0, 10.0)).collect()).collect();
+    let init: Vec<Vec<f32>> = (0..n).map(|_| (0..params.n_components).map(|_| uniform(&mut rng, -10.0, 10.0)).collect()).collect();
     let layout = LayoutParams { a, b, n_epochs: params.n_epochs, ..LayoutParams::default() };
     optimize(manifold.graph(), init, &layout, &mut rng)
 }

@@ -9,7 +9,7 @@ use crate::known::{self, KnownScore, Outcome};
 use crate::llm;
 use crate::ngrams;
 use crate::reduce::{self, UmapParams};
-use crate::rng::SplitMix64;
+use crate::rng::{shuffle, SplitMix64};
 use crate::{file_err, CurateError, Result};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -457,7 +457,7 @@ fn sample(
             used.insert(category.clone());
         }
         let mut pool: Vec<usize> = (0..rows.len()).filter(|&i| assignments[i].cluster == c.cluster && in_pool(answers, &rows[i].id)).collect();
-        SplitMix64::new(seed ^ (c.cluster as u64).wrapping_mul(0x9E37_79B9)).shuffle(&mut pool);
+        shuffle(&mut SplitMix64::new(seed ^ (c.cluster as u64).wrapping_mul(0x9E37_79B9)), &mut pool);
         for (k, &i) in pool.iter().take(sampling.per_category).enumerate() {
             let q = CuratedQuestion {
                 id: format!("{category}-{:03}", k + 1),
