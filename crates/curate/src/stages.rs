@@ -161,10 +161,9 @@ fn write_prompts(path: &Path, prompts: &[Prompt]) -> Result<()> {
 }
 
 fn rephrase(path: &Path, prompts: &[Prompt], settings: &Settings, llm: &mut Lazy, obs: &mut dyn Observer) -> Result<Vec<Rephrased>> {
-    let done: HashMap<String, Rephrased> = files::read_jsonl::<Rephrased>(path)?.into_iter().map(|r| (r.id.clone(), r)).collect();
+    let mut done: HashMap<String, Rephrased> = files::read_jsonl::<Rephrased>(path)?.into_iter().map(|r| (r.id.clone(), r)).collect();
     let todo: Vec<&Prompt> = prompts.iter().filter(|p| !done.contains_key(&p.id)).collect();
     let mut out = Appender::open(path)?;
-    let mut done = done;
     if !todo.is_empty() {
         let by_id: HashMap<&str, &Prompt> = todo.iter().map(|p| (p.id.as_str(), *p)).collect();
         if settings.rephrase {
