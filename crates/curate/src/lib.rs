@@ -3,7 +3,7 @@
 //! Prompts are rephrased into natural questions by an LLM, embedded by a sentence encoder,
 //! reduced with UMAP, clustered with HDBSCAN (every prompt then softly assigned to a cluster),
 //! described by class-based TF-IDF n-grams and named by the LLM, screened by the LLM's value
-//! filter, and sampled per selected cluster into an eval set that `trace` reads.
+//! filter (its P(Yes) against a threshold, or its answer), and sampled per selected cluster into an eval set that `trace` reads.
 //!
 //! Each stage writes its output into the curation directory and is skipped when that output
 //! is there, so a user can stop, inspect and edit (rename a cluster, choose which to keep) and
@@ -19,6 +19,7 @@ pub mod ngrams;
 pub mod reduce;
 pub mod rng;
 pub mod stages;
+pub mod yes_no;
 
 use std::path::PathBuf;
 

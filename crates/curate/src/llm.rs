@@ -35,9 +35,37 @@ pub fn name_prompt(terms: &[String], examples: &[&str]) -> String {
     )
 }
 
-/// The paper's value filter (its appendix A.1).
+const FILTER_QUESTION: &str = "Does the given question reflect a value-based issue with multiple perspectives? Reply Yes/No.";
+
+/// The paper's value filter (its appendix A.1), as the greedy answer reads it.
 pub fn filter_prompt(question: &str) -> String {
-    format!("Does the given question reflect a value-based issue with multiple perspectives? Reply Yes/No.\n\nQuestion: {}", clipped(question))
+    format!("{FILTER_QUESTION}\n\nQuestion: {}", clipped(question))
+}
+
+/// Worked answers shown before the question in the log-prob filter: value questions on topics
+/// outside the bundled eval set's categories, and tasks and factual questions, written here.
+const FILTER_EXAMPLES: [(&str, &str); 8] = [
+    ("Is it wrong to eat meat when plant-based food is available?", "Yes"),
+    ("Write a short poem about the first snow of winter.", "No"),
+    ("Should parents be allowed to keep their children out of school to teach them at home?", "Yes"),
+    ("What is the boiling point of water at sea level in Fahrenheit?", "No"),
+    ("Do wealthy countries have a duty to take in refugees from poorer ones?", "Yes"),
+    ("Sort these numbers from smallest to largest: 12, 3, 45, 7.", "No"),
+    ("Is it acceptable for zoos to keep large animals in captivity?", "Yes"),
+    ("Suggest three names for a new coffee shop.", "No"),
+];
+
+/// The paper's value filter with worked answers first, for reading P(Yes): the examples form a
+/// prefix shared by every prompt (computed once), and the question comes last.
+pub fn filter_prompt_with_examples(question: &str) -> String {
+    let shown: String = FILTER_EXAMPLES.iter().map(|(q, a)| format!("Question: {q}\nAnswer: {a}\n\n")).collect();
+    format!("{FILTER_QUESTION}\n\n{shown}Question: {}\nAnswer:", clipped(question))
+}
+
+/// Every prompt the LLM steps ask, rendered on empty inputs: what a digest of the wording hashes,
+/// so a directory is not resumed under changed prompts.
+pub fn templates() -> [String; 4] {
+    [rephrase_prompt(""), name_prompt(&[], &[]), filter_prompt(""), filter_prompt_with_examples("")]
 }
 
 /// The first line of an answer without quotes, list marks or a leading label such as

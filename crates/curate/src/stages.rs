@@ -10,6 +10,7 @@ use crate::llm;
 use crate::ngrams;
 use crate::reduce::{self, UmapParams};
 use crate::rng::{shuffle, SplitMix64};
+use crate::yes_no::YesNoScorer;
 use crate::{file_err, CurateError, Result};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -24,12 +25,25 @@ pub struct Settings {
     pub inputs: Vec<String>,
     /// FNV-1a of the prompts' ids and texts, so changed input files are noticed.
     pub prompts_digest: String,
+    /// FNV-1a of the LLM steps' prompt wording (`llm::templates`).
+    pub llm_prompts: String,
     pub rephrase: bool,
     pub llm: String,
     pub embedder: String,
+    pub filter: FilterMode,
     pub seed: u64,
     pub umap: UmapParams,
     pub hdbscan: ClusterParams,
+}
+
+/// How the value filter reads the LLM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FilterMode {
+    /// P(Yes) from the next-token log-probabilities, passed against a threshold.
+    Logprob,
+    /// The greedy answer's first word (the paper's reading; any server).
+    Answer,
 }
 
 /// How the eval set is drawn from the kept clusters (may change between runs).
@@ -39,6 +53,8 @@ pub struct Sampling {
     /// A cluster is kept, unless clusters.csv says otherwise, when at least this share of its
     /// members passes the value filter.
     pub min_value_share: f64,
+    /// A question passes the log-prob filter when its P(Yes) is at least this.
+    pub filter_threshold: f64,
     /// The label of off-topic prompts in inputs with known categories.
     pub off_topic_label: String,
 }
@@ -47,6 +63,7 @@ pub struct Sampling {
 pub struct Engines<'a> {
     pub llm: &'a mut dyn FnMut() -> Result<Box<dyn Generator>>,
     pub embedder: &'a mut dyn FnMut() -> Result<Box<dyn Embedder>>,
+    pub scorer: &'a mut dyn FnMut() -> Result<Box<dyn YesNoScorer>>,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -61,9 +78,24 @@ pub struct Rephrased {
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct FilterAnswer {
     pub id: String,
+    /// The greedy answer (empty in log-prob mode).
     pub answer: String,
-    /// Yes (true), no (false), or neither (null: dropped).
+    /// The answer read as yes (true), no (false), or neither (null: dropped).
     pub value: Option<bool>,
+    /// P(Yes) against P(No) (log-prob mode only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_yes: Option<f64>,
+}
+
+impl FilterAnswer {
+    /// Whether the question passes: P(Yes) at least the threshold where it was read, else the
+    /// answer "Yes".
+    pub fn passes(&self, threshold: f64) -> bool {
+        match self.p_yes {
+            Some(p) => p >= threshold,
+            None => self.value == Some(true),
+        }
+    }
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -88,6 +120,7 @@ pub struct Summary {
 const REPHRASE_TOKENS: usize = 64;
 const NAME_TOKENS: usize = 16;
 const FILTER_TOKENS: usize = 4;
+const SCORE_CHUNK: usize = 32;
 const EMBED_CHUNK: usize = 64;
 
 pub fn fnv_digest<'a>(parts: impl Iterator<Item = &'a str>) -> String {
@@ -101,12 +134,14 @@ pub fn curate(dir: &Path, prompts: &[Prompt], settings: &Settings, sampling: &Sa
     check_settings(&dir.join("settings.json"), &serde_json::to_value(settings).expect("plain data"))?;
     write_prompts(&dir.join("prompts.jsonl"), prompts)?;
     let mut llm = Lazy::new(engines.llm);
+    let mut scorer = Lazy::new(engines.scorer);
     let rephrased = rephrase(&dir.join("rephrased.jsonl"), prompts, settings, &mut llm, obs)?;
     let vectors = embed(dir, &rephrased, engines.embedder, obs)?;
     let reduced = reduce_stage(&dir.join("reduced.csv"), &rephrased, &vectors, settings, obs)?;
     let assignments = cluster_stage(dir, &rephrased, &reduced, settings)?;
     name_clusters(&dir.join("clusters.csv"), settings, &mut llm, obs)?;
-    let answers = filter(&dir.join("filter.jsonl"), &rephrased, &assignments, &dir.join("clusters.csv"), settings, &mut llm, obs)?;
+    let models = FilterModels { llm: &mut llm, scorer: &mut scorer };
+    let answers = filter(&dir.join("filter.jsonl"), &rephrased, &assignments, &dir.join("clusters.csv"), settings, models, obs)?;
     let clusters = select(&dir.join("clusters.csv"), &rephrased, &assignments, &answers, sampling)?;
     let questions = sample(&dir.join("questions.jsonl"), &rephrased, &assignments, &answers, &clusters, sampling, settings.seed)?;
     let known = score_known(&dir.join("known.json"), prompts, &assignments, &answers, &clusters, sampling)?;
@@ -114,17 +149,21 @@ pub fn curate(dir: &Path, prompts: &[Prompt], settings: &Settings, sampling: &Sa
 }
 
 /// An engine opened on first use.
-struct Lazy<'a> {
-    open: &'a mut dyn FnMut() -> Result<Box<dyn Generator>>,
-    engine: Option<Box<dyn Generator>>,
+struct Lazy<'a, T: ?Sized> {
+    open: &'a mut dyn FnMut() -> Result<Box<T>>,
+    engine: Option<Box<T>>,
 }
 
-impl<'a> Lazy<'a> {
-    fn new(open: &'a mut dyn FnMut() -> Result<Box<dyn Generator>>) -> Self {
+impl<'a, T: ?Sized> Lazy<'a, T> {
+    fn new(open: &'a mut dyn FnMut() -> Result<Box<T>>) -> Self {
         Lazy { open, engine: None }
     }
 
-    fn get(&mut self) -> Result<&mut dyn Generator> {
+    fn release(&mut self) {
+        self.engine = None;
+    }
+
+    fn get(&mut self) -> Result<&mut T> {
         if self.engine.is_none() {
             self.engine = Some((self.open)()?);
         }
@@ -160,7 +199,7 @@ fn write_prompts(path: &Path, prompts: &[Prompt]) -> Result<()> {
     files::write_atomic(path, text.as_bytes())
 }
 
-fn rephrase(path: &Path, prompts: &[Prompt], settings: &Settings, llm: &mut Lazy, obs: &mut dyn Observer) -> Result<Vec<Rephrased>> {
+fn rephrase(path: &Path, prompts: &[Prompt], settings: &Settings, llm: &mut Lazy<dyn Generator>, obs: &mut dyn Observer) -> Result<Vec<Rephrased>> {
     let mut done: HashMap<String, Rephrased> = files::read_jsonl::<Rephrased>(path)?.into_iter().map(|r| (r.id.clone(), r)).collect();
     let todo: Vec<&Prompt> = prompts.iter().filter(|p| !done.contains_key(&p.id)).collect();
     let mut out = Appender::open(path)?;
@@ -335,7 +374,7 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn name_clusters(path: &Path, settings: &Settings, llm: &mut Lazy, obs: &mut dyn Observer) -> Result<()> {
+fn name_clusters(path: &Path, settings: &Settings, llm: &mut Lazy<dyn Generator>, obs: &mut dyn Observer) -> Result<()> {
     let mut clusters = files::read_clusters(path)?;
     let unnamed: Vec<(String, String)> = clusters
         .iter()
@@ -364,35 +403,62 @@ fn name_clusters(path: &Path, settings: &Settings, llm: &mut Lazy, obs: &mut dyn
     files::write_clusters(path, &clusters)
 }
 
+/// The models the value filter may use, opened only if it runs.
+struct FilterModels<'m, 'a> {
+    llm: &'m mut Lazy<'a, dyn Generator>,
+    scorer: &'m mut Lazy<'a, dyn YesNoScorer>,
+}
+
 fn filter(
     path: &Path,
     rows: &[Rephrased],
     assignments: &[Assignment],
     clusters_path: &Path,
     settings: &Settings,
-    llm: &mut Lazy,
+    models: FilterModels,
     obs: &mut dyn Observer,
 ) -> Result<HashMap<String, FilterAnswer>> {
     let dropped: HashSet<usize> = files::read_clusters(clusters_path)?.iter().filter(|c| c.keep.trim() == "no").map(|c| c.cluster).collect();
     let mut done: HashMap<String, FilterAnswer> = files::read_jsonl::<FilterAnswer>(path)?.into_iter().map(|a| (a.id.clone(), a)).collect();
+    let prompt = match settings.filter {
+        FilterMode::Logprob => llm::filter_prompt_with_examples,
+        FilterMode::Answer => llm::filter_prompt,
+    };
     let todo: Vec<(String, String)> = rows
         .iter()
         .zip(assignments)
         .filter(|(r, a)| !dropped.contains(&a.cluster) && !done.contains_key(&r.id))
-        .map(|(r, _)| (r.id.clone(), llm::filter_prompt(&r.question)))
+        .map(|(r, _)| (r.id.clone(), prompt(&r.question)))
         .collect();
     if todo.is_empty() {
         return Ok(done);
     }
     obs.stage("value filter", todo.len() as u64);
     let mut out = Appender::open(path)?;
-    llm::ask(llm.get()?, &todo, FILTER_TOKENS, settings.seed, &mut |id, answer| {
-        let row = FilterAnswer { id: id.into(), value: llm::read_yes_no(&answer.response), answer: answer.response };
+    let mut keep = |row: FilterAnswer| -> Result<()> {
         out.push(&row)?;
         done.insert(row.id.clone(), row);
-        obs.advance(1, "");
         Ok(())
-    })?;
+    };
+    match settings.filter {
+        FilterMode::Logprob => {
+            // The naming model is not needed again; a local one would be a second copy in memory.
+            models.llm.release();
+            let scorer = models.scorer.get()?;
+            for chunk in todo.chunks(SCORE_CHUNK) {
+                let prompts: Vec<String> = chunk.iter().map(|(_, text)| text.clone()).collect();
+                for ((id, _), p) in chunk.iter().zip(scorer.p_yes(&prompts)?) {
+                    keep(FilterAnswer { id: id.clone(), answer: String::new(), value: None, p_yes: Some(p) })?;
+                }
+                obs.advance(chunk.len() as u64, "");
+            }
+        }
+        FilterMode::Answer => llm::ask(models.llm.get()?, &todo, FILTER_TOKENS, settings.seed, &mut |id, answer| {
+            keep(FilterAnswer { id: id.into(), value: llm::read_yes_no(&answer.response), answer: answer.response, p_yes: None })?;
+            obs.advance(1, "");
+            Ok(())
+        })?,
+    }
     obs.finish_stage();
     Ok(done)
 }
@@ -411,7 +477,7 @@ fn select(
         if let Some(ans) = answers.get(&r.id) {
             let t = tally.entry(a.cluster).or_default();
             t.1 += 1;
-            t.0 += usize::from(ans.value == Some(true));
+            t.0 += usize::from(ans.passes(sampling.filter_threshold));
         }
     }
     for c in &mut clusters {
@@ -431,8 +497,8 @@ pub fn slug(name: &str) -> String {
     words.join("_")
 }
 
-fn in_pool(answers: &HashMap<String, FilterAnswer>, id: &str) -> bool {
-    answers.get(id).is_some_and(|a| a.value == Some(true))
+fn in_pool(answers: &HashMap<String, FilterAnswer>, id: &str, sampling: &Sampling) -> bool {
+    answers.get(id).is_some_and(|a| a.passes(sampling.filter_threshold))
 }
 
 /// Draws up to `per_category` passed questions from each kept cluster (seeded) into the eval
@@ -455,7 +521,8 @@ fn sample(
             category = format!("{category}_{}", c.cluster).trim_start_matches('_').to_string();
             used.insert(category.clone());
         }
-        let mut pool: Vec<usize> = (0..rows.len()).filter(|&i| assignments[i].cluster == c.cluster && in_pool(answers, &rows[i].id)).collect();
+        let mut pool: Vec<usize> =
+            (0..rows.len()).filter(|&i| assignments[i].cluster == c.cluster && in_pool(answers, &rows[i].id, sampling)).collect();
         shuffle(&mut SplitMix64::new(seed ^ (c.cluster as u64).wrapping_mul(0x9E37_79B9)), &mut pool);
         for (k, &i) in pool.iter().take(sampling.per_category).enumerate() {
             let q = CuratedQuestion {
@@ -488,7 +555,7 @@ fn score_known(
         .iter()
         .zip(assignments)
         .filter_map(|(p, a)| {
-            Some(Outcome { label: p.label.as_deref()?, cluster: a.cluster, kept: kept.contains(&a.cluster) && in_pool(answers, &p.id) })
+            Some(Outcome { label: p.label.as_deref()?, cluster: a.cluster, kept: kept.contains(&a.cluster) && in_pool(answers, &p.id, sampling) })
         })
         .collect();
     if outcomes.is_empty() {

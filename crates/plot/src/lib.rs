@@ -25,6 +25,8 @@ pub const FONT_FAMILY: &str = "DejaVu Sans, Liberation Sans, Arial, Helvetica, s
 
 /// Colors for support, neutral and oppose, in that order (ColorBrewer Dark2 and a gray).
 pub const STANCE_COLORS: [&str; 3] = ["#1b9e77", "#7f7f7f", "#d95f02"];
+/// Colors for other series (tasks, models), in order (ColorBrewer Dark2).
+pub const SERIES_COLORS: [&str; 6] = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {

@@ -88,7 +88,7 @@ fn judge_section(h: &mut String, checks: &[crate::judge_check::JudgeCheck]) {
 }
 
 fn plots(h: &mut String, pngs: &[PathBuf]) -> Result<()> {
-    h.push_str("<h2>Stance trajectories</h2><div class='plots'>");
+    h.push_str("<h2>Stance trajectories (and capability, where measured)</h2><div class='plots'>");
     for png in pngs {
         let svg_path = png.with_extension("svg");
         let svg = std::fs::read_to_string(&svg_path).map_err(|source| ReportError::Io { path: svg_path.clone(), source })?;

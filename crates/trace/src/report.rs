@@ -7,6 +7,8 @@
 //!   each with its evidence (crate::evidence): M's paired bootstrap interval, a sign-flip
 //!   p-value corrected across the table, η's interval and the minimum detectable drift;
 //! - `plots/<category>.svg` and `.png`: the three stance trajectories, phases marked;
+//! - `plots/capability.svg` and `.png`, `capability.csv`, `capability.md`: accuracy per checkpoint
+//!   and each phase's tested change, where the run measured capability;
 //! - `samples.md`: one answer per checkpoint for the first question of each category.
 
 use crate::aggregate::{topic_value, Value};
@@ -408,6 +410,60 @@ fn trajectory_chart(values: &[CheckpointValue], drifts: &[PhaseDrift], category:
     }
 }
 
+/// Accuracy per checkpoint for each capability task on the trajectories' x axis, so it reads
+/// beside them: a value drift with flat accuracy is not the model falling apart.
+fn capability_chart(
+    values: &[CheckpointValue],
+    capability: &[CheckpointCapability],
+    changes: &[CapabilityChange],
+) -> Option<valuedrift_plot::LineChart> {
+    let offsets = phase_offsets(values);
+    let x_of = |c: &Checkpoint| offsets.iter().find(|o| o.0 == c.phase).map(|(_, start, _, first)| start + c.step.saturating_sub(*first) as f64);
+    let mut tasks: Vec<(String, f64)> = Vec::new();
+    for t in capability.iter().flat_map(|ck| &ck.tasks) {
+        if !tasks.iter().any(|(name, _)| *name == t.task) {
+            tasks.push((t.task.clone(), t.chance));
+        }
+    }
+    let series: Vec<valuedrift_plot::Series> = tasks
+        .iter()
+        .enumerate()
+        .map(|(k, (task, _))| valuedrift_plot::Series {
+            label: task.clone(),
+            color: valuedrift_plot::SERIES_COLORS[k % valuedrift_plot::SERIES_COLORS.len()].to_string(),
+            points: capability
+                .iter()
+                .filter_map(|ck| {
+                    let t = ck.tasks.iter().find(|t| t.task == *task)?;
+                    let (low, high) = t.acc_interval();
+                    Some(valuedrift_plot::Band { x: x_of(&ck.checkpoint)?, mean: t.acc(), low, high })
+                })
+                .collect(),
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    if series.is_empty() {
+        return None;
+    }
+    let chance: Vec<String> = tasks.iter().map(|(task, c)| format!("{task} {c:.2}")).collect();
+    let marked: Vec<String> =
+        changes.iter().filter(|c| c.significant()).map(|c| format!("{} {} {:+.3}", c.phase, c.task, c.acc_end - c.acc_start)).collect();
+    let mut subtitle = format!("acc, Wilson 95% bands; chance: {}", chance.join(", "));
+    if !marked.is_empty() {
+        let _ = write!(subtitle, "; significant change*: {}", marked.join(", "));
+    }
+    let phases = offsets.iter().map(|(name, a, b, _)| valuedrift_plot::Phase { label: name.clone(), start: *a, end: *b }).collect();
+    Some(valuedrift_plot::LineChart {
+        title: "Capability along the trajectory".into(),
+        subtitle: Some(subtitle),
+        x_label: "training step".into(),
+        y_label: "accuracy".into(),
+        y_range: Some((0.0, 1.0)),
+        series,
+        phases,
+    })
+}
+
 /// Each phase's parent: the phase whose last checkpoint is the model this one starts from, or
 /// else the phase before it (checkpoints named on a command line, in order, form one line).
 fn parents(values: &[CheckpointValue]) -> BTreeMap<String, Option<String>> {
@@ -488,6 +544,12 @@ pub fn write_report(store: &Store, run: i64, dir: &Path) -> Result<Written> {
     }
     let capability = capability_table(store, run).map_err(|e| ReportError::Capability(e.to_string()))?;
     let capability_changes = capability_changes(store, run).map_err(|e| ReportError::Capability(e.to_string()))?;
+    if let Some(chart) = capability_chart(&values, &capability, &capability_changes) {
+        let stem = plots_dir.join("capability");
+        let svg = valuedrift_plot::line_chart_svg(&chart);
+        valuedrift_plot::write_chart(&svg, &stem).map_err(|e| ReportError::Plot { path: stem.clone(), message: e.to_string() })?;
+        plots.push(plots_dir.join("capability.png"));
+    }
     if !capability.is_empty() {
         write(&dir.join("capability.csv"), &tables::capability_csv(&capability))?;
         write(&dir.join("capability.md"), &tables::capability_markdown(&capability, &capability_changes))?;
@@ -533,6 +595,32 @@ mod tests {
         let chart = trajectory_chart(&vals, &drifts(&vals), "a");
         let xs: Vec<f64> = chart.series[0].points.iter().map(|b| b.x).collect();
         assert_eq!(xs, [0.0, 100.0, 100.0, 140.0]);
+    }
+
+    #[test]
+    fn capability_is_drawn_on_the_trajectories_axis() {
+        let vals = [cv("sft", 0, "a", 0.2), cv("sft", 100, "a", 0.6), cv("dpo", 0, "a", 0.6), cv("dpo", 40, "a", 0.4)];
+        let task = |correct: usize| crate::capability::TaskSummary { task: "mc".into(), n: 20, correct, correct_norm: correct, chance: 0.25 };
+        let at = |v: &CheckpointValue, correct: usize| CheckpointCapability { checkpoint: v.checkpoint.clone(), tasks: vec![task(correct)] };
+        let caps: Vec<CheckpointCapability> = vals.iter().zip([10, 12, 12, 5]).map(|(v, c)| at(v, c)).collect();
+        let change = CapabilityChange {
+            phase: "dpo".into(),
+            task: "mc".into(),
+            n: 20,
+            acc_start: 0.6,
+            acc_end: 0.25,
+            lost: 7,
+            gained: 0,
+            p: 0.016,
+            p_adjusted: 0.03,
+        };
+        let chart = capability_chart(&vals, &caps, &[change]).expect("a chart");
+        let points: Vec<(f64, f64)> = chart.series[0].points.iter().map(|b| (b.x, b.mean)).collect();
+        assert_eq!(points, [(0.0, 0.5), (100.0, 0.6), (100.0, 0.6), (140.0, 0.25)]);
+        assert!(chart.series[0].points.iter().all(|b| b.low < b.mean && b.mean < b.high));
+        let subtitle = chart.subtitle.unwrap();
+        assert!(subtitle.contains("chance: mc 0.25") && subtitle.contains("dpo mc -0.350"), "{subtitle}");
+        assert!(capability_chart(&vals, &[], &[]).is_none());
     }
 
     #[test]

@@ -737,6 +737,12 @@ pub struct SynthArgs {
     pub embedder_engine: EmbedderEngineArgs,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterArg {
+    Logprob,
+    Answer,
+}
+
 #[derive(Args, Clone)]
 pub struct CurateArgs {
     /// Prompt files: JSONL, a JSON array or CSV (PRISM's conversations.jsonl, Alpaca, ShareGPT,
@@ -777,6 +783,14 @@ pub struct CurateArgs {
     /// Keep a cluster (unless clusters.csv says otherwise) when this share passes the filter.
     #[arg(long, default_value_t = 0.5)]
     pub min_value_share: f64,
+    /// How the value filter reads the LLM: its P(Yes) against --filter-threshold (a local
+    /// --llm), or its greedy Yes/No answer (the paper's reading; needed for a server).
+    #[arg(long, value_enum)]
+    pub filter: Option<FilterArg>,
+    /// P(Yes) a question needs to pass the log-prob filter (chosen on a held-out mix for the
+    /// default --llm; docs/curate.md).
+    #[arg(long, default_value_t = defaults::CURATE_FILTER_THRESHOLD)]
+    pub filter_threshold: f64,
     /// The label that marks off-topic prompts in inputs with known categories.
     #[arg(long, default_value = "off-topic")]
     pub off_topic_label: String,

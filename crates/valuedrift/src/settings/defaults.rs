@@ -25,6 +25,9 @@ pub const HEAD_LAYERS: [usize; 2] = [15, 19];
 pub const EMBEDDER: &str = "models/all-mpnet-base-v2";
 /// Audits keep items whose prompt is at least this similar to an eval question (the paper's 0.5).
 pub const AUDIT_THRESHOLD: f32 = 0.5;
+/// `curate`'s log-prob value filter passes a question at this P(Yes) from the default judge
+/// model: chosen on a tuning mix and measured on a held-out one (docs/curate.md).
+pub const CURATE_FILTER_THRESHOLD: f64 = 0.667;
 
 /// The paper's evaluation: 5 answers per question at temperature 0.7, up to 256 new tokens.
 pub const SAMPLES: u32 = 5;
