@@ -161,6 +161,31 @@ fn experiment_mistakes_name_the_key() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The experiment files the project ships (the main command's among them) are valid.
+#[test]
+fn shipped_experiment_files_pass_the_dry_run() {
+    let dir = std::env::temp_dir().join(format!("vd-shipped-{}", std::process::id()));
+    let root = root();
+    let files: Vec<_> = std::fs::read_dir(root.join("experiments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    assert!(files.iter().any(|p| p.ends_with("builtin.toml")), "{files:?}");
+    for p in &files {
+        let o = Command::new(env!("CARGO_BIN_EXE_valuedrift"))
+            .current_dir(&root)
+            .args(["run", p.to_str().unwrap(), "--dry-run", "--out", dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}: {}", p.display(), String::from_utf8_lossy(&o.stderr));
+    }
+    let plan =
+        Command::new(env!("CARGO_BIN_EXE_valuedrift")).current_dir(&root).args(["run", "experiments/builtin.toml", "--dry-run"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&plan.stdout).contains("capability: bundled"), "the main command measures capability");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Known answer: SFT on answers that all support one side of a topic must move the traced value
 /// toward support, as the pipeline itself measures it (real judge, real training). The topic is
 /// climate change, where the 1.5B judge separates the value-gap set's supporting and opposing
