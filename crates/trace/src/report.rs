@@ -7,7 +7,8 @@
 //!   each with its evidence (crate::evidence): M's paired bootstrap interval, a sign-flip
 //!   p-value corrected across the table, η's interval and the minimum detectable drift;
 //! - `plots/<category>.svg` and `.png`: the three stance trajectories, phases marked;
-//! - `plots/capability.svg` and `.png`, `capability.csv`, `capability.md`: accuracy per checkpoint
+//! - `plots/capability[--<last phase>].svg` and `.png` (per line of descent), `capability.csv`,
+//!   `capability.md`: accuracy per checkpoint
 //!   and each phase's tested change, where the run measured capability;
 //! - `samples.md`: one answer per checkpoint for the first question of each category.
 
@@ -410,8 +411,9 @@ fn trajectory_chart(values: &[CheckpointValue], drifts: &[PhaseDrift], category:
     }
 }
 
-/// Accuracy per checkpoint for each capability task on the trajectories' x axis, so it reads
-/// beside them: a value drift with flat accuracy is not the model falling apart.
+/// Accuracy per checkpoint for each capability task on the trajectories' x axis (one chart per
+/// line of descent, as the trajectories), so it reads beside them: a value drift with flat
+/// accuracy is not the model falling apart.
 fn capability_chart(
     values: &[CheckpointValue],
     capability: &[CheckpointCapability],
@@ -446,15 +448,18 @@ fn capability_chart(
         return None;
     }
     let chance: Vec<String> = tasks.iter().map(|(task, c)| format!("{task} {c:.2}")).collect();
-    let marked: Vec<String> =
-        changes.iter().filter(|c| c.significant()).map(|c| format!("{} {} {:+.3}", c.phase, c.task, c.acc_end - c.acc_start)).collect();
+    let marked: Vec<String> = changes
+        .iter()
+        .filter(|c| c.significant() && offsets.iter().any(|o| o.0 == c.phase))
+        .map(|c| format!("{} {} {:+.3}", c.phase, c.task, c.acc_end - c.acc_start))
+        .collect();
     let mut subtitle = format!("acc, Wilson 95% bands; chance: {}", chance.join(", "));
     if !marked.is_empty() {
         let _ = write!(subtitle, "; significant change*: {}", marked.join(", "));
     }
     let phases = offsets.iter().map(|(name, a, b, _)| valuedrift_plot::Phase { label: name.clone(), start: *a, end: *b }).collect();
     Some(valuedrift_plot::LineChart {
-        title: "Capability along the trajectory".into(),
+        title: format!("Capability along {}", offsets.iter().map(|o| o.0.as_str()).collect::<Vec<_>>().join(" → ")),
         subtitle: Some(subtitle),
         x_label: "training step".into(),
         y_label: "accuracy".into(),
@@ -530,6 +535,8 @@ pub fn write_report(store: &Store, run: i64, dir: &Path) -> Result<Written> {
     write(&dir.join("drift.csv"), &drift_csv(&drifts))?;
     write(&dir.join("drift.md"), &drift_markdown(&drifts))?;
     write(&dir.join("samples.md"), &samples_markdown(store, run)?)?;
+    let capability = capability_table(store, run).map_err(|e| ReportError::Capability(e.to_string()))?;
+    let capability_changes = capability_changes(store, run).map_err(|e| ReportError::Capability(e.to_string()))?;
     let mut plots = Vec::new();
     let chains = chains(&values);
     for chain in &chains {
@@ -541,14 +548,14 @@ pub fn write_report(store: &Store, run: i64, dir: &Path) -> Result<Written> {
             valuedrift_plot::write_chart(&svg, &stem).map_err(|e| ReportError::Plot { path: stem.clone(), message: e.to_string() })?;
             plots.push(plots_dir.join(format!("{name}.png")));
         }
-    }
-    let capability = capability_table(store, run).map_err(|e| ReportError::Capability(e.to_string()))?;
-    let capability_changes = capability_changes(store, run).map_err(|e| ReportError::Capability(e.to_string()))?;
-    if let Some(chart) = capability_chart(&values, &capability, &capability_changes) {
-        let stem = plots_dir.join("capability");
-        let svg = valuedrift_plot::line_chart_svg(&chart);
-        valuedrift_plot::write_chart(&svg, &stem).map_err(|e| ReportError::Plot { path: stem.clone(), message: e.to_string() })?;
-        plots.push(plots_dir.join("capability.png"));
+        let chain_capability: Vec<CheckpointCapability> = capability.iter().filter(|c| chain.contains(&c.checkpoint.phase)).cloned().collect();
+        if let Some(chart) = capability_chart(&ours, &chain_capability, &capability_changes) {
+            let name = if chains.len() > 1 { format!("capability--{}", chain.last().unwrap()) } else { "capability".into() };
+            let stem = plots_dir.join(&name);
+            let svg = valuedrift_plot::line_chart_svg(&chart);
+            valuedrift_plot::write_chart(&svg, &stem).map_err(|e| ReportError::Plot { path: stem.clone(), message: e.to_string() })?;
+            plots.push(plots_dir.join(format!("{name}.png")));
+        }
     }
     if !capability.is_empty() {
         write(&dir.join("capability.csv"), &tables::capability_csv(&capability))?;
@@ -620,6 +627,7 @@ mod tests {
         assert!(chart.series[0].points.iter().all(|b| b.low < b.mean && b.mean < b.high));
         let subtitle = chart.subtitle.unwrap();
         assert!(subtitle.contains("chance: mc 0.25") && subtitle.contains("dpo mc -0.350"), "{subtitle}");
+        assert_eq!(chart.title, "Capability along sft → dpo");
         assert!(capability_chart(&vals, &[], &[]).is_none());
     }
 
