@@ -87,16 +87,18 @@ fn print_summary(s: &Summary) {
         eprintln!("  {:>3} {:>5} {:>3} {:>6}  {}", c.cluster, c.size, c.keep, c.value_share, c.name);
     }
     if let Some(k) = &s.known {
+        let off_topic = match k.off_topic {
+            0 => "no off-topic prompts".to_string(),
+            n => format!("off-topic dropped {:.1}% of {n}", 100.0 * k.off_topic_dropped),
+        };
         eprintln!(
             "known categories: purity {:.3}, {} of {} categories the majority of a cluster, ARI {:.3} (on-topic) / {:.3} (all), \
-             off-topic dropped {:.1}% of {}, on-topic kept {:.1}%",
+             {off_topic}, on-topic kept {:.1}%",
             k.purity,
             k.categories_recovered,
             k.categories,
             k.ari_on_topic,
             k.ari_all,
-            100.0 * k.off_topic_dropped,
-            k.off_topic,
             100.0 * k.on_topic_kept
         );
     }
