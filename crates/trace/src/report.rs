@@ -351,6 +351,16 @@ fn phase_offsets(values: &[CheckpointValue]) -> Vec<(String, f64, f64, u64)> {
     offsets
 }
 
+/// A checkpoint's place on the shared x axis of `phase_offsets` (None when its phase is not there).
+fn x_position(offsets: &[(String, f64, f64, u64)], checkpoint: &Checkpoint) -> Option<f64> {
+    offsets.iter().find(|o| o.0 == checkpoint.phase).map(|(_, start, _, first)| start + checkpoint.step.saturating_sub(*first) as f64)
+}
+
+/// The shaded phase bands of a chart over `phase_offsets`.
+fn plot_phases(offsets: &[(String, f64, f64, u64)]) -> Vec<valuedrift_plot::Phase> {
+    offsets.iter().map(|(name, a, b, _)| valuedrift_plot::Phase { label: name.clone(), start: *a, end: *b }).collect()
+}
+
 /// The chart's subtitle: the sample size, and the drifts of this topic marked significant.
 fn chart_subtitle(values: &[&CheckpointValue], drifts: &[PhaseDrift], category: &str) -> String {
     let n = values.iter().map(|v| v.value.questions).max().unwrap_or(0);
@@ -369,10 +379,7 @@ fn chart_subtitle(values: &[&CheckpointValue], drifts: &[PhaseDrift], category: 
 
 fn trajectory_chart(values: &[CheckpointValue], drifts: &[PhaseDrift], category: &str) -> valuedrift_plot::LineChart {
     let offsets = phase_offsets(values);
-    let x_of = |v: &CheckpointValue| {
-        let (_, start, _, first) = offsets.iter().find(|o| o.0 == v.checkpoint.phase).unwrap();
-        start + (v.checkpoint.step - first) as f64
-    };
+    let x_of = |v: &CheckpointValue| x_position(&offsets, &v.checkpoint).expect("every value's phase has an offset");
     let ours: Vec<&CheckpointValue> = values.iter().filter(|v| v.category == category).collect();
     let topic = ours.first().map(|v| v.topic.clone()).unwrap_or_default();
     let series = Stance::ALL
@@ -395,11 +402,7 @@ fn trajectory_chart(values: &[CheckpointValue], drifts: &[PhaseDrift], category:
             }
         })
         .collect();
-    let phases = if offsets.len() > 1 || offsets.iter().any(|o| !o.0.is_empty()) {
-        offsets.iter().map(|(name, a, b, _)| valuedrift_plot::Phase { label: name.clone(), start: *a, end: *b }).collect()
-    } else {
-        Vec::new()
-    };
+    let phases = if offsets.len() > 1 || offsets.iter().any(|o| !o.0.is_empty()) { plot_phases(&offsets) } else { Vec::new() };
     valuedrift_plot::LineChart {
         title: format!("{category}: stance toward {topic}"),
         subtitle: Some(chart_subtitle(&ours, drifts, category)),
@@ -420,7 +423,6 @@ fn capability_chart(
     changes: &[CapabilityChange],
 ) -> Option<valuedrift_plot::LineChart> {
     let offsets = phase_offsets(values);
-    let x_of = |c: &Checkpoint| offsets.iter().find(|o| o.0 == c.phase).map(|(_, start, _, first)| start + c.step.saturating_sub(*first) as f64);
     let mut tasks: Vec<(String, f64)> = Vec::new();
     for t in capability.iter().flat_map(|ck| &ck.tasks) {
         if !tasks.iter().any(|(name, _)| *name == t.task) {
@@ -438,7 +440,7 @@ fn capability_chart(
                 .filter_map(|ck| {
                     let t = ck.tasks.iter().find(|t| t.task == *task)?;
                     let (low, high) = t.acc_interval();
-                    Some(valuedrift_plot::Band { x: x_of(&ck.checkpoint)?, mean: t.acc(), low, high })
+                    Some(valuedrift_plot::Band { x: x_position(&offsets, &ck.checkpoint)?, mean: t.acc(), low, high })
                 })
                 .collect(),
         })
@@ -457,7 +459,7 @@ fn capability_chart(
     if !marked.is_empty() {
         let _ = write!(subtitle, "; significant change*: {}", marked.join(", "));
     }
-    let phases = offsets.iter().map(|(name, a, b, _)| valuedrift_plot::Phase { label: name.clone(), start: *a, end: *b }).collect();
+    let phases = plot_phases(&offsets);
     Some(valuedrift_plot::LineChart {
         title: format!("Capability along {}", offsets.iter().map(|o| o.0.as_str()).collect::<Vec<_>>().join(" → ")),
         subtitle: Some(subtitle),
@@ -514,6 +516,14 @@ fn chains(values: &[CheckpointValue]) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Writes `dir/name.svg` and `.png`; returns the PNG's path.
+fn draw(dir: &Path, name: &str, chart: &valuedrift_plot::LineChart) -> Result<PathBuf> {
+    let stem = dir.join(name);
+    valuedrift_plot::write_chart(&valuedrift_plot::line_chart_svg(chart), &stem)
+        .map_err(|e| ReportError::Plot { path: stem.clone(), message: e.to_string() })?;
+    Ok(dir.join(format!("{name}.png")))
+}
+
 /// What `write_report` produced.
 pub struct Written {
     pub dir: PathBuf,
@@ -543,18 +553,12 @@ pub fn write_report(store: &Store, run: i64, dir: &Path) -> Result<Written> {
         let ours: Vec<CheckpointValue> = values.iter().filter(|v| chain.contains(&v.checkpoint.phase)).cloned().collect();
         for category in categories(&ours) {
             let name = if chains.len() > 1 { format!("{category}--{}", chain.last().unwrap()) } else { category.clone() };
-            let stem = plots_dir.join(&name);
-            let svg = valuedrift_plot::line_chart_svg(&trajectory_chart(&ours, &drifts, &category));
-            valuedrift_plot::write_chart(&svg, &stem).map_err(|e| ReportError::Plot { path: stem.clone(), message: e.to_string() })?;
-            plots.push(plots_dir.join(format!("{name}.png")));
+            plots.push(draw(&plots_dir, &name, &trajectory_chart(&ours, &drifts, &category))?);
         }
-        let chain_capability: Vec<CheckpointCapability> = capability.iter().filter(|c| chain.contains(&c.checkpoint.phase)).cloned().collect();
-        if let Some(chart) = capability_chart(&ours, &chain_capability, &capability_changes) {
+        // Checkpoints of phases outside the chain have no place on its axis and are left out.
+        if let Some(chart) = capability_chart(&ours, &capability, &capability_changes) {
             let name = if chains.len() > 1 { format!("capability--{}", chain.last().unwrap()) } else { "capability".into() };
-            let stem = plots_dir.join(&name);
-            let svg = valuedrift_plot::line_chart_svg(&chart);
-            valuedrift_plot::write_chart(&svg, &stem).map_err(|e| ReportError::Plot { path: stem.clone(), message: e.to_string() })?;
-            plots.push(plots_dir.join(format!("{name}.png")));
+            plots.push(draw(&plots_dir, &name, &chart)?);
         }
     }
     if !capability.is_empty() {

@@ -54,7 +54,6 @@ pub fn trace_capability(
 }
 
 /// One checkpoint's accuracies.
-#[derive(Clone, Debug)]
 pub struct CheckpointCapability {
     pub checkpoint: Checkpoint,
     pub tasks: Vec<TaskSummary>,
