@@ -165,7 +165,8 @@ impl ModelConfig {
             None if gemma => gemma3_sliding_layers(layers),
             None => vec![false; layers],
         };
-        let rope_theta = f("rope_theta", 10_000.0);
+        let rope_theta = hf_rope_theta(v, "full_attention").unwrap_or(10_000.0);
+        let local_theta = v["rope_local_base_freq"].as_f64().or_else(|| hf_rope_theta(v, "sliding_attention"));
         Ok(ModelConfig {
             family,
             vocab_size: req("vocab_size")?,
@@ -177,7 +178,7 @@ impl ModelConfig {
             head_dim,
             rms_norm_eps: f("rms_norm_eps", 1e-6),
             rope_theta,
-            rope_local_theta: if gemma { f("rope_local_base_freq", GEMMA3_LOCAL_ROPE_THETA) } else { rope_theta },
+            rope_local_theta: if gemma { local_theta.unwrap_or(GEMMA3_LOCAL_ROPE_THETA) } else { rope_theta },
             max_position_embeddings: v["max_position_embeddings"].as_u64().unwrap_or(2048) as usize,
             tie_word_embeddings: v["tie_word_embeddings"].as_bool().unwrap_or(gemma),
             attention_bias: v["attention_bias"].as_bool().unwrap_or(family == Family::Qwen2),
@@ -233,5 +234,35 @@ impl ModelConfig {
             v[k] = x.clone();
         }
         v
+    }
+}
+
+/// The RoPE base of a Hugging Face config: `rope_theta` (transformers 4), or transformers 5's
+/// `rope_parameters`, either one table or one per layer type (`full_attention`, ...).
+fn hf_rope_theta(v: &Value, layer_type: &str) -> Option<f64> {
+    let params = &v["rope_parameters"];
+    let top = if layer_type == "full_attention" { v["rope_theta"].as_f64() } else { None };
+    top.or_else(|| params["rope_theta"].as_f64()).or_else(|| params[layer_type]["rope_theta"].as_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: Value) -> ModelConfig {
+        let mut base = json!({"model_type": "llama", "vocab_size": 8, "hidden_size": 4, "intermediate_size": 8,
+            "num_hidden_layers": 1, "num_attention_heads": 2});
+        base.as_object_mut().unwrap().extend(v.as_object().unwrap().clone());
+        ModelConfig::from_hf_json(Path::new("config.json"), &base).unwrap()
+    }
+
+    #[test]
+    fn rope_base_is_read_from_either_transformers_layout() {
+        assert_eq!(parse(json!({"rope_theta": 100000.0})).rope_theta, 100000.0);
+        let v5 = parse(json!({"rope_parameters": {"rope_theta": 100000.0, "rope_type": "default"}}));
+        assert_eq!(v5.rope_theta, 100000.0);
+        let gemma = parse(json!({"model_type": "gemma3_text", "rope_parameters": {
+            "full_attention": {"rope_theta": 1000000.0}, "sliding_attention": {"rope_theta": 10000.0}}}));
+        assert_eq!((gemma.rope_theta, gemma.rope_local_theta), (1000000.0, 10000.0));
     }
 }

@@ -7,6 +7,7 @@ mod curate;
 mod engines;
 mod eval;
 mod export;
+mod external;
 mod fit_head;
 mod generate;
 mod info;

@@ -12,7 +12,7 @@ use valuedrift_train::trainer::{Start, TrainConfig};
 use valuedrift_train::TrainError;
 
 /// Prompt conversations: preference prompts, or SFT conversations up to their last user turn.
-fn prompt_messages(plan: &TrainPlan) -> Result<Vec<Vec<Message>>> {
+pub(super) fn prompt_messages(plan: &TrainPlan) -> Result<Vec<Vec<Message>>> {
     let on_bad = plan.on_malformed;
     if valuedrift_data::valuegap::is_value_gap(&plan.data)? {
         let loaded = valuedrift_data::valuegap::load_value_gap(&plan.data, on_bad)?;

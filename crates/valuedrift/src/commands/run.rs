@@ -42,6 +42,9 @@ pub struct Experiment {
     /// `judge.engine`.
     #[serde(default)]
     pub engine: BTreeMap<String, valuedrift_remote::config::EngineConfig>,
+    /// External trainers by name (`[trainer.NAME]`, docs/scale.md), chosen by a phase's `trainer`.
+    #[serde(default)]
+    pub trainer: BTreeMap<String, super::external::TrainerConfig>,
 }
 
 /// `[capability]`: tasks as FORMAT=PATH (none: the bundled smoke set) and few-shot examples.
@@ -233,6 +236,15 @@ pub struct Phase {
     /// One hyperparameter and its values: the phase becomes one phase per value.
     #[serde(default)]
     pub sweep: BTreeMap<String, Vec<f64>>,
+    /// "builtin" (default) or the name of a `[trainer.NAME]` that trains this phase.
+    pub trainer: Option<String>,
+}
+
+impl Phase {
+    /// The external trainer's name, if the phase has one.
+    fn external_trainer(&self) -> Option<&str> {
+        self.trainer.as_deref().filter(|t| *t != "builtin")
+    }
 }
 
 fn base_name() -> String {
@@ -296,6 +308,9 @@ fn validate(exp: &Experiment, require_data: bool) -> Result<()> {
             }
             _ => {}
         }
+        if let Some(t) = p.external_trainer().filter(|t| !exp.trainer.contains_key(*t)) {
+            bail!("{at}: key 'trainer' = '{t}': no [trainer.{t}] table (or 'builtin')");
+        }
         if require_data && !p.data.exists() {
             bail!("{at}: key 'data' = '{}': no such file", p.data.display());
         }
@@ -310,6 +325,9 @@ fn validate(exp: &Experiment, require_data: bool) -> Result<()> {
     if !(0.0..=1.0).contains(&exp.audit.threshold) {
         bail!("audit: key 'threshold' = {}: expected a cosine between 0 and 1", exp.audit.threshold);
     }
+    for (name, trainer) in &exp.trainer {
+        trainer.validate().map_err(|e| anyhow!("trainer.{name}: {e}"))?;
+    }
     for (name, engine) in &exp.engine {
         engine.validate(name).map_err(|e| anyhow!("engine.{name}: {e}"))?;
     }
@@ -323,8 +341,12 @@ fn validate(exp: &Experiment, require_data: bool) -> Result<()> {
     Ok(())
 }
 
-/// The final checkpoint of a trained phase.
+/// The final model of a trained phase: the one an external trainer saved at the top of its
+/// directory, else the newest checkpoint.
 fn final_checkpoint(out: &Path, phase: &str) -> Result<PathBuf> {
+    if super::external::finished(&out.join(phase)) {
+        return Ok(out.join(phase));
+    }
     valuedrift_train::checkpoint::list(&out.join(phase))
         .pop()
         .map(|(_, d)| d)
@@ -382,7 +404,11 @@ pub fn run(args: RunArgs) -> Result<()> {
     let started = std::time::Instant::now();
     for p in &exp.phases {
         eprintln!("== phase {} ({} from {})", p.name, p.algo.name(), p.from);
-        super::train::run(&train_plan(&exp, &out, p, args.matmul, &args.device)?)?;
+        let plan = train_plan(&exp, &out, p, args.matmul, &args.device)?;
+        match p.external_trainer() {
+            Some(name) => super::external::run(&plan, name, &exp.trainer[name])?,
+            None => super::train::run(&plan)?,
+        }
     }
     let e = &exp.eval;
     let eval = exp.eval.selection();
@@ -504,7 +530,14 @@ fn dry_run(exp: &Experiment, out: &Path) -> Result<()> {
     for p in &exp.phases {
         let from = if p.from == "base" { exp.base.display().to_string() } else { format!("{}/checkpoint-<final>", out.join(&p.from).display()) };
         let data = if p.data.exists() { "present" } else { "missing: put your copy there before running" };
-        println!("  {:30} {:5} from {from}; data {} ({data}); save every {}", p.name, p.algo.name(), p.data.display(), p.save_every);
+        let trainer = p.trainer.as_deref().unwrap_or("builtin");
+        println!(
+            "  {:30} {:5} from {from}; data {} ({data}); save every {}; trainer {trainer}",
+            p.name,
+            p.algo.name(),
+            p.data.display(),
+            p.save_every
+        );
     }
     let e = &exp.eval;
     if exp.audit.enabled {
