@@ -78,6 +78,9 @@ pub struct RunArgs {
     /// Check the file and print the plan without training or tracing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Train every phase and stop (trace later, e.g. on another machine, by running again).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub train_only: bool,
     /// Training matmuls on the CPU (see `train --matmul`).
     #[arg(long, value_enum, default_value_t = defaults::MATMUL)]
     pub matmul: Matmul,

@@ -410,6 +410,10 @@ pub fn run(args: RunArgs) -> Result<()> {
             None => super::train::run(&plan)?,
         }
     }
+    if args.train_only {
+        eprintln!("experiment '{}': every phase trained in {:.1} min (--train-only): {}", exp.name, started.elapsed().as_secs_f64() / 60.0, out.display());
+        return Ok(());
+    }
     let e = &exp.eval;
     let eval = exp.eval.selection();
     let judge = exp.judge.choice();
