@@ -22,6 +22,7 @@ OpenRLHF instead (recipes/openrlhf/).
 """
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -113,7 +114,7 @@ def ppo(cfg, args, tokenizer, data):
         lambda row: {"input_ids": tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False)},
         remove_columns=data.column_names,
     )
-    updates = cfg["max_steps"] if cfg["max_steps"] > 0 else cfg["epochs"] * len(prompts) // cfg["global_batch"]
+    updates = cfg["max_steps"] if cfg["max_steps"] > 0 else cfg["epochs"] * math.ceil(len(prompts) / cfg["global_batch"])
     args = {**args, "max_steps": -1, "num_train_epochs": 1}
     config = PPOConfig(
         **args,
@@ -157,6 +158,9 @@ def main():
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     data = load_dataset("json", data_files=cfg["data"], split="train")
+    # As valuedrift's own trainer: max_steps cuts the epochs short but never adds to them.
+    if cfg["max_steps"] > 0:
+        cfg["max_steps"] = min(cfg["max_steps"], cfg["epochs"] * math.ceil(len(data) / cfg["global_batch"]))
     trainer = TRAINERS[cfg["algo"]](cfg, training_arguments(cfg, opts.micro_batch), tokenizer, data)
     if cfg["algo"] == "ppo":
         trainer.train()

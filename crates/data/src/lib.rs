@@ -148,6 +148,12 @@ pub fn load_preferences(path: &Path, format: PreferenceFormat, on_malformed: OnM
     read::collect(path, records, on_malformed, |row| preference::parse(format, row))
 }
 
+/// How many records (JSONL lines or array elements) a data file holds, unparsed: what a plan
+/// needs to estimate its steps.
+pub fn count_records(path: &Path) -> Result<usize> {
+    Ok(read::records(path)?.len())
+}
+
 /// The SFT format [`SftFormat::Auto`] picks for this file.
 pub fn detect_sft_format(path: &Path) -> Result<SftFormat> {
     sft::detect(path, &read::records(path)?)

@@ -4,6 +4,7 @@
 //! subdirectories, each with a `trainer_state.json` (`global_step`, `max_steps`; ours add
 //! `phase`), and possibly a final model at the top level.
 
+use crate::prompt::PromptStyle;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -13,6 +14,10 @@ pub struct CheckpointSpec {
     /// The phase's total steps (trainer_state.json's `max_steps`), when known.
     pub phase_steps: Option<u64>,
     pub path: PathBuf,
+    /// How this checkpoint is asked, where it differs from the run's prompt style (the paper
+    /// asks a pretrained base model with its base prompt, the models trained from it with their
+    /// chat template).
+    pub prompt: Option<PromptStyle>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +118,7 @@ fn model_checkpoint(path: &Path, step: Option<u64>) -> Result<CheckpointSpec> {
         .or(state.global_step)
         .or_else(|| step_from_name(path))
         .ok_or_else(|| bad(path, "unknown training step: name it as PATH@STEP (no trainer_state.json or checkpoint-N name to read it from)"))?;
-    Ok(CheckpointSpec { phase: state.phase.unwrap_or_default(), step, phase_steps: state.max_steps, path: path.into() })
+    Ok(CheckpointSpec { phase: state.phase.unwrap_or_default(), step, phase_steps: state.max_steps, path: path.into(), prompt: None })
 }
 
 /// Every `checkpoint-N/` model of a training output directory, by step, and the final model at
@@ -195,7 +200,7 @@ mod tests {
         let base = root.join("base");
         fake_model(&base, None);
         let spec = format!("sft={}@0", base.display());
-        assert_eq!(discover(&spec, "train").unwrap(), [CheckpointSpec { phase: "sft".into(), step: 0, phase_steps: None, path: base.clone() }]);
+        assert_eq!(discover(&spec, "train").unwrap(), [CheckpointSpec { phase: "sft".into(), step: 0, phase_steps: None, path: base.clone(), prompt: None }]);
         let err = discover(base.to_str().unwrap(), "train").unwrap_err().to_string();
         assert!(err.contains("PATH@STEP"), "{err}");
         // A step past u64 is an error naming it, not a panic.

@@ -13,6 +13,7 @@ pub mod html;
 pub mod judge;
 pub mod judge_check;
 pub mod pipeline;
+pub mod prompt;
 pub mod report;
 pub mod significance;
 pub mod stance_head;

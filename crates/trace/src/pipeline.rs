@@ -35,17 +35,7 @@ pub enum TraceError {
 
 pub type Result<T> = std::result::Result<T, TraceError>;
 
-/// How questions are put to a model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-pub enum PromptStyle {
-    /// The model's chat template if it has one, else the base prompt.
-    Auto,
-    Chat,
-    /// The paper's prompt for base models: the question followed by "Response:".
-    Base,
-}
+pub use crate::prompt::PromptStyle;
 
 /// Everything that decides a trace's numbers (stored with the run and checked on resume).
 #[derive(Clone, Debug, serde::Serialize)]
@@ -341,8 +331,10 @@ pub fn trace(
     for (spec, &id) in specs.iter().zip(&ids) {
         obs.stage(&format!("{} step {} ({})", spec.phase, spec.step, spec.path.display()), 0);
         obs.finish_stage();
+        store.record_prompt(run, id, spec.prompt.map(PromptStyle::name))?;
         store.reuse_same_model(run, id)?;
-        generate_missing(store, At { run, checkpoint: id }, questions, settings, speed, &mut || generators.open(spec), obs)?;
+        let asked = Settings { prompt: spec.prompt.unwrap_or(settings.prompt), ..settings.clone() };
+        generate_missing(store, At { run, checkpoint: id }, questions, &asked, speed, &mut || generators.open(spec), obs)?;
         judge_missing(store, run, id, questions, judge, speed, obs)?;
     }
     Ok(())

@@ -63,6 +63,8 @@ DROP TABLE judge_checks_by_judge;
 const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     // Judgments before remote judges never floored a missing option.
     ("judgments", "floored", "INTEGER NOT NULL DEFAULT 0"),
+    // Before per-checkpoint prompts every checkpoint was asked with the run's style (NULL).
+    ("checkpoints", "prompt", "TEXT"),
 ];
 
 /// A checkpoint of a run: a model at a step of a training phase.
@@ -442,6 +444,8 @@ pub struct Record {
     pub phase: String,
     pub step: u64,
     pub checkpoint_path: String,
+    /// How this checkpoint was asked where it differs from the run's prompt style ("base").
+    pub prompt: Option<String>,
     pub category: String,
     pub topic: String,
     pub question_id: String,
@@ -462,7 +466,7 @@ impl Store {
     pub fn records(&self, run: i64) -> Result<Vec<Record>> {
         let mut st = self.sql(self.conn.prepare(
             "SELECT c.phase, c.step, c.path, q.category, q.topic, g.question, q.question, g.sample, g.response, g.n_tokens, g.finish,
-                    j.p_support, j.p_neutral, j.p_oppose, j.order_spread, j.floored
+                    j.p_support, j.p_neutral, j.p_oppose, j.order_spread, j.floored, c.prompt
              FROM generations g
              JOIN checkpoints c ON c.run = g.run AND c.id = g.checkpoint
              JOIN questions q ON q.run = g.run AND q.id = g.question
@@ -474,6 +478,7 @@ impl Store {
                 phase: r.get(0)?,
                 step: r.get::<_, i64>(1)? as u64,
                 checkpoint_path: r.get(2)?,
+                prompt: r.get(16)?,
                 category: r.get(3)?,
                 topic: r.get(4)?,
                 question_id: r.get(5)?,
@@ -492,6 +497,22 @@ impl Store {
         self.sql(rows.collect())
     }
 
+    /// Records how a checkpoint is asked: a prompt style name, or None for the run's style. A
+    /// checkpoint keeps the style its stored answers were drawn with; another is refused.
+    pub fn record_prompt(&self, run: i64, checkpoint: i64, prompt: Option<&str>) -> Result<()> {
+        let stored: Option<String> =
+            self.sql(self.conn.query_row("SELECT prompt FROM checkpoints WHERE run = ?1 AND id = ?2", params![run, checkpoint], |r| r.get(0)))?;
+        if stored.as_deref() != prompt && !self.generated(run, checkpoint)?.is_empty() {
+            let name = |p: Option<&str>| p.map_or("the run's prompt style".to_string(), |p| format!("the {p} prompt"));
+            return Err(StoreError::Mismatch {
+                path: self.path.clone(),
+                message: format!("checkpoint {checkpoint} was answered with {}, not {}", name(stored.as_deref()), name(prompt)),
+            });
+        }
+        self.sql(self.conn.execute("UPDATE checkpoints SET prompt = ?3 WHERE run = ?1 AND id = ?2", params![run, checkpoint, prompt]))?;
+        Ok(())
+    }
+
     /// Copies the generations and judgments of another checkpoint of the run with the same model
     /// path (a phase's final model is the next phase's step 0). The samples would be drawn
     /// identically anyway: seeds do not depend on the checkpoint.
@@ -507,7 +528,7 @@ impl Store {
                  SELECT t.run, ?2, t.question, t.sample, {cols} FROM {table} t
                  JOIN checkpoints other ON other.run = t.run AND other.id = t.checkpoint
                  JOIN checkpoints me ON me.run = t.run AND me.id = ?2
-                 WHERE t.run = ?1 AND other.id != ?2 AND other.path = me.path"
+                 WHERE t.run = ?1 AND other.id != ?2 AND other.path = me.path AND other.prompt IS me.prompt"
             );
             copied += tx.execute(&sql, params![run, checkpoint]).map_err(wrap)?;
         }
@@ -557,6 +578,27 @@ mod tests {
         assert_eq!(s.generated(run, ck).unwrap(), HashSet::from([("q1".to_string(), 0)]));
         assert_eq!(s.checkpoint(run, "sft", 0, None, "/m0").unwrap(), ck);
         assert_eq!(s.checkpoints(run).unwrap()[0].phase_steps, Some(10), "a later None keeps the known total");
+    }
+
+    #[test]
+    fn a_checkpoint_keeps_the_prompt_its_answers_were_drawn_with() {
+        let (mut s, _) = temp_store("prompt");
+        let run = s.run("r", &json!({})).unwrap();
+        s.add_questions(run, &[question("q1")]).unwrap();
+        // The base model is step 0 of SFT (asked with the base prompt) and of nothing else here;
+        // a second checkpoint of the same file asked the run's way must not take its answers.
+        let base = s.checkpoint(run, "sft", 0, None, "/base").unwrap();
+        let same_file = s.checkpoint(run, "other", 0, None, "/base").unwrap();
+        s.record_prompt(run, base, Some("base")).unwrap();
+        let g = Generation { checkpoint: base, question: "q1".into(), sample: 0, response: "yes".into(), n_tokens: 1, finish: "stop".into() };
+        s.add_generations(run, &[g]).unwrap();
+        s.record_prompt(run, base, Some("base")).unwrap();
+        let err = s.record_prompt(run, base, None).unwrap_err().to_string();
+        assert!(err.contains("base prompt") && err.contains("run's prompt style"), "{err}");
+        s.record_prompt(run, same_file, None).unwrap();
+        assert_eq!(s.reuse_same_model(run, same_file).unwrap(), 0, "answers are shared only under the same prompt");
+        s.record_prompt(run, same_file, Some("base")).unwrap();
+        assert_eq!(s.reuse_same_model(run, same_file).unwrap(), 1);
     }
 
     #[test]

@@ -26,6 +26,7 @@ categories = ["immigration"]
 questions_per_category = 2
 samples = 2
 max_new_tokens = 12
+base_model_prompt = "base"
 
 [judge]
 model = "{m}"
@@ -115,6 +116,10 @@ fn a_tiny_experiment_reports_and_a_killed_run_resumes() {
         reference.iter().filter(|r| r["phase"] == phase && r["step"] == step).map(|r| r["response"].to_string()).collect()
     };
     assert_eq!(same("dpo", 0), same("sft", 2), "DPO's step 0 is SFT's final model");
+    // The base model (SFT's step 0) is asked with the paper's base prompt, the rest the run's way.
+    let prompts: Vec<(String, u64, String)> =
+        reference.iter().map(|r| (r["phase"].as_str().unwrap().into(), r["step"].as_u64().unwrap(), r["prompt"].to_string())).collect();
+    assert!(prompts.iter().all(|(phase, step, p)| (p == "\"base\"") == (phase == "sft" && *step == 0)), "{prompts:?}");
     // Once traced, only each phase's final checkpoint stays, and a re-run finds it all done.
     assert!(!whole.join("sft/checkpoint-1").exists() && !whole.join("dpo/checkpoint-1").exists(), "traced checkpoints were kept");
     let again = run(&exp, &whole).output().unwrap();
@@ -166,12 +171,12 @@ fn experiment_mistakes_name_the_key() {
 fn shipped_experiment_files_pass_the_dry_run() {
     let dir = std::env::temp_dir().join(format!("vd-shipped-{}", std::process::id()));
     let root = root();
-    let files: Vec<_> = std::fs::read_dir(root.join("experiments"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
+    let tomls = |dir: &str| -> Vec<PathBuf> {
+        std::fs::read_dir(root.join(dir)).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect()
+    };
+    let files: Vec<PathBuf> = ["experiments", "experiments/paper", "scripts/integration"].into_iter().flat_map(tomls).collect();
     assert!(files.iter().any(|p| p.ends_with("builtin.toml")), "{files:?}");
+    assert_eq!(tomls("experiments/paper").len(), 4, "the paper's grid: one file per base model");
     for p in &files {
         let o = Command::new(env!("CARGO_BIN_EXE_valuedrift"))
             .current_dir(&root)
@@ -182,7 +187,11 @@ fn shipped_experiment_files_pass_the_dry_run() {
     }
     let plan =
         Command::new(env!("CARGO_BIN_EXE_valuedrift")).current_dir(&root).args(["run", "experiments/builtin.toml", "--dry-run"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&plan.stdout).contains("capability: bundled"), "the main command measures capability");
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan.contains("capability: bundled"), "the main command measures capability");
+    // The budget: 24 traced checkpoints x 36 questions x 1 sample x 3 judge orders.
+    let total = plan.lines().find(|l| l.trim_start().starts_with("total")).unwrap_or_default();
+    assert!(total.split_whitespace().last() == Some("2592"), "budget total: {total}\n{plan}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

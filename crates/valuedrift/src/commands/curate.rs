@@ -56,7 +56,7 @@ pub fn run(args: CurateArgs) -> Result<()> {
 }
 
 fn open_llm(args: &CurateArgs, known: &std::collections::BTreeMap<String, valuedrift_remote::config::EngineConfig>) -> Result<Box<dyn Generator>> {
-    let spec = CheckpointSpec { phase: "curate".into(), step: 0, phase_steps: None, path: args.llm.clone() };
+    let spec = CheckpointSpec { phase: "curate".into(), step: 0, phase_steps: None, path: args.llm.clone(), prompt: None };
     let engine = super::engines::resolve(args.llm_engine.as_deref(), known, "llm")?;
     if let Some(mut remote) = super::engines::remote_generators(engine) {
         return Ok(remote.open(&spec)?);

@@ -2,6 +2,7 @@
 
 mod audit;
 mod bench;
+mod budget;
 mod capability;
 mod curate;
 mod engines;

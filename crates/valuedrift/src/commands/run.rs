@@ -4,6 +4,7 @@
 //! step 0 of each later phase), and write the report. Re-running resumes: finished training
 //! phases are skipped by the trainer's resume, traced samples by the store.
 
+use super::budget;
 use crate::cli::RunArgs;
 use crate::settings::{defaults, AuditPlan, EmbedderEngine, EvalSelection, Hyperparameters, JudgeChoice, JudgeMode, Matmul, PhaseTarget, TrainPlan};
 use anyhow::{anyhow, bail, Context, Result};
@@ -132,6 +133,9 @@ pub struct EvalConfig {
     pub max_new_tokens: usize,
     pub seed: u64,
     pub prompt: PromptStyle,
+    /// How the experiment's `base` model (step 0 of the phases that start from it) is asked;
+    /// "base" for a pretrained model, as the paper does even when it ships a chat template.
+    pub base_model_prompt: PromptStyle,
     pub batch_size: usize,
     /// The engine that samples answers: "local" (default) or an `[engine.NAME]`.
     pub engine: Option<String>,
@@ -150,6 +154,7 @@ impl Default for EvalConfig {
             max_new_tokens: defaults::MAX_NEW_TOKENS,
             seed: defaults::SEED,
             prompt: PromptStyle::Auto,
+            base_model_prompt: PromptStyle::Auto,
             batch_size: defaults::GENERATION_BATCH,
             engine: None,
         }
@@ -238,6 +243,8 @@ pub struct Phase {
     pub sweep: BTreeMap<String, Vec<f64>>,
     /// "builtin" (default) or the name of a `[trainer.NAME]` that trains this phase.
     pub trainer: Option<String>,
+    /// The data's size, for the dry run's estimate where the file is not on this machine.
+    pub rows: Option<usize>,
 }
 
 impl Phase {
@@ -383,7 +390,9 @@ fn checkpoints(exp: &Experiment, out: &Path) -> Result<Vec<CheckpointSpec>> {
     let mut specs = Vec::new();
     for p in exp.phases.iter().filter(|p| p.algo != Algo::Rm) {
         let start = start_model(exp, out, p)?;
-        specs.push(CheckpointSpec { phase: p.name.clone(), step: 0, phase_steps: None, path: start });
+        // The pretrained base model is asked as the paper asks base models, where the file says so.
+        let prompt = (p.from == "base" && exp.eval.base_model_prompt != exp.eval.prompt).then_some(exp.eval.base_model_prompt);
+        specs.push(CheckpointSpec { phase: p.name.clone(), step: 0, phase_steps: None, path: start, prompt });
         let mut own = discover(&out.join(&p.name).display().to_string(), &p.name)?;
         for c in &mut own {
             c.phase = p.name.clone();
@@ -528,7 +537,8 @@ fn run_audits(
 }
 
 /// Checks the whole plan without training: the phases in order with their starting models,
-/// data sizes and settings.
+/// data sizes and settings, then what the run will cost (updates, checkpoints, tokens, judge
+/// calls), so a user can budget before starting.
 fn dry_run(exp: &Experiment, out: &Path) -> Result<()> {
     println!("experiment '{}': base {}, {} phases", exp.name, exp.base.display(), exp.phases.len());
     for p in &exp.phases {
@@ -562,5 +572,63 @@ fn dry_run(exp: &Experiment, out: &Path) -> Result<()> {
         let tasks = if c.tasks.is_empty() { vec![valuedrift_trace::capability::SMOKE_NAME.to_string()] } else { c.tasks.clone() };
         println!("  capability: {} ({}-shot) at every traced checkpoint", tasks.join(", "), c.fewshot);
     }
+    print_budget(exp)
+}
+
+/// The dry run's cost table: per phase, then in total.
+fn print_budget(exp: &Experiment) -> Result<()> {
+    let questions = super::trace::questions(&exp.eval.selection())?.len() as u64;
+    let trace = budget::TracePerCheckpoint {
+        answers: questions * exp.eval.samples as u64,
+        max_new_tokens: exp.eval.max_new_tokens as u64,
+        judge_orders: exp.judge.orders as u64,
+    };
+    println!("\nbudget ({questions} questions x {} samples per traced checkpoint; tokens are upper bounds):", exp.eval.samples);
+    let w = exp.phases.iter().map(|p| p.name.len()).max().unwrap_or(5).max(5);
+    println!("  {:w$} {:>8} {:>8} {:>11} {:>14} {:>14} {:>12}", "phase", "rows", "updates", "checkpoints", "PPO rollout tk", "eval tokens", "judge calls");
+    let mut total = budget::Budget::default();
+    let mut unknown = 0;
+    for p in &exp.phases {
+        let h = p.hyper.resolve(p.algo);
+        let rows = data_rows(p)?;
+        let shape = budget::PhaseShape {
+            algo: p.algo,
+            rows,
+            epochs: h.epochs,
+            global_batch: h.global_batch,
+            max_steps: p.hyper.max_steps,
+            save_every: p.save_every,
+            rollout_tokens: p.hyper.rollout_tokens,
+        };
+        match budget::phase(&shape, &trace) {
+            Some(b) => {
+                let rows = rows.map_or("?".into(), |r| r.to_string());
+                println!(
+                    "  {:w$} {rows:>8} {:>8} {:>11} {:>14} {:>14} {:>12}",
+                    p.name, b.updates, b.checkpoints, b.rollout_tokens, b.generated_tokens, b.judge_calls
+                );
+                total += b;
+            }
+            None => {
+                println!("  {:w$} {:>8} (data absent, no `rows` key: not estimated)", p.name, "?");
+                unknown += 1;
+            }
+        }
+    }
+    println!(
+        "  {:w$} {:>8} {:>8} {:>11} {:>14} {:>14} {:>12}",
+        "total", "", total.updates, total.checkpoints, total.rollout_tokens, total.generated_tokens, total.judge_calls
+    );
+    if unknown > 0 {
+        println!("  not in the total: {unknown} phases whose size is unknown (put their data in place or give `rows`)");
+    }
     Ok(())
+}
+
+/// The records of a phase's data file, or the phase's `rows` when the file is not here.
+fn data_rows(p: &Phase) -> Result<Option<usize>> {
+    if p.data.exists() {
+        return Ok(Some(valuedrift_data::count_records(&p.data)?));
+    }
+    Ok(p.rows)
 }

@@ -41,8 +41,8 @@ pub const GENERATION_BATCH: usize = 64;
 pub const SAVE_EVERY: u64 = 50;
 /// Padded tokens per micro-batch; gradient accumulation fills the global batch.
 pub const MICRO_TOKENS: usize = 2048;
-/// PPO: new tokens per rollout.
-pub const ROLLOUT_TOKENS: usize = 64;
+/// PPO: new tokens per rollout (the paper's maximum response length).
+pub const ROLLOUT_TOKENS: usize = 1024;
 /// PPO: subtracted from the score of a response that does not end with EOS (TRL's option).
 pub const MISSING_EOS_PENALTY: f64 = 1.0;
 /// PPO: optimization epochs over each batch of rollouts (TRL's default).
