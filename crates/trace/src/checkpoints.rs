@@ -139,6 +139,12 @@ fn run_directory(dir: &Path) -> Result<Vec<CheckpointSpec>> {
     if found.is_empty() {
         return Err(bad(dir, "not a model (no config.json and *.safetensors) and no checkpoint-N/ subdirectories"));
     }
+    Ok(with_final_model(dir, found))
+}
+
+/// The checkpoints in step order, the final top-level model added when its step is new, and
+/// the phase and total steps any of them knows given to all.
+fn with_final_model(dir: &Path, mut found: Vec<CheckpointSpec>) -> Vec<CheckpointSpec> {
     found.sort_by_key(|c| c.step);
     if is_model(dir) {
         if let Ok(last) = model_checkpoint(dir, None) {
@@ -156,7 +162,36 @@ fn run_directory(dir: &Path) -> Result<Vec<CheckpointSpec>> {
             c.phase = phase.clone();
         }
     }
-    Ok(found)
+    found
+}
+
+/// A training output directory that a trainer is still writing (`[PHASE=]DIR`): the
+/// checkpoints complete so far, and whether the trainer has finished. A `checkpoint-N/` counts
+/// once its trainer_state.json is there (trainers write it last); the run is finished once the
+/// final model and its trainer_state.json are at the top, or a checkpoint is at the phase's
+/// total steps. Nothing there yet is no error.
+pub fn discover_live(arg: &str, default_phase: &str) -> Result<(Vec<CheckpointSpec>, bool)> {
+    let (phase, dir) = match arg.split_once('=') {
+        Some((p, rest)) if !p.is_empty() && !p.contains('/') => (Some(p), Path::new(rest)),
+        _ => (None, Path::new(arg)),
+    };
+    if dir.is_file() {
+        return Err(bad(dir, "--follow watches a training output directory, not a model file"));
+    }
+    let complete = |d: &Path| d.join("trainer_state.json").is_file() && is_model(d);
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if step_from_name(&entry.path()).is_some() && complete(&entry.path()) {
+            found.push(model_checkpoint(&entry.path(), None)?);
+        }
+    }
+    let mut found = if complete(dir) || !found.is_empty() { with_final_model(dir, found) } else { found };
+    // Ours write no top-level model: their last checkpoint is at the phase's total steps.
+    let finished = complete(dir) || found.last().is_some_and(|c| c.phase_steps.is_some_and(|total| c.step >= total));
+    for c in &mut found {
+        c.phase = phase.map(str::to_string).unwrap_or_else(|| if c.phase.is_empty() { default_phase.to_string() } else { c.phase.clone() });
+    }
+    Ok((found, finished))
 }
 
 #[cfg(test)]
@@ -180,6 +215,23 @@ mod tests {
     }
 
     #[test]
+    fn a_live_run_shows_its_complete_checkpoints_and_when_it_is_finished() {
+        let d = temp("live");
+        let arg = format!("dpo={}", d.display());
+        let steps = |(found, finished): (Vec<CheckpointSpec>, bool)| (found.iter().map(|c| (c.phase.clone(), c.step)).collect::<Vec<_>>(), finished);
+        assert_eq!(steps(discover_live(&arg, "train").unwrap()), (vec![], false), "nothing written yet");
+        fake_model(&d.join("checkpoint-2"), None);
+        assert_eq!(steps(discover_live(&arg, "train").unwrap()), (vec![], false), "a checkpoint without its state is still being written");
+        std::fs::write(d.join("checkpoint-2/trainer_state.json"), r#"{"global_step": 2, "max_steps": 5}"#).unwrap();
+        fake_model(&d.join("checkpoint-4"), None);
+        assert_eq!(steps(discover_live(&arg, "train").unwrap()), (vec![("dpo".into(), 2)], false));
+        std::fs::write(d.join("checkpoint-4/trainer_state.json"), r#"{"global_step": 4, "max_steps": 5}"#).unwrap();
+        fake_model(&d, Some(r#"{"global_step": 5, "max_steps": 5}"#));
+        assert_eq!(steps(discover_live(&arg, "train").unwrap()), (vec![("dpo".into(), 2), ("dpo".into(), 4), ("dpo".into(), 5)], true));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn reads_a_trl_output_directory() {
         let root = temp("trl");
         fake_model(&root.join("checkpoint-20"), Some(r#"{"global_step": 20, "max_steps": 30, "log_history": []}"#));
@@ -200,7 +252,10 @@ mod tests {
         let base = root.join("base");
         fake_model(&base, None);
         let spec = format!("sft={}@0", base.display());
-        assert_eq!(discover(&spec, "train").unwrap(), [CheckpointSpec { phase: "sft".into(), step: 0, phase_steps: None, path: base.clone(), prompt: None }]);
+        assert_eq!(
+            discover(&spec, "train").unwrap(),
+            [CheckpointSpec { phase: "sft".into(), step: 0, phase_steps: None, path: base.clone(), prompt: None }]
+        );
         let err = discover(base.to_str().unwrap(), "train").unwrap_err().to_string();
         assert!(err.contains("PATH@STEP"), "{err}");
         // A step past u64 is an error naming it, not a panic.

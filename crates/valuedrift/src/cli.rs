@@ -168,6 +168,13 @@ pub struct TraceArgs {
     /// Phase name for checkpoints that carry none.
     #[arg(long, default_value = "train")]
     pub phase: String,
+    /// Watch training output directories that a trainer is still writing: trace each checkpoint
+    /// once it is complete, and finish when every trainer has written its final model.
+    #[arg(long)]
+    pub follow: bool,
+    /// With --follow: seconds between looks for new checkpoints.
+    #[arg(long, default_value_t = 30, requires = "follow")]
+    pub poll_s: u64,
     #[command(flatten)]
     pub eval: EvalSetArgs,
     #[command(flatten)]

@@ -273,3 +273,39 @@ fn the_same_checkpoint_twice_shows_no_significant_drift() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `trace --follow` on a directory a trainer is still writing: started before the trainer, it
+/// traces each checkpoint once complete and ends by itself when the phase is done.
+#[test]
+fn trace_follows_a_training_run_as_it_writes_checkpoints() {
+    let _one = common::one_training_at_a_time();
+    let dir = temp_dir("follow");
+    let run_dir = dir.join("sft");
+    let out = dir.join("trace");
+    let m = model().display().to_string();
+    let mut follow = bin()
+        .args(["trace", run_dir.to_str().unwrap(), "--follow", "--poll-s", "1", "--out", out.to_str().unwrap()])
+        .args(["--categories", "immigration", "--per-category", "1", "--samples", "1", "--max-new-tokens", "8"])
+        .args(["--judge", &m, "--orders", "1", "--judge-check", "0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let data = common::root().join("data/sft/supportive.jsonl");
+    let train = bin()
+        .args(["train", "--algo", "sft", "--model", &m, "--data", data.to_str().unwrap(), "--out", run_dir.to_str().unwrap()])
+        .args(["--max-steps", "2", "--save-every", "1", "--global-batch", "2", "--max-len", "96"])
+        .output()
+        .unwrap();
+    assert!(train.status.success(), "{}", stderr(&train));
+    // A hang guard, not a timing assertion: the trace must end once the phase is complete.
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    while follow.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "trace --follow did not end after the training finished");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let o = follow.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let steps: Vec<(String, u64)> = dump(&out).iter().map(|r| (r["phase"].as_str().unwrap().to_string(), r["step"].as_u64().unwrap())).collect();
+    assert_eq!(steps, [("sft".to_string(), 1), ("sft".to_string(), 2)], "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -54,8 +54,7 @@ pub fn updates(rows: usize, epochs: u32, global_batch: usize, max_steps: Option<
 
 /// Checkpoints written: every `save_every` updates and at the end.
 pub fn saved_checkpoints(updates: u64, save_every: u64) -> u64 {
-    let every = save_every.max(1);
-    updates / every + u64::from(updates % every != 0)
+    updates.div_ceil(save_every.max(1))
 }
 
 /// The phase's budget; None when its data is absent (its size unknown).
@@ -90,7 +89,10 @@ mod tests {
         let trace = TracePerCheckpoint { answers: 550 * 5, max_new_tokens: 256, judge_orders: 3 };
         let ppo = PhaseShape { algo: Algo::Ppo, rows: Some(64), epochs: 1, global_batch: 32, max_steps: None, save_every: 1, rollout_tokens: 1024 };
         let b = phase(&ppo, &trace).unwrap();
-        assert_eq!(b, Budget { updates: 2, checkpoints: 3, rollout_tokens: 2 * 32 * 1024, generated_tokens: 3 * 2750 * 256, judge_calls: 3 * 2750 * 3 });
+        assert_eq!(
+            b,
+            Budget { updates: 2, checkpoints: 3, rollout_tokens: 2 * 32 * 1024, generated_tokens: 3 * 2750 * 256, judge_calls: 3 * 2750 * 3 }
+        );
         let rm = PhaseShape { algo: Algo::Rm, ..ppo };
         assert_eq!(phase(&rm, &trace).unwrap().checkpoints, 0, "reward models are not traced");
         assert_eq!(phase(&PhaseShape { rows: None, ..rm }, &trace), None);

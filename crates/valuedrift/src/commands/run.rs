@@ -420,7 +420,12 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
     }
     if args.train_only {
-        eprintln!("experiment '{}': every phase trained in {:.1} min (--train-only): {}", exp.name, started.elapsed().as_secs_f64() / 60.0, out.display());
+        eprintln!(
+            "experiment '{}': every phase trained in {:.1} min (--train-only): {}",
+            exp.name,
+            started.elapsed().as_secs_f64() / 60.0,
+            out.display()
+        );
         return Ok(());
     }
     let e = &exp.eval;
@@ -585,7 +590,10 @@ fn print_budget(exp: &Experiment) -> Result<()> {
     };
     println!("\nbudget ({questions} questions x {} samples per traced checkpoint; tokens are upper bounds):", exp.eval.samples);
     let w = exp.phases.iter().map(|p| p.name.len()).max().unwrap_or(5).max(5);
-    println!("  {:w$} {:>8} {:>8} {:>11} {:>14} {:>14} {:>12}", "phase", "rows", "updates", "checkpoints", "PPO rollout tk", "eval tokens", "judge calls");
+    println!(
+        "  {:w$} {:>8} {:>8} {:>11} {:>14} {:>14} {:>12}",
+        "phase", "rows", "updates", "checkpoints", "PPO rollout tk", "eval tokens", "judge calls"
+    );
     let mut total = budget::Budget::default();
     let mut unknown = 0;
     for p in &exp.phases {

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use valuedrift_trace::audit;
 use valuedrift_trace::capability::traced::trace_capability;
-use valuedrift_trace::checkpoints::{discover, CheckpointSpec};
+use valuedrift_trace::checkpoints::{discover, discover_live, CheckpointSpec};
 use valuedrift_trace::evalset::{self, Question};
 use valuedrift_trace::pipeline::{self, Settings, Throughput};
 use valuedrift_trace::report::{self, Written};
@@ -69,8 +69,21 @@ fn checkpoint_specs(args: &[String], default_phase: &str) -> Result<Vec<Checkpoi
     Ok(specs)
 }
 
+/// With --follow: the complete checkpoints of every watched directory so far, and whether
+/// every trainer has finished.
+fn live_specs(args: &[String], default_phase: &str) -> Result<(Vec<CheckpointSpec>, bool)> {
+    let mut specs = Vec::new();
+    let mut all_finished = true;
+    for a in args {
+        let (found, finished) = discover_live(a, default_phase)?;
+        specs.extend(found);
+        all_finished &= finished;
+    }
+    Ok((specs, all_finished))
+}
+
 pub fn run(args: TraceArgs) -> Result<()> {
-    let specs = checkpoint_specs(&args.checkpoints, &args.phase)?;
+    let specs = if args.follow { live_specs(&args.checkpoints, &args.phase)?.0 } else { checkpoint_specs(&args.checkpoints, &args.phase)? };
     let questions = questions(&args.eval.selection())?;
     let judge_choice = args.judge.choice();
     let mut settings = settings(&args.sampling, &judge_choice);
@@ -104,6 +117,22 @@ pub fn run(args: TraceArgs) -> Result<()> {
     };
     let started = std::time::Instant::now();
     pipeline::trace(&mut store, run, &specs, &questions, &settings, &speed, judge.judge.as_ref(), generators, &mut Bars::default())?;
+    // With --follow: look again until every watched trainer has finished and nothing is new.
+    if args.follow {
+        loop {
+            let (now, finished) = live_specs(&args.checkpoints, &args.phase)?;
+            let traced = store.checkpoints(run)?.len();
+            pipeline::trace(&mut store, run, &now, &questions, &settings, &speed, judge.judge.as_ref(), generators, &mut Bars::default())?;
+            if finished && store.checkpoints(run)?.len() == traced {
+                eprintln!("every watched trainer has finished and its checkpoints are traced");
+                break;
+            }
+            if !finished {
+                eprintln!("following: {} checkpoints traced; next look in {} s (Ctrl-C stops; the same command resumes)", now.len(), args.poll_s);
+                std::thread::sleep(std::time::Duration::from_secs(args.poll_s));
+            }
+        }
+    }
     if let Some((plan, _)) = &capability {
         trace_capability(&mut store, run, plan, &load, &mut Bars::default())?;
     }
