@@ -151,6 +151,8 @@ fn experiment_mistakes_name_the_key() {
         (good.replace(r#"algo = "dpo""#, r#"algo = "orpo""#), "algo"),
         (good.replace(r#"label_setup = "support""#, r#"label_setup = "both""#), "label_setup"),
         (good.replace("max_items = 6", "max_items = 6\nthreshold = 1.5"), "threshold"),
+        (good.replace(r#"algo = "dpo""#, "algo = \"dpo\"\ntrainer = \"trl\""), "trainer"),
+        (format!("{good}\n[trainer.trl]\ncommand = \"train {{modle}}\"\n"), "modle"),
     ];
     for (i, (text, key)) in cases.iter().enumerate() {
         let p = dir.join(format!("bad{i}.toml"));

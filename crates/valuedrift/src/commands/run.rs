@@ -310,9 +310,16 @@ fn validate(exp: &Experiment, require_data: bool) -> Result<()> {
         }
         match (p.algo, &p.reward_model) {
             (Algo::Ppo, None) => bail!("{at}: key 'reward_model' is required for ppo (the name of an rm phase)"),
-            (Algo::Ppo, Some(rm)) if !exp.phases.iter().any(|q| &q.name == rm && q.algo == Algo::Rm) => {
-                bail!("{at}: key 'reward_model' = '{rm}': no rm phase has that name")
-            }
+            (Algo::Ppo, Some(rm)) => match exp.phases.iter().find(|q| &q.name == rm && q.algo == Algo::Rm) {
+                None => bail!("{at}: key 'reward_model' = '{rm}': no rm phase has that name"),
+                // Each trainer stores a reward model its own way (ours: a separate head file).
+                Some(q) if q.external_trainer() != p.external_trainer() => bail!(
+                    "{at}: key 'reward_model' = '{rm}': trained by {}, but this phase by {}; give both the same trainer",
+                    q.trainer.as_deref().unwrap_or("builtin"),
+                    p.trainer.as_deref().unwrap_or("builtin")
+                ),
+                Some(_) => {}
+            },
             _ => {}
         }
         if let Some(t) = p.external_trainer().filter(|t| !exp.trainer.contains_key(*t)) {
