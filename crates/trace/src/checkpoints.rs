@@ -182,7 +182,10 @@ pub fn discover_live(arg: &str, default_phase: &str) -> Result<(Vec<CheckpointSp
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         if step_from_name(&entry.path()).is_some() && complete(&entry.path()) {
-            found.push(model_checkpoint(&entry.path(), None)?);
+            // A state file caught half-written is read again at the next look.
+            if let Ok(c) = model_checkpoint(&entry.path(), None) {
+                found.push(c);
+            }
         }
     }
     let mut found = if complete(dir) || !found.is_empty() { with_final_model(dir, found) } else { found };

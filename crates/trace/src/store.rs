@@ -500,13 +500,20 @@ impl Store {
     /// Records how a checkpoint is asked: a prompt style name, or None for the run's style. A
     /// checkpoint keeps the style its stored answers were drawn with; another is refused.
     pub fn record_prompt(&self, run: i64, checkpoint: i64, prompt: Option<&str>) -> Result<()> {
-        let stored: Option<String> =
-            self.sql(self.conn.query_row("SELECT prompt FROM checkpoints WHERE run = ?1 AND id = ?2", params![run, checkpoint], |r| r.get(0)))?;
+        let (stored, phase, step, model): (Option<String>, String, i64, String) = self.sql(self.conn.query_row(
+            "SELECT prompt, phase, step, path FROM checkpoints WHERE run = ?1 AND id = ?2",
+            params![run, checkpoint],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        ))?;
         if stored.as_deref() != prompt && !self.generated(run, checkpoint)?.is_empty() {
             let name = |p: Option<&str>| p.map_or("the run's prompt style".to_string(), |p| format!("the {p} prompt"));
             return Err(StoreError::Mismatch {
                 path: self.path.clone(),
-                message: format!("checkpoint {checkpoint} was answered with {}, not {}", name(stored.as_deref()), name(prompt)),
+                message: format!(
+                    "{phase} step {step} ({model}) was answered with {}, not {} (eval.base_model_prompt changed?)",
+                    name(stored.as_deref()),
+                    name(prompt)
+                ),
             });
         }
         self.sql(self.conn.execute("UPDATE checkpoints SET prompt = ?3 WHERE run = ?1 AND id = ?2", params![run, checkpoint, prompt]))?;

@@ -99,12 +99,26 @@ fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
 }
 
-/// The template with every placeholder replaced by its value from `values`.
+/// The template with every placeholder replaced by its value from `values`, in one pass (a
+/// value that itself holds `{name}` is not filled again); other braces are left as written.
 fn fill(template: &str, values: &BTreeMap<&str, String>) -> String {
-    let mut out = template.to_string();
-    for (name, value) in values {
-        out = out.replace(&format!("{{{name}}}"), &shell_quote(value));
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find('}').and_then(|close| values.get(&after[..close]).map(|v| (close, v))) {
+            Some((close, value)) => {
+                out.push_str(&shell_quote(value));
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
     }
+    out.push_str(rest);
     out
 }
 
@@ -192,7 +206,9 @@ fn hf_model(model: &Path, out: &Path) -> Result<PathBuf> {
     }
     eprintln!("exporting {} for the external trainer: {}", model.display(), dir.display());
     let lm = LanguageModel::load(model, &Device::Cpu, DType::F32).with_context(|| format!("loading {}", model.display()))?;
-    let partial = dir.with_extension("partial");
+    // Not with_extension: a stem like "Llama-3.1-8B" has a dot of its own.
+    let partial = dir.with_file_name(format!("{stem}.partial"));
+    let _ = std::fs::remove_dir_all(&partial);
     lm.save_hf(&partial)?;
     std::fs::rename(&partial, &dir).with_context(|| format!("cannot move {} to {}", partial.display(), dir.display()))?;
     Ok(dir)
@@ -278,5 +294,7 @@ mod tests {
         let err = bad.validate().unwrap_err().to_string();
         assert!(err.contains("{modle}") && err.contains("model"), "{err}");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        let sneaky = BTreeMap::from([("data", "{lr}".to_string()), ("lr", "1e-5".to_string())]);
+        assert_eq!(fill("t {data} {lr}", &sneaky), "t '{lr}' 1e-5", "a value is not filled again");
     }
 }

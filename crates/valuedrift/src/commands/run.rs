@@ -355,11 +355,14 @@ fn validate(exp: &Experiment, require_data: bool) -> Result<()> {
     Ok(())
 }
 
-/// The final model of a trained phase: the one an external trainer saved at the top of its
-/// directory, else the newest checkpoint.
+/// The final model of a trained phase: for an external trainer's finished phase the path the
+/// tracer lists for its last step (the checkpoint at that step, else the final model at the
+/// top), so the next phase's step 0 reuses its traced answers; else the newest checkpoint.
 fn final_checkpoint(out: &Path, phase: &str) -> Result<PathBuf> {
-    if super::external::finished(&out.join(phase)) {
-        return Ok(out.join(phase));
+    let dir = out.join(phase);
+    if super::external::finished(&dir) {
+        let last = discover(&dir.display().to_string(), phase)?.pop();
+        return Ok(last.map_or(dir, |c| c.path));
     }
     valuedrift_train::checkpoint::list(&out.join(phase))
         .pop()
